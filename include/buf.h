@@ -1,0 +1,61 @@
+/* buf: a fixed-capacity byte ring and a per-thread free list of them.
+ * A buf belongs to one connection or one thread's scratch space; a buf_pool to one
+ * worker thread. Neither locks: only the owning thread touches them. */
+#ifndef ECHOD_BUF_H
+#define ECHOD_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct buf {
+    uint8_t *data;
+    size_t cap;  /* bytes data holds */
+    size_t head; /* offset of the first pending byte */
+    size_t len;  /* pending bytes, from head, wrapping at cap */
+};
+
+/* Free bytes. */
+static inline size_t buf_space(const struct buf *b)
+{
+    return b->cap - b->len;
+}
+
+/* Empty the ring and rewind it so the next append is contiguous from data[0]. */
+static inline void buf_reset(struct buf *b)
+{
+    b->head = 0;
+    b->len = 0;
+}
+
+/* Copy n bytes (n <= buf_space) after the pending ones. */
+void buf_append(struct buf *b, const void *src, size_t n);
+/* Describe the pending bytes as up to 2 iovecs; returns how many. */
+int buf_pending_iov(const struct buf *b, struct iovec iov[2]);
+/* Describe the free space as up to 2 iovecs; returns how many. */
+int buf_free_iov(const struct buf *b, struct iovec iov[2]);
+/* Drop n pending bytes from the front (after a write). */
+void buf_consume(struct buf *b, size_t n);
+/* Count n bytes, written into the buf_free_iov space, as pending (after a read). */
+void buf_commit(struct buf *b, size_t n);
+/* Make the pending bytes contiguous from data[0] (for linear parsers). */
+void buf_linearize(struct buf *b);
+
+/* A free list of equally sized bufs, so the echo path never mallocs per message. */
+struct buf_pool {
+    size_t buf_bytes; /* capacity of every buf handed out */
+    size_t max_free;  /* bufs kept for reuse; the rest are freed */
+    size_t nfree;
+    struct buf **free;
+};
+
+/* 0 or -ENOMEM. */
+int buf_pool_init(struct buf_pool *p, size_t buf_bytes, size_t max_free);
+/* Free every kept buf. */
+void buf_pool_destroy(struct buf_pool *p);
+/* An empty buf of p->buf_bytes capacity, or NULL when memory is exhausted. */
+struct buf *buf_pool_get(struct buf_pool *p);
+/* Return b (which must come from p) to the pool; NULL is ignored. */
+void buf_pool_put(struct buf_pool *p, struct buf *b);
+
+#endif

@@ -1,0 +1,54 @@
+/* conf: the one configuration struct, loaded from a libconfig file or string.
+ * Only conf.c touches libconfig. Loaded by the main thread at start-up; read-only after. */
+#ifndef ECHOD_CONF_H
+#define ECHOD_CONF_H
+
+#include <stddef.h>
+
+#include "addr.h"
+#include "log.h"
+#include "proto.h"
+
+#define CONF_DEFAULT_PORT 7007
+/* Most worker threads, whether configured or counted from CPUs. */
+#define CONF_MAX_WORKERS 1024
+/* Room for an error message "FILE:LINE: message". */
+#define CONF_ERR_SIZE 512
+
+struct conf_service {
+    struct addr *listen; /* addresses to bind; none turns the service off */
+    size_t listen_count;
+    enum proto_mode mode;
+    char *greeting; /* greet mode prefix, UTF-8, NUL-terminated */
+    size_t greeting_len;
+};
+
+struct conf {
+    unsigned workers;             /* worker threads; 0 = one per CPU we may run on */
+    unsigned queue_capacity;      /* hand-off slots per worker */
+    unsigned max_connections;     /* open TCP connections; more wait in the backlog */
+    unsigned idle_timeout_ms;     /* close a silent connection; 0 = never */
+    unsigned shutdown_timeout_ms; /* how long SIGTERM waits for clients to finish */
+    enum log_level log_level;
+    struct conf_service tcp;
+    unsigned tcp_backlog;        /* listen(2) backlog */
+    unsigned tcp_max_line_bytes; /* greet mode: longest line, not counting '\n' */
+    unsigned tcp_buffer_bytes;   /* pending-output bound per connection */
+    struct conf_service udp;
+};
+
+/* Fill c with the built-in defaults; 0 or -ENOMEM. */
+int conf_init_defaults(struct conf *c);
+/* Replace c's values by those in the file at path (keys it omits keep their defaults).
+ * 0; -EINVAL with err = "FILE:LINE: message"; or another -errno when the file is unreadable.
+ * c is left unchanged on failure. */
+int conf_load_file(struct conf *c, const char *path, char *err, size_t err_size);
+/* As conf_load_file, from text in memory, naming it `name` in messages. */
+int conf_load_string(struct conf *c, const char *text, const char *name, char *err,
+                     size_t err_size);
+/* The number of workers to start: c->workers, or the CPUs this process may run on. */
+unsigned conf_worker_count(const struct conf *c);
+/* Release what c owns. */
+void conf_free(struct conf *c);
+
+#endif

@@ -1,0 +1,43 @@
+/* conn: one worker's TCP connections: the echo/greet state machine, the per-worker
+ * scratch space and buffer pools they borrow, and their idle-timeout queue.
+ * Runs only on the owning worker thread; nothing here locks. */
+#ifndef ECHOD_CONN_H
+#define ECHOD_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+#include "stats.h"
+
+struct conn_settings {
+    enum proto_mode mode;
+    struct proto_greet greet;
+    size_t buffer_bytes;      /* pending-output bound per connection */
+    unsigned idle_timeout_ms; /* 0 = never */
+    void (*on_close)(void *arg); /* told, on this thread, whenever a connection closes */
+    void *on_close_arg;
+};
+
+struct conn_set;
+
+/* A connection set registering its sockets in epfd; 0 or -errno. */
+int conn_set_create(const struct conn_settings *s, int epfd, struct stats *stats,
+                    struct conn_set **out);
+/* Close every connection at once and free the set. */
+void conn_set_destroy(struct conn_set *set);
+/* Serve the accepted socket fd, taking ownership (closed on failure); 0 or -errno. */
+int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms);
+/* Handle epoll `events` for the connection registered with data.ptr == conn. */
+void conn_set_handle(struct conn_set *set, void *conn, uint32_t events, uint64_t now_ms);
+/* Close connections whose idle or linger time ran out. */
+void conn_set_expire(struct conn_set *set, uint64_t now_ms);
+/* Milliseconds until the next expiry (0 if due), or -1 when nothing can expire. */
+int conn_set_next_expiry_ms(const struct conn_set *set, uint64_t now_ms);
+/* Shutdown deadline: answer what each client already sent as far as the socket takes
+ * it, send FIN, and close every connection. */
+void conn_set_close_all(struct conn_set *set);
+/* Open connections. */
+size_t conn_set_count(const struct conn_set *set);
+
+#endif

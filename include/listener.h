@@ -1,0 +1,26 @@
+/* listener: binding TCP and UDP sockets and publishing their ports.
+ * Main thread, at start-up. The server owns every listener fd and closes it last. */
+#ifndef ECHOD_LISTENER_H
+#define ECHOD_LISTENER_H
+
+#include <stddef.h>
+
+#include "addr.h"
+
+struct listener {
+    int fd;
+    int type;           /* SOCK_STREAM or SOCK_DGRAM */
+    struct addr bound;  /* the address actually bound: port 0 resolved */
+};
+
+/* Bind a non-blocking socket of `type` to a (listening, for TCP); 0 or -errno. */
+int listener_open(struct listener *l, const struct addr *a, int type, int backlog);
+/* Close the socket; safe on a listener that is already closed. */
+void listener_close(struct listener *l);
+/* "tcp 127.0.0.1:40123" or "udp [::1]:40124" into buf. */
+void listener_describe(const struct listener *l, char *buf, size_t size);
+/* Write one listener_describe line per listener to path, atomically (temp + rename).
+ * 0 or -errno. */
+int listener_write_port_file(const char *path, const struct listener *ls, size_t count);
+
+#endif

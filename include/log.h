@@ -1,0 +1,28 @@
+/* log: leveled logging to stderr, one write(2) per line so threads never interleave.
+ * Any thread may log; the level is an atomic set once at start-up. */
+#ifndef ECHOD_LOG_H
+#define ECHOD_LOG_H
+
+enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+
+/* Parse "error", "warn", "info" or "debug"; 0 or -EINVAL. */
+int log_level_parse(const char *name, enum log_level *out);
+/* The level's name as log_level_parse accepts it. */
+const char *log_level_name(enum log_level level);
+/* Set the most verbose level that is printed. */
+void log_set_level(enum log_level level);
+/* Whether a message at this level would be printed. */
+int log_is_enabled(enum log_level level);
+/* Print one line: "TIME echod[PID]: LEVEL: message". */
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                             \
+    do {                                                                                           \
+        if (log_is_enabled(LOG_LEVEL_DEBUG))                                                       \
+            log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                                                 \
+    } while (0)
+
+#endif

@@ -1,0 +1,29 @@
+/* server: owns the listeners and every thread, and runs start-up and shutdown in order.
+ * Main thread only. */
+#ifndef ECHOD_SERVER_H
+#define ECHOD_SERVER_H
+
+#include <stddef.h>
+
+#include "conf.h"
+#include "listener.h"
+
+struct server;
+
+/* Bind every listener of c. 0; or -errno with err naming the address that failed. */
+int server_open(const struct conf *c, struct server **out, char *err, size_t err_size);
+/* The bound listeners, TCP first. */
+const struct listener *server_listeners(const struct server *s, size_t *count);
+/* Start the UDP thread, the workers and the acceptor; 0 or -errno. */
+int server_start(struct server *s);
+/* Stop accepting now and let workers drain until shutdown_timeout_ms. Calling it again
+ * cuts the wait short. */
+void server_shutdown(struct server *s);
+/* An eventfd that becomes readable once every worker has finished draining. */
+int server_done_fd(const struct server *s);
+/* Log every counter, summed over threads, at info level. */
+void server_log_stats(struct server *s);
+/* Join every thread, close every listener, free s. */
+void server_destroy(struct server *s);
+
+#endif

@@ -1,0 +1,39 @@
+/* worker: a thread running one epoll loop over many connections (see conn.h) and its
+ * hand-off queue (see handoff.h for the fd ownership rule). */
+#ifndef ECHOD_WORKER_H
+#define ECHOD_WORKER_H
+
+#include <stdint.h>
+
+#include "conf.h"
+#include "stats.h"
+
+struct worker;
+
+/* How a worker reports back to whoever runs it. */
+struct worker_hooks {
+    void (*on_close)(void *arg); /* called on the worker thread after each close */
+    void *arg;
+    int done_fd; /* eventfd the worker adds 1 to when its thread ends */
+};
+
+/* A worker (not yet running) for the TCP settings of c; 0 or -errno. */
+int worker_create(const struct conf *c, const struct worker_hooks *hooks, struct worker **out);
+/* Start the thread; 0 or -errno. */
+int worker_start(struct worker *w);
+/* Hand an accepted socket to the worker (acceptor thread). Takes ownership of fd as
+ * handoff_push does; 0 or -errno. */
+int worker_push(struct worker *w, int fd);
+/* Connections assigned to the worker and not yet closed (any thread; approximate). */
+unsigned worker_load(const struct worker *w);
+/* Stop taking sockets; serve the open ones until their clients close or deadline_ms
+ * (CLOCK_MONOTONIC) passes; then the thread ends. Calling again moves the deadline. */
+void worker_drain(struct worker *w, uint64_t deadline_ms);
+/* Wait for the thread to end. */
+void worker_join(struct worker *w);
+/* Free the worker; its thread must have ended or never started. */
+void worker_destroy(struct worker *w);
+/* The worker's counters. */
+struct stats *worker_stats(struct worker *w);
+
+#endif

@@ -1,0 +1,395 @@
+/* conf: builds the one configuration struct from built-in defaults and a libconfig file
+ * (or a string, for the fuzzer and the tests). The only file that touches libconfig.
+ * Main thread at start-up. A load builds a whole new struct and replaces the caller's
+ * only when every key is valid, so a bad file never leaves a half-applied configuration.
+ * Errors read "FILE:LINE: key: message" and name the key with its group ("tcp.mode"). */
+#include "config.h"
+
+#include "conf.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONF_DEFAULT_LISTEN "127.0.0.1:7007"
+#define CONF_MAX_LISTEN     64   /* addresses per service */
+#define CONF_MAX_GREETING   4096 /* bytes */
+
+/* Where messages go while one load runs. */
+struct conf_ctx {
+    const char *name; /* file name, or the string's name */
+    char *err;
+    size_t err_size;
+};
+
+/* An unsigned key: its name within its group, where it lives, and its range. */
+struct conf_uint_key {
+    const char *name;
+    size_t offset; /* of an unsigned in struct conf */
+    unsigned min, max;
+};
+
+static const struct conf_uint_key conf_root_uints[] = {
+    {"workers", offsetof(struct conf, workers), 0, CONF_MAX_WORKERS},
+    {"queue_capacity", offsetof(struct conf, queue_capacity), 1, 1u << 20},
+    {"max_connections", offsetof(struct conf, max_connections), 1, 10000000},
+    {"idle_timeout_ms", offsetof(struct conf, idle_timeout_ms), 0, INT32_MAX},
+    {"shutdown_timeout_ms", offsetof(struct conf, shutdown_timeout_ms), 0, 3600000},
+    {NULL, 0, 0, 0},
+};
+
+static const struct conf_uint_key conf_tcp_uints[] = {
+    {"backlog", offsetof(struct conf, tcp_backlog), 1, 65535},
+    {"max_line_bytes", offsetof(struct conf, tcp_max_line_bytes), 1, 16u << 20},
+    {"buffer_bytes", offsetof(struct conf, tcp_buffer_bytes), 1024, 64u << 20},
+    {NULL, 0, 0, 0},
+};
+
+/* Write "NAME:LINE: group.key: message" and return -EINVAL. */
+__attribute__((format(printf, 4, 5))) static int
+conf_fail(const struct conf_ctx *ctx, const config_setting_t *s, const char *group,
+          const char *fmt, ...)
+{
+    char msg[CONF_ERR_SIZE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    const char *key = config_setting_name(s);
+    snprintf(ctx->err, ctx->err_size, "%s:%u: %s%s%s: %s", ctx->name,
+             config_setting_source_line(s), group ? group : "", group ? "." : "",
+             key ? key : "(element)", msg);
+    return -EINVAL;
+}
+
+/* Continuation bytes after lead byte c in UTF-8, or -1 for a byte no character starts with. */
+static int conf_utf8_extra(unsigned c)
+{
+    if (c < 0x80)
+        return 0;
+    if ((c & 0xe0) == 0xc0)
+        return 1;
+    if ((c & 0xf0) == 0xe0)
+        return 2;
+    if ((c & 0xf8) == 0xf0)
+        return 3;
+    return -1;
+}
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
+static bool conf_is_utf8(const unsigned char *s, size_t n)
+{
+    static const uint32_t min_cp[] = {0, 0x80, 0x800, 0x10000};
+    size_t i = 0;
+    while (i < n) {
+        int extra = conf_utf8_extra(s[i]);
+        if (extra < 0 || i + (size_t)extra >= n)
+            return false;
+        uint32_t cp = extra == 0 ? s[i] : s[i] & (0x3fu >> extra);
+        for (int k = 1; k <= extra; k++) {
+            if ((s[i + (size_t)k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + (size_t)k] & 0x3fu);
+        }
+        if (cp < min_cp[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += (size_t)extra + 1;
+    }
+    return true;
+}
+
+/* An integer setting within [min, max]. */
+static int conf_get_uint(const struct conf_ctx *ctx, const config_setting_t *s, const char *group,
+                         unsigned min, unsigned max, unsigned *out)
+{
+    int type = config_setting_type(s);
+    if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64)
+        return conf_fail(ctx, s, group, "must be an integer");
+    long long v = config_setting_get_int64(s);
+    if (v < (long long)min || v > (long long)max)
+        return conf_fail(ctx, s, group, "must be between %u and %u, not %lld", min, max, v);
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* A string setting. */
+static int conf_get_string(const struct conf_ctx *ctx, const config_setting_t *s, const char *group,
+                           const char **out)
+{
+    if (config_setting_type(s) != CONFIG_TYPE_STRING)
+        return conf_fail(ctx, s, group, "must be a string");
+    *out = config_setting_get_string(s);
+    return 0;
+}
+
+/* The listen list: strings "ADDR:PORT" or "[V6ADDR]:PORT"; replaces svc->listen. */
+static int conf_get_listen(const struct conf_ctx *ctx, const config_setting_t *s, const char *group,
+                           struct conf_service *svc)
+{
+    int type = config_setting_type(s);
+    if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
+        return conf_fail(ctx, s, group, "must be a list of \"ADDR:PORT\" strings");
+    int n = config_setting_length(s);
+    if (n > CONF_MAX_LISTEN)
+        return conf_fail(ctx, s, group, "at most %d addresses", CONF_MAX_LISTEN);
+    struct addr *list = calloc(n > 0 ? (size_t)n : 1, sizeof(*list));
+    if (list == NULL)
+        return -ENOMEM;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const char *text = config_setting_get_string(e);
+        if (text == NULL || addr_parse(text, &list[i]) < 0) {
+            free(list);
+            return conf_fail(ctx, s, group, "element %d: %s%s%s is not \"ADDR:PORT\" or \"[V6ADDR]:PORT\"",
+                             i + 1, text ? "\"" : "", text ? text : "a non-string",
+                             text ? "\"" : "");
+        }
+    }
+    free(svc->listen);
+    svc->listen = list;
+    svc->listen_count = (size_t)n;
+    return 0;
+}
+
+/* The greeting: UTF-8 text of at most CONF_MAX_GREETING bytes; replaces svc->greeting. */
+static int conf_get_greeting(const struct conf_ctx *ctx, const config_setting_t *s,
+                             const char *group, struct conf_service *svc)
+{
+    const char *text = NULL;
+    int rc = conf_get_string(ctx, s, group, &text);
+    if (rc < 0)
+        return rc;
+    size_t len = strlen(text);
+    if (len > CONF_MAX_GREETING)
+        return conf_fail(ctx, s, group, "longer than %d bytes", CONF_MAX_GREETING);
+    if (!conf_is_utf8((const unsigned char *)text, len))
+        return conf_fail(ctx, s, group, "is not valid UTF-8");
+    char *copy = strdup(text);
+    if (copy == NULL)
+        return -ENOMEM;
+    free(svc->greeting);
+    svc->greeting = copy;
+    svc->greeting_len = len;
+    return 0;
+}
+
+/* Apply s if its name is one of the keys of `table`; 1 if it was, 0 if not, or -errno. */
+static int conf_apply_uint(const struct conf_ctx *ctx, const config_setting_t *s, const char *group,
+                           const struct conf_uint_key *table, struct conf *c)
+{
+    const char *name = config_setting_name(s);
+    for (const struct conf_uint_key *k = table; k->name; k++) {
+        if (strcmp(name, k->name) == 0) {
+            unsigned *field = (unsigned *)(void *)((char *)c + k->offset);
+            int rc = conf_get_uint(ctx, s, group, k->min, k->max, field);
+            return rc < 0 ? rc : 1;
+        }
+    }
+    return 0;
+}
+
+/* Apply one member of the tcp or udp group; the keys both groups share come first. */
+static int conf_apply_service_key(const struct conf_ctx *ctx, const config_setting_t *s,
+                                  const char *group, struct conf_service *svc)
+{
+    const char *name = config_setting_name(s);
+    const char *text = NULL;
+    int rc;
+    if (strcmp(name, "listen") == 0)
+        return conf_get_listen(ctx, s, group, svc);
+    if (strcmp(name, "greeting") == 0)
+        return conf_get_greeting(ctx, s, group, svc);
+    if (strcmp(name, "mode") == 0) {
+        rc = conf_get_string(ctx, s, group, &text);
+        if (rc == 0 && proto_mode_parse(text, &svc->mode) < 0)
+            rc = conf_fail(ctx, s, group, "must be \"echo\" or \"greet\", not \"%s\"", text);
+        return rc;
+    }
+    return conf_fail(ctx, s, group, "unknown key");
+}
+
+/* Apply the tcp or udp group. */
+static int conf_apply_service(const struct conf_ctx *ctx, const config_setting_t *g,
+                              const char *group, struct conf *c)
+{
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+        return conf_fail(ctx, g, NULL, "must be a group: %s = { ... };", group);
+    bool is_tcp = strcmp(group, "tcp") == 0;
+    struct conf_service *svc = is_tcp ? &c->tcp : &c->udp;
+    int n = config_setting_length(g);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+        int rc = is_tcp ? conf_apply_uint(ctx, s, group, conf_tcp_uints, c) : 0;
+        if (rc == 0)
+            rc = conf_apply_service_key(ctx, s, group, svc);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Rules that involve more than one key. */
+static int conf_check_whole(const struct conf_ctx *ctx, const config_t *cfg, const struct conf *c)
+{
+    size_t greet_need = c->tcp.greeting_len + (size_t)c->tcp_max_line_bytes + 1;
+    if (c->tcp.mode == PROTO_GREET && c->tcp_buffer_bytes < greet_need) {
+        /* Greet mode is only on when tcp.mode was given, so one of the two exists. */
+        const config_setting_t *s = config_lookup(cfg, "tcp.buffer_bytes");
+        if (s == NULL)
+            s = config_lookup(cfg, "tcp.mode");
+        return conf_fail(ctx, s, "tcp",
+                         "greet mode needs tcp.buffer_bytes of at least greeting +"
+                         " max_line_bytes + 1 = %zu bytes",
+                         greet_need);
+    }
+    return 0;
+}
+
+/* Apply every top-level setting of cfg to c. */
+static int conf_apply_root(const struct conf_ctx *ctx, const config_t *cfg, struct conf *c)
+{
+    const config_setting_t *root = config_root_setting(cfg);
+    int n = config_setting_length(root);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        const char *name = config_setting_name(s);
+        const char *text = NULL;
+        int rc = conf_apply_uint(ctx, s, NULL, conf_root_uints, c);
+        if (rc != 0) {
+            if (rc < 0)
+                return rc;
+        } else if (strcmp(name, "tcp") == 0 || strcmp(name, "udp") == 0) {
+            if ((rc = conf_apply_service(ctx, s, name, c)) < 0)
+                return rc;
+        } else if (strcmp(name, "log_level") == 0) {
+            if ((rc = conf_get_string(ctx, s, NULL, &text)) < 0)
+                return rc;
+            if (log_level_parse(text, &c->log_level) < 0)
+                return conf_fail(ctx, s, NULL, "must be \"error\", \"warn\", \"info\" or"
+                                 " \"debug\", not \"%s\"", text);
+        } else {
+            return conf_fail(ctx, s, NULL, "unknown key");
+        }
+    }
+    return conf_check_whole(ctx, cfg, c);
+}
+
+/* Set one service's defaults. */
+static int conf_service_defaults(struct conf_service *svc, const char *greeting)
+{
+    memset(svc, 0, sizeof(*svc));
+    svc->listen = calloc(1, sizeof(*svc->listen));
+    svc->greeting = strdup(greeting);
+    if (svc->listen == NULL || svc->greeting == NULL)
+        return -ENOMEM;
+    addr_parse(CONF_DEFAULT_LISTEN, &svc->listen[0]);
+    svc->listen_count = 1;
+    svc->mode = PROTO_ECHO;
+    svc->greeting_len = strlen(greeting);
+    return 0;
+}
+
+int conf_init_defaults(struct conf *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->workers = 0;
+    c->queue_capacity = 1024;
+    c->max_connections = 10000;
+    c->idle_timeout_ms = 300000;
+    c->shutdown_timeout_ms = 5000;
+    c->log_level = LOG_LEVEL_INFO;
+    c->tcp_backlog = 4096;
+    c->tcp_max_line_bytes = 8192;
+    c->tcp_buffer_bytes = 65536;
+    if (conf_service_defaults(&c->tcp, "Hello, ") < 0 ||
+        conf_service_defaults(&c->udp, "Hello, client! You sent: ") < 0) {
+        conf_free(c);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* Turn a parsed cfg (or its parse error) into c. */
+static int conf_finish(const struct conf_ctx *ctx, config_t *cfg, int parsed, struct conf *c)
+{
+    if (!parsed) {
+        snprintf(ctx->err, ctx->err_size, "%s:%d: %s", ctx->name, config_error_line(cfg),
+                 config_error_text(cfg));
+        return -EINVAL;
+    }
+    struct conf fresh;
+    int rc = conf_init_defaults(&fresh);
+    if (rc == 0)
+        rc = conf_apply_root(ctx, cfg, &fresh);
+    if (rc == -ENOMEM)
+        snprintf(ctx->err, ctx->err_size, "%s: out of memory", ctx->name);
+    if (rc < 0) {
+        conf_free(&fresh);
+        return rc;
+    }
+    conf_free(c);
+    *c = fresh;
+    return 0;
+}
+
+int conf_load_file(struct conf *c, const char *path, char *err, size_t err_size)
+{
+    struct conf_ctx ctx = {path, err, err_size};
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        int rc = -errno;
+        snprintf(err, err_size, "%s: cannot open: %s", path, strerror(-rc));
+        return rc;
+    }
+    config_t cfg;
+    config_init(&cfg);
+    int parsed = config_read(&cfg, f) == CONFIG_TRUE;
+    fclose(f);
+    int rc = conf_finish(&ctx, &cfg, parsed, c);
+    config_destroy(&cfg);
+    return rc;
+}
+
+int conf_load_string(struct conf *c, const char *text, const char *name, char *err,
+                     size_t err_size)
+{
+    struct conf_ctx ctx = {name, err, err_size};
+    config_t cfg;
+    config_init(&cfg);
+    int parsed = config_read_string(&cfg, text) == CONFIG_TRUE;
+    int rc = conf_finish(&ctx, &cfg, parsed, c);
+    config_destroy(&cfg);
+    return rc;
+}
+
+unsigned conf_worker_count(const struct conf *c)
+{
+    if (c->workers > 0)
+        return c->workers;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set) > CONF_MAX_WORKERS ? CONF_MAX_WORKERS : (unsigned)CPU_COUNT(&set);
+    return 1;
+}
+
+static void conf_service_free(struct conf_service *svc)
+{
+    free(svc->listen);
+    free(svc->greeting);
+    svc->listen = NULL;
+    svc->greeting = NULL;
+    svc->listen_count = 0;
+}
+
+void conf_free(struct conf *c)
+{
+    conf_service_free(&c->tcp);
+    conf_service_free(&c->udp);
+}

@@ -1,0 +1,527 @@
+/* conn: one worker's TCP connections. Runs only on the owning worker thread; nothing
+ * here locks. The set owns every connection, its socket, and the buffers it borrows.
+ *
+ * DESIGN. Epoll is level-triggered and a connection's interest changes only when its
+ * state does (output starts or stops pending, reading pauses or ends), so the common
+ * echo costs one recv and one send and no epoll_ctl. That common case runs entirely in
+ * the worker's scratch space: a connection only takes a buffer from the worker's pool
+ * when a send comes up short (pending output, at most buffer_bytes) or, in greet mode,
+ * when a line arrives in pieces (at most max_line_bytes + 1). An idle connection holds
+ * neither. While output is pending the connection reads only into the free space of
+ * its output ring, and not at all once the ring is full: that is the backpressure.
+ * Idle and linger timeouts are two lists kept in deadline order (every entry of a list
+ * has the same timeout), so refreshing a deadline and finding expiries are O(1). */
+#include "config.h"
+
+#include "conn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "list.h"
+#include "log.h"
+
+/* How long a connection closed for a protocol error keeps discarding input after its
+ * error reply, so that closing does not reset the reply away. */
+#define CONN_LINGER_MS 2000
+/* Output buffers a worker keeps for reuse; the rest go back to malloc. */
+#define CONN_POOL_KEEP 64
+/* Rounds of reading and answering each connection gets at the shutdown deadline. */
+#define CONN_FINAL_ROUNDS 8
+
+struct conn {
+    int fd;
+    uint32_t events;      /* interest registered with epoll */
+    bool is_read_closed;  /* the client sent FIN: nothing more will be read */
+    bool is_failing;      /* a protocol error: answer what came before, then close */
+    bool has_error_reply; /* the error reply is queued in out */
+    bool is_lingering;    /* FIN sent after the error reply; discarding until EOF */
+    struct buf *out;      /* pending output, NULL when none (never empty) */
+    struct buf *in;       /* greet: unanswered input, linear, NULL when none */
+    uint64_t deadline_ms; /* idle or linger expiry */
+    struct list_node node; /* in set->idle or set->linger, in deadline order */
+};
+
+struct conn_set {
+    struct conn_settings s;
+    int epfd;
+    struct stats *stats;
+    size_t count;
+    size_t in_cap;           /* greet: a full line plus its '\n' */
+    struct buf scratch_in;   /* where the fast path reads */
+    struct buf scratch_out;  /* where greet builds replies before one send */
+    struct buf_pool out_pool;
+    struct buf_pool in_pool;
+    struct list_node idle;   /* live connections, least recently active first */
+    struct list_node linger; /* lingering connections, oldest first */
+};
+
+enum conn_result { CONN_OPEN, CONN_DONE };
+
+int conn_set_create(const struct conn_settings *s, int epfd, struct stats *stats,
+                    struct conn_set **out)
+{
+    struct conn_set *set = calloc(1, sizeof(*set));
+    if (set == NULL)
+        return -ENOMEM;
+    set->s = *s;
+    set->epfd = epfd;
+    set->stats = stats;
+    set->in_cap = s->greet.max_line_bytes + 1;
+    list_init(&set->idle);
+    list_init(&set->linger);
+    size_t in_bytes = s->buffer_bytes > set->in_cap ? s->buffer_bytes : set->in_cap;
+    set->scratch_in.data = malloc(in_bytes);
+    set->scratch_in.cap = in_bytes;
+    set->scratch_out.data = malloc(s->buffer_bytes);
+    set->scratch_out.cap = s->buffer_bytes;
+    int rc = set->scratch_in.data && set->scratch_out.data ? 0 : -ENOMEM;
+    if (rc == 0)
+        rc = buf_pool_init(&set->out_pool, s->buffer_bytes, CONN_POOL_KEEP);
+    if (rc == 0 && (rc = buf_pool_init(&set->in_pool, set->in_cap, CONN_POOL_KEEP)) < 0)
+        buf_pool_destroy(&set->out_pool);
+    if (rc < 0) {
+        free(set->scratch_in.data);
+        free(set->scratch_out.data);
+        free(set);
+        return rc;
+    }
+    *out = set;
+    return 0;
+}
+
+/* Close c now and forget it; `reason` is the counter that says why, or STAT_COUNT. */
+static void conn_close(struct conn_set *set, struct conn *c, enum stats_counter reason)
+{
+    list_unlink(&c->node);
+    buf_pool_put(&set->out_pool, c->out);
+    buf_pool_put(&set->in_pool, c->in);
+    close(c->fd); /* also removes it from epoll */
+    free(c);
+    set->count--;
+    if (reason != STAT_COUNT)
+        stats_add(set->stats, reason, 1);
+    stats_add(set->stats, STAT_tcp_closed, 1);
+    set->s.on_close(set->s.on_close_arg);
+}
+
+/* Give back buffers that hold nothing, so idle connections keep none. */
+static void conn_release_empty(struct conn_set *set, struct conn *c)
+{
+    if (c->out && c->out->len == 0) {
+        buf_pool_put(&set->out_pool, c->out);
+        c->out = NULL;
+    }
+    if (c->in && c->in->len == 0) {
+        buf_pool_put(&set->in_pool, c->in);
+        c->in = NULL;
+    }
+}
+
+/* Take a buffer from pool into *slot if it has none; 0 or -ENOMEM. */
+static int conn_take_buf(struct buf_pool *pool, struct buf **slot)
+{
+    if (*slot == NULL)
+        *slot = buf_pool_get(pool);
+    return *slot ? 0 : -ENOMEM;
+}
+
+/* Push the deadline of a connection that made progress. */
+static void conn_touch(struct conn_set *set, struct conn *c, uint64_t now_ms)
+{
+    if (set->s.idle_timeout_ms == 0 || c->is_lingering)
+        return;
+    c->deadline_ms = now_ms + set->s.idle_timeout_ms;
+    list_move_back(&set->idle, &c->node);
+}
+
+/* What a recv-like call returned: bytes (> 0) or 0 at EOF, -EAGAIN, or -errno. */
+static ssize_t conn_read_result(struct conn_set *set, struct conn *c, ssize_t n)
+{
+    if (n > 0) {
+        stats_add(set->stats, STAT_tcp_bytes_in, (uint64_t)n);
+        return n;
+    }
+    if (n == 0) {
+        c->is_read_closed = true;
+        return 0;
+    }
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+}
+
+/* Send what is pending in c->out once; 0 (including when the socket is full) or -errno. */
+static int conn_flush(struct conn_set *set, struct conn *c)
+{
+    if (c->out == NULL || c->out->len == 0)
+        return 0;
+    struct msghdr msg = {0};
+    struct iovec iov[2];
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)buf_pending_iov(c->out, iov);
+    ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
+    buf_consume(c->out, (size_t)n);
+    stats_add(set->stats, STAT_tcp_bytes_out, (uint64_t)n);
+    return 0;
+}
+
+/* Send data[0..n) from scratch space, keeping what the socket does not take in c->out
+ * (which holds nothing yet). 0 or -errno. */
+static int conn_send_or_keep(struct conn_set *set, struct conn *c, const uint8_t *data, size_t n)
+{
+    ssize_t sent = send(c->fd, data, n, MSG_NOSIGNAL);
+    if (sent < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -errno;
+        sent = 0;
+    }
+    stats_add(set->stats, STAT_tcp_bytes_out, (uint64_t)sent);
+    if ((size_t)sent == n)
+        return 0;
+    int rc = conn_take_buf(&set->out_pool, &c->out);
+    if (rc == 0)
+        buf_append(c->out, data + sent, n - (size_t)sent);
+    return rc;
+}
+
+/* Echo: read once and answer. Fast path: recv and send from scratch. With output
+ * pending, read into the free part of the output ring instead, behind what waits. */
+static int conn_read_echo(struct conn_set *set, struct conn *c)
+{
+    if (c->out == NULL) {
+        ssize_t n = recv(c->fd, set->scratch_in.data, set->s.buffer_bytes, 0);
+        n = conn_read_result(set, c, n);
+        return n > 0 ? conn_send_or_keep(set, c, set->scratch_in.data, (size_t)n) : (int)n;
+    }
+    struct msghdr msg = {0};
+    struct iovec iov[2];
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)buf_free_iov(c->out, iov);
+    ssize_t n = conn_read_result(set, c, recvmsg(c->fd, &msg, 0));
+    if (n > 0)
+        buf_commit(c->out, (size_t)n);
+    return n > 0 ? 0 : (int)n;
+}
+
+/* Greet: a line was too long. Drop the input and answer with the error once the lines
+ * before it are sent. */
+static void conn_fail_line_too_long(struct conn_set *set, struct conn *c)
+{
+    c->is_failing = true;
+    if (c->in)
+        buf_reset(c->in);
+    stats_add(set->stats, STAT_tcp_lines_too_long, 1);
+}
+
+/* Keep the input after the first `consumed` bytes of in[0..len) for later: the
+ * connection's own input buffer takes it, if there is any. */
+static int conn_keep_input(struct conn_set *set, struct conn *c, const char *in, size_t len,
+                           size_t consumed)
+{
+    if (consumed == len)
+        return 0;
+    int rc = conn_take_buf(&set->in_pool, &c->in);
+    if (rc == 0)
+        buf_append(c->in, in + consumed, len - consumed);
+    return rc;
+}
+
+/* Greet fast path: answer the lines of in[0..len) from scratch space with one send. */
+static int conn_greet_answer(struct conn_set *set, struct conn *c, const char *in, size_t len)
+{
+    size_t consumed;
+    struct buf *reply = &set->scratch_out;
+    buf_reset(reply);
+    enum proto_status st = proto_greet_frame(&set->s.greet, in, len, false, reply, &consumed);
+    int rc = reply->len > 0 ? conn_send_or_keep(set, c, reply->data, reply->len) : 0;
+    if (st == PROTO_LINE_TOO_LONG)
+        conn_fail_line_too_long(set, c);
+    else if (rc == 0)
+        rc = conn_keep_input(set, c, in, len, consumed);
+    return rc;
+}
+
+/* Greet slow path: answer what c->in holds into c->out, as far as it has room. */
+static int conn_greet_process(struct conn_set *set, struct conn *c)
+{
+    if (c->in == NULL || c->is_failing)
+        return 0;
+    int rc = conn_take_buf(&set->out_pool, &c->out);
+    if (rc < 0)
+        return rc;
+    size_t consumed;
+    enum proto_status st = proto_greet_frame(&set->s.greet, (const char *)c->in->data,
+                                             c->in->len, c->is_read_closed, c->out, &consumed);
+    buf_consume(c->in, consumed);
+    buf_linearize(c->in);
+    if (st == PROTO_LINE_TOO_LONG)
+        conn_fail_line_too_long(set, c);
+    return 0;
+}
+
+/* Greet: read once, into scratch when nothing waits, else after the partial line. */
+static int conn_read_greet(struct conn_set *set, struct conn *c)
+{
+    if (c->in == NULL && c->out == NULL) {
+        ssize_t n = recv(c->fd, set->scratch_in.data, set->in_cap, 0);
+        n = conn_read_result(set, c, n);
+        return n > 0 ? conn_greet_answer(set, c, (const char *)set->scratch_in.data, (size_t)n)
+                     : (int)n;
+    }
+    int rc = conn_take_buf(&set->in_pool, &c->in);
+    if (rc < 0)
+        return rc;
+    ssize_t n = recv(c->fd, c->in->data + c->in->len, set->in_cap - c->in->len, 0);
+    n = conn_read_result(set, c, n);
+    if (n > 0)
+        buf_commit(c->in, (size_t)n);
+    return n >= 0 ? conn_greet_process(set, c) : (int)n;
+}
+
+/* Whether the connection should be reading now. */
+static bool conn_wants_read(const struct conn_set *set, const struct conn *c)
+{
+    if (c->is_read_closed || c->is_failing)
+        return false;
+    if (c->out && buf_space(c->out) == 0)
+        return false; /* backpressure: the client is not reading its echo */
+    return c->in == NULL || c->in->len < set->in_cap;
+}
+
+/* Queue the error reply once the output ring has room for it. */
+static void conn_queue_error_reply(struct conn_set *set, struct conn *c)
+{
+    char reply[128];
+    int n = proto_line_too_long_reply(&set->s.greet, reply, sizeof(reply));
+    if (n <= 0 || (size_t)n >= sizeof(reply) || conn_take_buf(&set->out_pool, &c->out) < 0)
+        return;
+    if (buf_space(c->out) >= (size_t)n) {
+        buf_append(c->out, reply, (size_t)n);
+        c->has_error_reply = true;
+    }
+}
+
+/* Everything is answered after an error: send FIN and discard input until the client's
+ * FIN or the linger deadline, so the close does not reset the reply away. */
+static void conn_start_linger(struct conn_set *set, struct conn *c, uint64_t now_ms)
+{
+    shutdown(c->fd, SHUT_WR);
+    c->is_lingering = true;
+    c->deadline_ms = now_ms + CONN_LINGER_MS;
+    list_unlink(&c->node);
+    list_push_back(&set->linger, &c->node);
+}
+
+/* Lingering: read and discard; CONN_DONE at EOF or error. */
+static enum conn_result conn_linger_read(struct conn_set *set, struct conn *c)
+{
+    ssize_t n = recv(c->fd, set->scratch_in.data, set->scratch_in.cap, 0);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+        return CONN_OPEN;
+    conn_close(set, c, STAT_COUNT);
+    return CONN_DONE;
+}
+
+/* After I/O: close a finished connection, or set the epoll interest its state needs. */
+static enum conn_result conn_settle(struct conn_set *set, struct conn *c, uint64_t now_ms)
+{
+    if (c->is_failing && !c->has_error_reply)
+        conn_queue_error_reply(set, c);
+    conn_release_empty(set, c);
+    bool is_answered = c->out == NULL && c->in == NULL;
+    if (is_answered && c->is_failing && c->has_error_reply && !c->is_lingering)
+        conn_start_linger(set, c, now_ms);
+    uint32_t want = 0;
+    if (c->is_lingering || conn_wants_read(set, c))
+        want |= EPOLLIN;
+    if (c->out)
+        want |= EPOLLOUT;
+    if (want == 0) {
+        /* Nothing to read or send: the client closed and has every byte back. */
+        conn_close(set, c, STAT_COUNT);
+        return CONN_DONE;
+    }
+    if (want != c->events) {
+        struct epoll_event ev = {.events = want, .data.ptr = c};
+        if (epoll_ctl(set->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+            log_error("epoll_ctl: %s", strerror(errno));
+            conn_close(set, c, STAT_tcp_io_errors);
+            return CONN_DONE;
+        }
+        c->events = want;
+    }
+    return CONN_OPEN;
+}
+
+/* One round of I/O on events: flush, answer what waits, read. 0, -EAGAIN or -errno. */
+static int conn_step(struct conn_set *set, struct conn *c, uint32_t events)
+{
+    int rc = 0;
+    bool had_output = c->out != NULL;
+    if ((events & (EPOLLOUT | EPOLLHUP)) && had_output) {
+        rc = conn_flush(set, c);
+        if (rc == 0 && set->s.mode == PROTO_GREET)
+            rc = conn_greet_process(set, c); /* the flush made room for waiting lines */
+    }
+    if (rc == 0 && (events & (EPOLLIN | EPOLLHUP)) && conn_wants_read(set, c)) {
+        rc = set->s.mode == PROTO_ECHO ? conn_read_echo(set, c) : conn_read_greet(set, c);
+        if (rc == 0 && !had_output && c->out && set->s.mode == PROTO_GREET)
+            rc = conn_flush(set, c); /* a split line completed: send its reply now */
+    }
+    if (rc == 0 && c->is_read_closed && set->s.mode == PROTO_GREET)
+        rc = conn_greet_process(set, c); /* EOF ends a trailing partial line */
+    return rc;
+}
+
+/* Bytes this worker has moved either way: a change means a connection made progress. */
+static uint64_t conn_bytes_moved(const struct conn_set *set)
+{
+    return atomic_load_explicit(&set->stats->v[STAT_tcp_bytes_in], memory_order_relaxed) +
+           atomic_load_explicit(&set->stats->v[STAT_tcp_bytes_out], memory_order_relaxed);
+}
+
+void conn_set_handle(struct conn_set *set, void *conn, uint32_t events, uint64_t now_ms)
+{
+    struct conn *c = conn;
+    if (events & EPOLLERR) {
+        conn_close(set, c, STAT_tcp_io_errors);
+        return;
+    }
+    if (c->is_lingering) {
+        if (conn_linger_read(set, c) == CONN_OPEN && (events & EPOLLHUP))
+            conn_close(set, c, STAT_COUNT);
+        return;
+    }
+    uint64_t moved = conn_bytes_moved(set);
+    int rc = conn_step(set, c, events);
+    if (rc < 0 && rc != -EAGAIN) {
+        conn_close(set, c, rc == -ENOMEM ? STAT_tcp_out_of_memory : STAT_tcp_io_errors);
+        return;
+    }
+    if (conn_bytes_moved(set) != moved)
+        conn_touch(set, c, now_ms);
+    if (conn_settle(set, c, now_ms) == CONN_OPEN && (events & EPOLLHUP) && !c->is_lingering)
+        conn_close(set, c, STAT_tcp_io_errors); /* both directions are gone */
+}
+
+int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
+{
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+        log_debug("TCP_NODELAY: %s", strerror(errno));
+    struct conn *c = calloc(1, sizeof(*c));
+    int rc = c ? 0 : -ENOMEM;
+    if (rc == 0) {
+        c->fd = fd;
+        c->events = EPOLLIN;
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        if (epoll_ctl(set->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+            rc = -errno;
+    }
+    if (rc < 0) {
+        free(c);
+        close(fd);
+        stats_add(set->stats, rc == -ENOMEM ? STAT_tcp_out_of_memory : STAT_tcp_io_errors, 1);
+        stats_add(set->stats, STAT_tcp_closed, 1);
+        set->s.on_close(set->s.on_close_arg);
+        return rc;
+    }
+    c->deadline_ms = now_ms + set->s.idle_timeout_ms;
+    list_push_back(&set->idle, &c->node);
+    set->count++;
+    stats_add(set->stats, STAT_tcp_opened, 1);
+    return 0;
+}
+
+/* Close the connections at the front of `list` whose deadline has passed. */
+static void conn_expire_list(struct conn_set *set, struct list_node *list, uint64_t now_ms,
+                             enum stats_counter reason)
+{
+    while (!list_is_empty(list)) {
+        struct conn *c = list_entry(list->next, struct conn, node);
+        if (c->deadline_ms > now_ms)
+            break;
+        conn_close(set, c, reason);
+    }
+}
+
+void conn_set_expire(struct conn_set *set, uint64_t now_ms)
+{
+    if (set->s.idle_timeout_ms > 0)
+        conn_expire_list(set, &set->idle, now_ms, STAT_tcp_idle_timeouts);
+    conn_expire_list(set, &set->linger, now_ms, STAT_COUNT);
+}
+
+/* Milliseconds from now until the first deadline of list, or -1 if it is empty. */
+static int conn_list_wait_ms(const struct list_node *list, uint64_t now_ms)
+{
+    if (list_is_empty(list))
+        return -1;
+    const struct conn *c = list_entry(list->next, struct conn, node);
+    if (c->deadline_ms <= now_ms)
+        return 0;
+    uint64_t wait = c->deadline_ms - now_ms;
+    return wait > INT32_MAX ? INT32_MAX : (int)wait;
+}
+
+int conn_set_next_expiry_ms(const struct conn_set *set, uint64_t now_ms)
+{
+    int idle = set->s.idle_timeout_ms > 0 ? conn_list_wait_ms(&set->idle, now_ms) : -1;
+    int linger = conn_list_wait_ms(&set->linger, now_ms);
+    if (idle < 0)
+        return linger;
+    if (linger < 0)
+        return idle;
+    return idle < linger ? idle : linger;
+}
+
+/* The shutdown deadline for one connection: a few last rounds of reading and answering
+ * what is already there, FIN, and close. */
+static void conn_close_final(struct conn_set *set, struct conn *c)
+{
+    for (int round = 0; round < CONN_FINAL_ROUNDS && !c->is_lingering; round++) {
+        int rc = conn_step(set, c, EPOLLIN | EPOLLOUT);
+        if (rc < 0 && rc != -EAGAIN)
+            break;
+    }
+    conn_flush(set, c);
+    shutdown(c->fd, SHUT_WR);
+    conn_close(set, c, STAT_tcp_shutdown_forced);
+}
+
+void conn_set_close_all(struct conn_set *set)
+{
+    struct list_node *lists[] = {&set->idle, &set->linger};
+    for (size_t i = 0; i < 2; i++)
+        while (!list_is_empty(lists[i]))
+            conn_close_final(set, list_entry(lists[i]->next, struct conn, node));
+}
+
+size_t conn_set_count(const struct conn_set *set)
+{
+    return set->count;
+}
+
+void conn_set_destroy(struct conn_set *set)
+{
+    if (set == NULL)
+        return;
+    struct list_node *lists[] = {&set->idle, &set->linger};
+    for (size_t i = 0; i < 2; i++)
+        while (!list_is_empty(lists[i]))
+            conn_close(set, list_entry(lists[i]->next, struct conn, node), STAT_COUNT);
+    buf_pool_destroy(&set->out_pool);
+    buf_pool_destroy(&set->in_pool);
+    free(set->scratch_in.data);
+    free(set->scratch_out.data);
+    free(set);
+}

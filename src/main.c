@@ -1,0 +1,221 @@
+/* main: echod's entry point. The main thread parses the command line and the
+ * configuration, binds every listener, blocks all signals, starts the threads, and then
+ * only reads signals from a signalfd until the workers have drained. Start-up is the
+ * only place the process exits on an error, with a sysexits(3) code:
+ *   64 EX_USAGE     bad command line
+ *   69 EX_UNAVAILABLE a listener cannot be bound
+ *   71 EX_OSERR     threads or fds cannot be had at start-up
+ *   73 EX_CANTCREAT the --port-file cannot be written
+ *   78 EX_CONFIG    the configuration is invalid or unreadable */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "listener.h"
+#include "log.h"
+#include "server.h"
+#include "signals.h"
+
+struct options {
+    const char *config_path; /* NULL: built-in defaults */
+    const char *port_file;
+    bool is_check_only;
+    bool has_log_level;
+    enum log_level log_level;
+};
+
+static void main_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: echod [OPTION]...\n"
+            "TCP and UDP echo daemon (RFC 862), with an optional greeting mode.\n"
+            "\n"
+            "  -c, --config FILE       read the configuration from FILE (libconfig syntax);\n"
+            "                          without it, echo on tcp and udp 127.0.0.1:%d\n"
+            "  -t, --check-config      check the configuration, print \"configuration OK\"\n"
+            "                          and exit\n"
+            "  -l, --log-level LEVEL   error, warn, info or debug (overrides the file)\n"
+            "      --port-file FILE    once bound, write \"tcp ADDR:PORT\" / \"udp ADDR:PORT\"\n"
+            "                          lines, one per listener, to FILE (atomically)\n"
+            "  -h, --help              show this help and exit\n"
+            "  -V, --version           show the version and exit\n"
+            "\n"
+            "Signals: TERM or INT stop gracefully (a second one stops at once); USR1 logs\n"
+            "the counters. Exit codes: 0 ok, 64 usage, 69 cannot listen, 71 system error,\n"
+            "73 cannot write the port file, 78 configuration error.\n",
+            CONF_DEFAULT_PORT);
+}
+
+/* Parse argv into o; exits with 0 for --help/--version and 64 on bad usage. */
+static void main_parse_args(int argc, char **argv, struct options *o)
+{
+    enum { OPT_PORT_FILE = 256 };
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 't'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"port-file", required_argument, NULL, OPT_PORT_FILE},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":c:tl:hV", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            o->config_path = optarg;
+            break;
+        case 't':
+            o->is_check_only = true;
+            break;
+        case 'l':
+            if (log_level_parse(optarg, &o->log_level) < 0) {
+                fprintf(stderr, "echod: invalid log level '%s' (error, warn, info, debug)\n",
+                        optarg);
+                exit(EX_USAGE);
+            }
+            o->has_log_level = true;
+            break;
+        case OPT_PORT_FILE:
+            o->port_file = optarg;
+            break;
+        case 'h':
+            main_usage(stdout);
+            exit(0);
+        case 'V':
+            printf("echod %s\n", PACKAGE_VERSION);
+            exit(0);
+        case ':':
+            fprintf(stderr, "echod: option '%s' needs an argument\n", argv[optind - 1]);
+            fprintf(stderr, "Try 'echod --help'.\n");
+            exit(EX_USAGE);
+        default:
+            fprintf(stderr, "echod: unknown option '%s'\n", argv[optind - 1]);
+            fprintf(stderr, "Try 'echod --help'.\n");
+            exit(EX_USAGE);
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "echod: unexpected argument '%s'\nTry 'echod --help'.\n", argv[optind]);
+        exit(EX_USAGE);
+    }
+}
+
+/* Raise the soft fd limit to the hard one: each connection is an fd. */
+static void main_raise_fd_limit(const struct conf *c)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            log_warn("cannot raise the open file limit: %s", strerror(errno));
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rlim_t need = (rlim_t)c->max_connections + 64;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        log_warn("open file limit %llu is below max_connections + 64 = %llu: accepts will "
+                 "pause when fds run out",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)need);
+}
+
+/* Load the configuration (defaults without -c); exits 78 when it is invalid. */
+static void main_load_conf(const struct options *o, struct conf *c)
+{
+    char err[CONF_ERR_SIZE];
+    if (conf_init_defaults(c) < 0) {
+        fprintf(stderr, "echod: out of memory\n");
+        exit(EX_OSERR);
+    }
+    if (o->config_path && conf_load_file(c, o->config_path, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        exit(EX_CONFIG);
+    }
+    if (o->has_log_level)
+        c->log_level = o->log_level;
+}
+
+/* Read signals until the workers are done; 0 once they are. */
+static int main_serve(struct server *s, int sigfd)
+{
+    struct pollfd fds[2] = {{sigfd, POLLIN, 0}, {server_done_fd(s), POLLIN, 0}};
+    for (;;) {
+        if (poll(fds, 2, -1) < 0 && errno != EINTR)
+            return -errno;
+        if (fds[1].revents & POLLIN)
+            return 0;
+        int sig;
+        while ((sig = signals_read(sigfd)) > 0) {
+            if (sig == SIGTERM || sig == SIGINT) {
+                log_info("received %s", strsignal(sig));
+                server_shutdown(s);
+            } else if (sig == SIGUSR1) {
+                server_log_stats(s);
+            } else {
+                log_info("received %s: ignored (echod has no reload yet)", strsignal(sig));
+            }
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = {0};
+    struct conf c;
+    main_parse_args(argc, argv, &o);
+    main_load_conf(&o, &c);
+    if (o.is_check_only) {
+        printf("configuration OK\n");
+        conf_free(&c);
+        return 0;
+    }
+    log_set_level(c.log_level);
+    main_raise_fd_limit(&c);
+
+    int sigfd;
+    int rc = signals_block_all();
+    if (rc < 0 || (sigfd = rc = signals_open_fd()) < 0) {
+        log_error("cannot set up signals: %s", strerror(-rc));
+        return EX_OSERR;
+    }
+    char err[CONF_ERR_SIZE];
+    struct server *s;
+    if ((rc = server_open(&c, &s, err, sizeof(err))) < 0) {
+        log_error("%s", err);
+        return EX_UNAVAILABLE;
+    }
+    size_t count;
+    const struct listener *ls = server_listeners(s, &count);
+    if (o.port_file && (rc = listener_write_port_file(o.port_file, ls, count)) < 0) {
+        log_error("cannot write the port file %s: %s", o.port_file, strerror(-rc));
+        server_destroy(s);
+        return EX_CANTCREAT;
+    }
+    if ((rc = server_start(s)) < 0) {
+        server_destroy(s);
+        return EX_OSERR;
+    }
+    rc = main_serve(s, sigfd);
+    if (rc < 0)
+        log_error("poll: %s", strerror(-rc));
+    server_log_stats(s);
+    server_destroy(s);
+    close(sigfd);
+    conf_free(&c);
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,196 @@
+/* worker: one thread, one epoll loop, many connections. The worker owns every socket it
+ * pops from its hand-off queue (the fd ownership rule is in handoff.h) and everything
+ * in its conn_set; only its own thread touches them. Other threads see only `load`
+ * (atomic) and `deadline_ms` (atomic), and reach the thread through the queue.
+ *
+ * DESIGN. The acceptor pushes sockets into this worker's queue and the queue's eventfd
+ * wakes the loop. worker_drain() closes the queue: the worker takes what is still
+ * queued, keeps serving until every connection has closed or the deadline passes, then
+ * answers what it can, closes the rest and ends. */
+#include "config.h"
+
+#include "worker.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "handoff.h"
+#include "log.h"
+
+#define WORKER_EVENTS 256
+
+struct worker {
+    struct worker_hooks hooks;
+    struct handoff *queue;
+    struct conn_set *conns;
+    int epfd;
+    pthread_t thread;
+    bool is_started;
+    bool is_draining;             /* worker thread only: the queue is closed and empty */
+    _Atomic unsigned load;        /* pushed and not yet closed; acceptor adds, worker subtracts */
+    _Atomic uint64_t deadline_ms; /* drain deadline (CLOCK_MONOTONIC ms); 0 while serving */
+    struct stats stats;           /* written by the worker thread only */
+};
+
+/* conn_set tells us each close: the load drops, and whoever runs us hears of it. */
+static void worker_on_close(void *arg)
+{
+    struct worker *w = arg;
+    atomic_fetch_sub_explicit(&w->load, 1, memory_order_relaxed);
+    w->hooks.on_close(w->hooks.arg);
+}
+
+int worker_create(const struct conf *c, const struct worker_hooks *hooks, struct worker **out)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -ENOMEM;
+    w->hooks = *hooks;
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    int rc = w->epfd < 0 ? -errno : handoff_create(c->queue_capacity, &w->queue);
+    struct conn_settings s = {
+        .mode = c->tcp.mode,
+        .greet = {c->tcp.greeting, c->tcp.greeting_len, c->tcp_max_line_bytes},
+        .buffer_bytes = c->tcp_buffer_bytes,
+        .idle_timeout_ms = c->idle_timeout_ms,
+        .on_close = worker_on_close,
+        .on_close_arg = w,
+    };
+    if (rc == 0)
+        rc = conn_set_create(&s, w->epfd, &w->stats, &w->conns);
+    if (rc == 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, handoff_wake_fd(w->queue), &ev) < 0)
+            rc = -errno;
+    }
+    if (rc < 0) {
+        worker_destroy(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+/* Take every queued socket; notice when the queue has been closed. */
+static void worker_take_sockets(struct worker *w, uint64_t now_ms)
+{
+    int fd;
+    int rc;
+    handoff_clear_wake(w->queue);
+    while ((rc = handoff_pop(w->queue, &fd)) == 0)
+        conn_set_adopt(w->conns, fd, now_ms);
+    if (rc == -EPIPE)
+        w->is_draining = true;
+}
+
+/* How long epoll_wait may sleep: until the next connection timeout or the deadline. */
+static int worker_wait_ms(struct worker *w, uint64_t now_ms)
+{
+    int wait = conn_set_next_expiry_ms(w->conns, now_ms);
+    if (!w->is_draining)
+        return wait;
+    uint64_t deadline = atomic_load_explicit(&w->deadline_ms, memory_order_acquire);
+    int until = deadline <= now_ms ? 0 : (int)(deadline - now_ms);
+    return wait < 0 || until < wait ? until : wait;
+}
+
+/* One pass of the loop: wait, then handle every event and due timeout. */
+static void worker_run_once(struct worker *w)
+{
+    struct epoll_event events[WORKER_EVENTS];
+    int n = epoll_wait(w->epfd, events, WORKER_EVENTS, worker_wait_ms(w, clock_now_ms()));
+    if (n < 0 && errno != EINTR) {
+        log_error("worker: epoll_wait: %s", strerror(errno));
+        n = 0;
+    }
+    uint64_t now = clock_now_ms();
+    for (int i = 0; i < n; i++) {
+        if (events[i].data.ptr == NULL)
+            worker_take_sockets(w, now);
+        else
+            conn_set_handle(w->conns, events[i].data.ptr, events[i].events, now);
+    }
+    conn_set_expire(w->conns, now);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    for (;;) {
+        worker_run_once(w);
+        if (!w->is_draining)
+            continue;
+        if (conn_set_count(w->conns) == 0)
+            break;
+        if (atomic_load_explicit(&w->deadline_ms, memory_order_acquire) <= clock_now_ms()) {
+            worker_take_sockets(w, clock_now_ms());
+            conn_set_close_all(w->conns);
+            break;
+        }
+    }
+    uint64_t one = 1;
+    ssize_t ignored = write(w->hooks.done_fd, &one, sizeof(one));
+    (void)ignored;
+    return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    if (rc != 0)
+        return -rc;
+    w->is_started = true;
+    return 0;
+}
+
+int worker_push(struct worker *w, int fd)
+{
+    atomic_fetch_add_explicit(&w->load, 1, memory_order_relaxed);
+    int rc = handoff_push(w->queue, fd);
+    if (rc < 0)
+        atomic_fetch_sub_explicit(&w->load, 1, memory_order_relaxed);
+    return rc;
+}
+
+unsigned worker_load(const struct worker *w)
+{
+    return atomic_load_explicit(&w->load, memory_order_relaxed);
+}
+
+void worker_drain(struct worker *w, uint64_t deadline_ms)
+{
+    /* The store is released before the queue's lock and eventfd wake the worker. */
+    atomic_store_explicit(&w->deadline_ms, deadline_ms ? deadline_ms : 1, memory_order_release);
+    handoff_close(w->queue);
+}
+
+void worker_join(struct worker *w)
+{
+    if (w->is_started)
+        pthread_join(w->thread, NULL);
+    w->is_started = false;
+}
+
+void worker_destroy(struct worker *w)
+{
+    if (w == NULL)
+        return;
+    conn_set_destroy(w->conns);
+    handoff_destroy(w->queue);
+    if (w->epfd >= 0)
+        close(w->epfd);
+    free(w);
+}
+
+struct stats *worker_stats(struct worker *w)
+{
+    return &w->stats;
+}
