@@ -3,6 +3,7 @@
 #ifndef ECHOD_SERVER_H
 #define ECHOD_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "conf.h"
@@ -19,8 +20,10 @@ int server_start(struct server *s);
 /* Stop accepting now and let workers drain until shutdown_timeout_ms. Calling it again
  * cuts the wait short. */
 void server_shutdown(struct server *s);
-/* An eventfd that becomes readable once every worker has finished draining. */
+/* An eventfd that becomes readable each time a worker finishes draining. */
 int server_done_fd(const struct server *s);
+/* After server_done_fd polled readable: whether every worker has now finished. */
+bool server_is_done(struct server *s);
 /* Log every counter, summed over threads, at info level. */
 void server_log_stats(struct server *s);
 /* Join every thread, close every listener, free s. */

@@ -156,7 +156,7 @@ static int main_serve(struct server *s, int sigfd)
     for (;;) {
         if (poll(fds, 2, -1) < 0 && errno != EINTR)
             return -errno;
-        if (fds[1].revents & POLLIN)
+        if ((fds[1].revents & POLLIN) && server_is_done(s))
             return 0;
         int sig;
         while ((sig = signals_read(sigfd)) > 0) {

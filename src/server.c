@@ -38,6 +38,7 @@ struct server {
     unsigned nworkers;
     struct udp *udp;
     int done_fd; /* eventfd: every worker adds 1 when it ends */
+    uint64_t done_count; /* workers (or, with none, the shutdown) reported done */
     bool is_shutting_down;
 };
 
@@ -73,7 +74,7 @@ int server_open(const struct conf *c, struct server **out, char *err, size_t err
         return -ENOMEM;
     }
     s->conf = c;
-    s->done_fd = eventfd(0, EFD_CLOEXEC);
+    s->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int rc = s->done_fd < 0 ? -errno : 0;
     if (rc < 0)
         snprintf(err, err_size, "eventfd: %s", strerror(-rc));
@@ -133,6 +134,15 @@ int server_start(struct server *s)
     return rc;
 }
 
+/* Workers whose thread was started. */
+static unsigned server_started_workers(const struct server *s)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < s->nworkers; i++)
+        n += s->workers[i] != NULL;
+    return n;
+}
+
 /* Tell every started worker to drain until deadline_ms. */
 static void server_drain_workers(struct server *s, uint64_t deadline_ms)
 {
@@ -159,10 +169,7 @@ void server_shutdown(struct server *s)
     log_info("shutting down: no longer accepting; serving open connections for up to %u ms",
              s->conf->shutdown_timeout_ms);
     server_drain_workers(s, deadline);
-    unsigned running = 0;
-    for (unsigned i = 0; i < s->nworkers; i++)
-        running += s->workers[i] != NULL;
-    if (running == 0) {
+    if (server_started_workers(s) == 0) {
         uint64_t one = 1; /* no worker will report: say "done" ourselves */
         ssize_t ignored = write(s->done_fd, &one, sizeof(one));
         (void)ignored;
@@ -172,6 +179,15 @@ void server_shutdown(struct server *s)
 int server_done_fd(const struct server *s)
 {
     return s->done_fd;
+}
+
+bool server_is_done(struct server *s)
+{
+    uint64_t count;
+    if (read(s->done_fd, &count, sizeof(count)) == (ssize_t)sizeof(count))
+        s->done_count += count;
+    unsigned started = server_started_workers(s);
+    return s->done_count >= (started ? started : 1);
 }
 
 void server_log_stats(struct server *s)
