@@ -1,0 +1,35 @@
+#!/bin/sh
+# Install the Debian 12 packages echod needs to build and test, if any is missing.
+# Quiet when everything is there already; needs root (or sudo) only when installing.
+set -eu
+
+PACKAGES="build-essential autoconf automake autoconf-archive pkg-config libconfig-dev libcmocka-dev"
+
+missing=""
+for p in $PACKAGES; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$status" in
+        *"install ok installed"*) ;;
+        *) missing="$missing $p" ;;
+    esac
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=""
+elif command -v sudo >/dev/null 2>&1; then
+    sudo="sudo"
+else
+    echo "deps: missing packages:$missing; run as root: apt-get install$missing" >&2
+    exit 1
+fi
+echo "deps: installing$missing" >&2
+log=$(mktemp)
+if ! { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+        $sudo apt-get install -y -q --no-install-recommends $missing; } >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "deps: apt-get failed" >&2
+    exit 1
+fi
+rm -f "$log"
