@@ -13,8 +13,8 @@
 struct conn_settings {
     enum proto_mode mode;
     struct proto_greet greet;
-    size_t buffer_bytes;      /* pending-output bound per connection */
-    unsigned idle_timeout_ms; /* 0 = never */
+    size_t buffer_bytes;         /* pending-output bound per connection */
+    unsigned idle_timeout_ms;    /* 0 = never */
     void (*on_close)(void *arg); /* told, on this thread, whenever a connection closes */
     void *on_close_arg;
 };

@@ -9,8 +9,8 @@
 
 struct listener {
     int fd;
-    int type;           /* SOCK_STREAM or SOCK_DGRAM */
-    struct addr bound;  /* the address actually bound: port 0 resolved */
+    int type;          /* SOCK_STREAM or SOCK_DGRAM */
+    struct addr bound; /* the address actually bound: port 0 resolved */
 };
 
 /* Bind a non-blocking socket of `type` to a (listening, for TCP); 0 or -errno. */

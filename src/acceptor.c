@@ -37,16 +37,16 @@ struct acceptor {
     struct worker **workers;
     size_t nworkers;
     unsigned max_connections;
-    _Atomic unsigned live;       /* accepted, not yet closed: see DESIGN */
-    _Atomic bool is_stopping;    /* set once by acceptor_stop() */
-    int wake_fd;                 /* eventfd: stop requests and releases under the limit */
+    _Atomic unsigned live;    /* accepted, not yet closed: see DESIGN */
+    _Atomic bool is_stopping; /* set once by acceptor_stop() */
+    int wake_fd;              /* eventfd: stop requests and releases under the limit */
     int epfd;
     pthread_t thread;
     bool is_started;
-    bool is_paused;              /* acceptor thread only: listeners out of epoll */
-    uint64_t resume_at_ms;       /* acceptor thread only: end of a back-off, or 0 */
-    size_t next_worker;          /* acceptor thread only: where the least-load scan starts */
-    struct stats stats;          /* written by the acceptor thread only */
+    bool is_paused;        /* acceptor thread only: listeners out of epoll */
+    uint64_t resume_at_ms; /* acceptor thread only: end of a back-off, or 0 */
+    size_t next_worker;    /* acceptor thread only: where the least-load scan starts */
+    struct stats stats;    /* written by the acceptor thread only */
 };
 
 int acceptor_create(const struct listener *ls, size_t count, unsigned max_connections,

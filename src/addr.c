@@ -29,8 +29,7 @@ static int addr_parse_port(const char *s, uint16_t *port)
 }
 
 /* Split text into host and port text: "[h]:p" for IPv6, "h:p" otherwise. */
-static int addr_split(const char *text, char *host, size_t host_size, const char **port,
-                      int *is_v6)
+static int addr_split(const char *text, char *host, size_t host_size, const char **port, int *is_v6)
 {
     const char *end;
     const char *h = text;

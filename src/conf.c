@@ -53,9 +53,9 @@ static const struct conf_uint_key conf_tcp_uints[] = {
 };
 
 /* Write "NAME:LINE: group.key: message" and return -EINVAL. */
-__attribute__((format(printf, 4, 5))) static int
-conf_fail(const struct conf_ctx *ctx, const config_setting_t *s, const char *group,
-          const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static int conf_fail(const struct conf_ctx *ctx,
+                                                           const config_setting_t *s,
+                                                           const char *group, const char *fmt, ...)
 {
     char msg[CONF_ERR_SIZE];
     va_list ap;
@@ -63,9 +63,8 @@ conf_fail(const struct conf_ctx *ctx, const config_setting_t *s, const char *gro
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     const char *key = config_setting_name(s);
-    snprintf(ctx->err, ctx->err_size, "%s:%u: %s%s%s: %s", ctx->name,
-             config_setting_source_line(s), group ? group : "", group ? "." : "",
-             key ? key : "(element)", msg);
+    snprintf(ctx->err, ctx->err_size, "%s:%u: %s%s%s: %s", ctx->name, config_setting_source_line(s),
+             group ? group : "", group ? "." : "", key ? key : "(element)", msg);
     return -EINVAL;
 }
 
@@ -147,9 +146,9 @@ static int conf_get_listen(const struct conf_ctx *ctx, const config_setting_t *s
         const char *text = config_setting_get_string(e);
         if (text == NULL || addr_parse(text, &list[i]) < 0) {
             free(list);
-            return conf_fail(ctx, s, group, "element %d: %s%s%s is not \"ADDR:PORT\" or \"[V6ADDR]:PORT\"",
-                             i + 1, text ? "\"" : "", text ? text : "a non-string",
-                             text ? "\"" : "");
+            return conf_fail(ctx, s, group,
+                             "element %d: %s%s%s is not \"ADDR:PORT\" or \"[V6ADDR]:PORT\"", i + 1,
+                             text ? "\"" : "", text ? text : "a non-string", text ? "\"" : "");
         }
     }
     free(svc->listen);
@@ -272,8 +271,10 @@ static int conf_apply_root(const struct conf_ctx *ctx, const config_t *cfg, stru
             if ((rc = conf_get_string(ctx, s, NULL, &text)) < 0)
                 return rc;
             if (log_level_parse(text, &c->log_level) < 0)
-                return conf_fail(ctx, s, NULL, "must be \"error\", \"warn\", \"info\" or"
-                                 " \"debug\", not \"%s\"", text);
+                return conf_fail(ctx, s, NULL,
+                                 "must be \"error\", \"warn\", \"info\" or"
+                                 " \"debug\", not \"%s\"",
+                                 text);
         } else {
             return conf_fail(ctx, s, NULL, "unknown key");
         }
@@ -357,8 +358,7 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t err_size)
     return rc;
 }
 
-int conf_load_string(struct conf *c, const char *text, const char *name, char *err,
-                     size_t err_size)
+int conf_load_string(struct conf *c, const char *text, const char *name, char *err, size_t err_size)
 {
     struct conf_ctx ctx = {name, err, err_size};
     config_t cfg;

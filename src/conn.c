@@ -39,14 +39,14 @@
 
 struct conn {
     int fd;
-    uint32_t events;      /* interest registered with epoll */
-    bool is_read_closed;  /* the client sent FIN: nothing more will be read */
-    bool is_failing;      /* a protocol error: answer what came before, then close */
-    bool has_error_reply; /* the error reply is queued in out */
-    bool is_lingering;    /* FIN sent after the error reply; discarding until EOF */
-    struct buf *out;      /* pending output, NULL when none (never empty) */
-    struct buf *in;       /* greet: unanswered input, linear, NULL when none */
-    uint64_t deadline_ms; /* idle or linger expiry */
+    uint32_t events;       /* interest registered with epoll */
+    bool is_read_closed;   /* the client sent FIN: nothing more will be read */
+    bool is_failing;       /* a protocol error: answer what came before, then close */
+    bool has_error_reply;  /* the error reply is queued in out */
+    bool is_lingering;     /* FIN sent after the error reply; discarding until EOF */
+    struct buf *out;       /* pending output, NULL when none (never empty) */
+    struct buf *in;        /* greet: unanswered input, linear, NULL when none */
+    uint64_t deadline_ms;  /* idle or linger expiry */
     struct list_node node; /* in set->idle or set->linger, in deadline order */
 };
 
@@ -55,9 +55,9 @@ struct conn_set {
     int epfd;
     struct stats *stats;
     size_t count;
-    size_t in_cap;           /* greet: a full line plus its '\n' */
-    struct buf scratch_in;   /* where the fast path reads */
-    struct buf scratch_out;  /* where greet builds replies before one send */
+    size_t in_cap;          /* greet: a full line plus its '\n' */
+    struct buf scratch_in;  /* where the fast path reads */
+    struct buf scratch_out; /* where greet builds replies before one send */
     struct buf_pool out_pool;
     struct buf_pool in_pool;
     struct list_node idle;   /* live connections, least recently active first */
@@ -259,8 +259,8 @@ static int conn_greet_process(struct conn_set *set, struct conn *c)
     if (rc < 0)
         return rc;
     size_t consumed;
-    enum proto_status st = proto_greet_frame(&set->s.greet, (const char *)c->in->data,
-                                             c->in->len, c->is_read_closed, c->out, &consumed);
+    enum proto_status st = proto_greet_frame(&set->s.greet, (const char *)c->in->data, c->in->len,
+                                             c->is_read_closed, c->out, &consumed);
     buf_consume(c->in, consumed);
     buf_linearize(c->in);
     if (st == PROTO_LINE_TOO_LONG)

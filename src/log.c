@@ -59,8 +59,9 @@ void log_msg(enum log_level level, const char *fmt, ...)
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     size_t n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ echod[%ld]: %s: ",
-                          (long)(tv.tv_usec / 1000), (long)getpid(), log_names[level]);
+    n += (size_t)snprintf(line + n, sizeof(line) - n,
+                          ".%03ldZ echod[%ld]: %s: ", (long)(tv.tv_usec / 1000), (long)getpid(),
+                          log_names[level]);
     va_list ap;
     va_start(ap, fmt);
     int body = vsnprintf(line + n, sizeof(line) - n, fmt, ap);

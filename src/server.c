@@ -37,7 +37,7 @@ struct server {
     struct worker **workers;
     unsigned nworkers;
     struct udp *udp;
-    int done_fd; /* eventfd: every worker adds 1 when it ends */
+    int done_fd;         /* eventfd: every worker adds 1 when it ends */
     uint64_t done_count; /* workers (or, with none, the shutdown) reported done */
     bool is_shutting_down;
 };

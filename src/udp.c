@@ -22,11 +22,11 @@
 
 #include "log.h"
 
-#define UDP_BATCH      64    /* datagrams per socket per wake-up, for fairness */
-#define UDP_DRAIN_MAX  4096  /* datagrams answered per socket at shutdown */
-#define UDP_MAX_V4     65507 /* largest IPv4 UDP payload: 65535 - 20 - 8 */
-#define UDP_MAX_V6     65527 /* largest IPv6 UDP payload without jumbograms */
-#define UDP_BUF_BYTES  65536
+#define UDP_BATCH     64    /* datagrams per socket per wake-up, for fairness */
+#define UDP_DRAIN_MAX 4096  /* datagrams answered per socket at shutdown */
+#define UDP_MAX_V4    65507 /* largest IPv4 UDP payload: 65535 - 20 - 8 */
+#define UDP_MAX_V6    65527 /* largest IPv6 UDP payload without jumbograms */
+#define UDP_BUF_BYTES 65536
 
 struct udp {
     const struct listener *ls;
@@ -35,11 +35,11 @@ struct udp {
     const char *greeting;
     size_t greeting_len;
     int epfd;
-    int wake_fd;               /* eventfd: written once to stop the thread */
-    _Atomic bool is_stopping;  /* set once by udp_stop() */
+    int wake_fd;              /* eventfd: written once to stop the thread */
+    _Atomic bool is_stopping; /* set once by udp_stop() */
     pthread_t thread;
     bool is_started;
-    struct stats stats;        /* written by the UDP thread only */
+    struct stats stats; /* written by the UDP thread only */
     uint8_t data[UDP_BUF_BYTES];
 };
 
@@ -107,8 +107,8 @@ static void udp_serve(struct udp *u, const struct listener *l, size_t max)
     for (size_t i = 0; i < max; i++) {
         struct sockaddr_storage src;
         socklen_t src_len = sizeof(src);
-        ssize_t n = recvfrom(l->fd, u->data, sizeof(u->data), MSG_DONTWAIT,
-                             (struct sockaddr *)&src, &src_len);
+        ssize_t n = recvfrom(l->fd, u->data, sizeof(u->data), MSG_DONTWAIT, (struct sockaddr *)&src,
+                             &src_len);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
