@@ -15,6 +15,9 @@ struct listener {
 
 /* Bind a non-blocking socket of `type` to a (listening, for TCP); 0 or -errno. */
 int listener_open(struct listener *l, const struct addr *a, int type, int backlog);
+/* An epoll fd watching every listener for input (data.ptr = &ls[i]) and a new eventfd
+ * to wake its thread (data.ptr = NULL). 0 or -errno; on failure nothing stays open. */
+int listener_watch(const struct listener *ls, size_t count, int *epfd, int *wake_fd);
 /* Close the socket; safe on a listener that is already closed. */
 void listener_close(struct listener *l);
 /* "tcp 127.0.0.1:40123" or "udp [::1]:40124" into buf. */

@@ -58,17 +58,7 @@ int acceptor_create(const struct listener *ls, size_t count, unsigned max_connec
     a->ls = ls;
     a->count = count;
     a->max_connections = max_connections;
-    a->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    a->epfd = epoll_create1(EPOLL_CLOEXEC);
-    int rc = a->wake_fd < 0 || a->epfd < 0 ? -errno : 0;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-    if (rc == 0 && epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->wake_fd, &ev) < 0)
-        rc = -errno;
-    for (size_t i = 0; rc == 0 && i < count; i++) {
-        ev.data.ptr = (void *)&ls[i];
-        if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, ls[i].fd, &ev) < 0)
-            rc = -errno;
-    }
+    int rc = listener_watch(ls, count, &a->epfd, &a->wake_fd);
     if (rc < 0) {
         acceptor_destroy(a);
         return rc;
@@ -205,11 +195,9 @@ static void *acceptor_main(void *arg)
         }
         int n = epoll_wait(a->epfd, events, 16, wait);
         for (int i = 0; i < n; i++) {
-            if (events[i].data.ptr == NULL) {
-                uint64_t count;
-                ssize_t ignored = read(a->wake_fd, &count, sizeof(count));
-                (void)ignored;
-            }
+            eventfd_t count;
+            if (events[i].data.ptr == NULL)
+                (void)eventfd_read(a->wake_fd, &count);
         }
         acceptor_maybe_resume(a, clock_now_ms());
         for (int i = 0; i < n && !a->is_paused; i++)
@@ -234,20 +222,12 @@ int acceptor_start(struct acceptor *a, struct worker **workers, size_t nworkers)
     return 0;
 }
 
-/* Wake the acceptor thread. */
-static void acceptor_wake(struct acceptor *a)
-{
-    uint64_t one = 1;
-    ssize_t ignored = write(a->wake_fd, &one, sizeof(one));
-    (void)ignored;
-}
-
 void acceptor_stop(struct acceptor *a)
 {
     if (!a->is_started)
         return;
     atomic_store(&a->is_stopping, true);
-    acceptor_wake(a);
+    (void)eventfd_write(a->wake_fd, 1);
     pthread_join(a->thread, NULL);
     a->is_started = false;
 }
@@ -257,7 +237,7 @@ void acceptor_release(void *acceptor)
     struct acceptor *a = acceptor;
     unsigned before = atomic_fetch_sub_explicit(&a->live, 1, memory_order_acq_rel);
     if (before >= a->max_connections)
-        acceptor_wake(a);
+        (void)eventfd_write(a->wake_fd, 1);
 }
 
 void acceptor_destroy(struct acceptor *a)

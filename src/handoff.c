@@ -70,14 +70,6 @@ void handoff_destroy(struct handoff *h)
     free(h);
 }
 
-/* Signal the consumer. An eventfd counter only saturates after 2^64 - 2 writes. */
-static void handoff_wake(struct handoff *h)
-{
-    uint64_t one = 1;
-    ssize_t ignored = write(h->wake_fd, &one, sizeof(one));
-    (void)ignored;
-}
-
 int handoff_push(struct handoff *h, int fd)
 {
     int rc = 0;
@@ -96,7 +88,7 @@ int handoff_push(struct handoff *h, int fd)
     if (rc < 0)
         close(fd); /* a failed push still took ownership */
     else if (was_empty)
-        handoff_wake(h);
+        (void)eventfd_write(h->wake_fd, 1);
     return rc;
 }
 
@@ -120,7 +112,7 @@ void handoff_close(struct handoff *h)
     pthread_mutex_lock(&h->lock);
     h->is_closed = true;
     pthread_mutex_unlock(&h->lock);
-    handoff_wake(h);
+    (void)eventfd_write(h->wake_fd, 1);
 }
 
 size_t handoff_length(struct handoff *h)
@@ -138,7 +130,6 @@ int handoff_wake_fd(const struct handoff *h)
 
 void handoff_clear_wake(struct handoff *h)
 {
-    uint64_t count;
-    ssize_t ignored = read(h->wake_fd, &count, sizeof(count));
-    (void)ignored;
+    eventfd_t count;
+    (void)eventfd_read(h->wake_fd, &count);
 }

@@ -10,6 +10,8 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -47,6 +49,29 @@ int listener_open(struct listener *l, const struct addr *a, int type, int backlo
     }
     l->fd = fd;
     return 0;
+}
+
+int listener_watch(const struct listener *ls, size_t count, int *epfd, int *wake_fd)
+{
+    *wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    *epfd = epoll_create1(EPOLL_CLOEXEC);
+    int rc = *wake_fd < 0 || *epfd < 0 ? -errno : 0;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (rc == 0 && epoll_ctl(*epfd, EPOLL_CTL_ADD, *wake_fd, &ev) < 0)
+        rc = -errno;
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        ev.data.ptr = (void *)&ls[i];
+        if (epoll_ctl(*epfd, EPOLL_CTL_ADD, ls[i].fd, &ev) < 0)
+            rc = -errno;
+    }
+    if (rc < 0) {
+        if (*wake_fd >= 0)
+            close(*wake_fd);
+        if (*epfd >= 0)
+            close(*epfd);
+        *wake_fd = *epfd = -1;
+    }
+    return rc;
 }
 
 void listener_close(struct listener *l)

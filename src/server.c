@@ -170,9 +170,7 @@ void server_shutdown(struct server *s)
              s->conf->shutdown_timeout_ms);
     server_drain_workers(s, deadline);
     if (server_started_workers(s) == 0) {
-        uint64_t one = 1; /* no worker will report: say "done" ourselves */
-        ssize_t ignored = write(s->done_fd, &one, sizeof(one));
-        (void)ignored;
+        (void)eventfd_write(s->done_fd, 1); /* no worker will report: say "done" ourselves */
     }
 }
 
@@ -183,8 +181,8 @@ int server_done_fd(const struct server *s)
 
 bool server_is_done(struct server *s)
 {
-    uint64_t count;
-    if (read(s->done_fd, &count, sizeof(count)) == (ssize_t)sizeof(count))
+    eventfd_t count;
+    if (eventfd_read(s->done_fd, &count) == 0)
         s->done_count += count;
     unsigned started = server_started_workers(s);
     return s->done_count >= (started ? started : 1);

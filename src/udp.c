@@ -54,17 +54,7 @@ int udp_create(const struct conf_service *svc, const struct listener *ls, size_t
     u->mode = svc->mode;
     u->greeting = svc->greeting;
     u->greeting_len = svc->greeting_len;
-    u->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    u->epfd = epoll_create1(EPOLL_CLOEXEC);
-    int rc = u->wake_fd < 0 || u->epfd < 0 ? -errno : 0;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-    if (rc == 0 && epoll_ctl(u->epfd, EPOLL_CTL_ADD, u->wake_fd, &ev) < 0)
-        rc = -errno;
-    for (size_t i = 0; rc == 0 && i < count; i++) {
-        ev.data.ptr = (void *)&ls[i];
-        if (epoll_ctl(u->epfd, EPOLL_CTL_ADD, ls[i].fd, &ev) < 0)
-            rc = -errno;
-    }
+    int rc = listener_watch(ls, count, &u->epfd, &u->wake_fd);
     if (rc < 0) {
         udp_destroy(u);
         return rc;
@@ -152,9 +142,7 @@ void udp_stop(struct udp *u)
     if (!u->is_started)
         return;
     atomic_store(&u->is_stopping, true);
-    uint64_t one = 1;
-    ssize_t ignored = write(u->wake_fd, &one, sizeof(one));
-    (void)ignored;
+    (void)eventfd_write(u->wake_fd, 1);
     pthread_join(u->thread, NULL);
     u->is_started = false;
 }

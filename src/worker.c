@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -136,9 +137,7 @@ static void *worker_main(void *arg)
             break;
         }
     }
-    uint64_t one = 1;
-    ssize_t ignored = write(w->hooks.done_fd, &one, sizeof(one));
-    (void)ignored;
+    (void)eventfd_write(w->hooks.done_fd, 1);
     return NULL;
 }
 
