@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "buf.h"
 #include "list.h"
 #include "log.h"
@@ -98,9 +99,22 @@ int conn_set_create(const struct conn_settings *s, int epfd, struct stats *stats
     return 0;
 }
 
+/* Debug log: "tcp 127.0.0.1:5555 fd 12 EVENT (DETAIL)". Only called at debug level. */
+static void conn_log(const struct conn *c, const char *event, const char *detail)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char peer[ADDR_STRLEN] = "?";
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0)
+        addr_format((const struct sockaddr *)&ss, peer, sizeof(peer));
+    log_debug("tcp %s fd %d %s (%s)", peer, c->fd, event, detail);
+}
+
 /* Close c now and forget it; `reason` is the counter that says why, or STAT_COUNT. */
 static void conn_close(struct conn_set *set, struct conn *c, enum stats_counter reason)
 {
+    if (log_is_enabled(LOG_LEVEL_DEBUG))
+        conn_log(c, "closed", reason == STAT_COUNT ? "done" : stats_name(reason));
     list_unlink(&c->node);
     buf_pool_put(&set->out_pool, c->out);
     buf_pool_put(&set->in_pool, c->in);
@@ -437,6 +451,8 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
     }
     c->deadline_ms = now_ms + set->s.idle_timeout_ms;
     list_push_back(&set->idle, &c->node);
+    if (log_is_enabled(LOG_LEVEL_DEBUG))
+        conn_log(c, "opened", proto_mode_name(set->s.mode));
     set->count++;
     stats_add(set->stats, STAT_tcp_opened, 1);
     return 0;
