@@ -1,0 +1,1167 @@
+/* harness: process, file and socket helpers for the integration tests (see harness.h).
+ * Runs in the test binary's only thread. It owns the mkdtemp directory and every child
+ * it spawns: the pids sit in a signal-safe table that the atexit hook, the SIGALRM /
+ * SIGTERM / SIGINT / SIGHUP handler and PR_SET_PDEATHSIG use to SIGKILL them, whatever
+ * way the test binary ends. Client sockets are tracked by fd so a teardown can close
+ * everything a failed test left open. */
+#include "config.h"
+
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define H_MAX_CHILDREN 64
+#define H_MAX_FDS      65536
+
+/* Children not yet reaped; read by the signal handler, so plain sig_atomic_t slots. */
+static volatile sig_atomic_t h_children[H_MAX_CHILDREN];
+static char h_dir[256];                /* the mkdtemp directory; "" until h_init */
+static char h_name[64];                /* the test binary's name, for messages */
+static unsigned h_limit_s;             /* the binary's time limit */
+static uint64_t h_rng_state;           /* xorshift64* state */
+static unsigned h_file_serial;         /* makes temp file names unique */
+static unsigned char h_fds[H_MAX_FDS]; /* 1 = client fd to close in h_close_all */
+static char *h_rm_argv[4];             /* rm -rf h_dir, prepared for the signal handler */
+
+/* ------------------------------------------------------------------ safety net */
+
+static void h_track_child(pid_t pid)
+{
+    for (size_t i = 0; i < H_MAX_CHILDREN; i++) {
+        if (h_children[i] == 0) {
+            h_children[i] = pid;
+            return;
+        }
+    }
+    kill(pid, SIGKILL);
+    fail_msg("more than %d children at once", H_MAX_CHILDREN);
+}
+
+static void h_untrack_child(pid_t pid)
+{
+    for (size_t i = 0; i < H_MAX_CHILDREN; i++) {
+        if (h_children[i] == pid)
+            h_children[i] = 0;
+    }
+}
+
+/* Async-signal-safe: SIGKILL and reap every tracked child. */
+static void h_kill_children(void)
+{
+    for (size_t i = 0; i < H_MAX_CHILDREN; i++) {
+        pid_t pid = h_children[i];
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            h_children[i] = 0;
+        }
+    }
+}
+
+static void h_say(const char *text)
+{
+    ssize_t ignored = write(STDOUT_FILENO, text, strlen(text));
+    (void)ignored;
+}
+
+/* Last resort (time limit or a signal to the test): kill the children, remove the
+ * temp dir with fork+exec (both async-signal-safe), tell TAP, exit. */
+static void h_on_fatal_signal(int sig)
+{
+    h_kill_children();
+    if (h_dir[0] != '\0') {
+        pid_t pid = fork();
+        if (pid == 0) {
+            execv(h_rm_argv[0], h_rm_argv);
+            _exit(127);
+        }
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
+    }
+    h_say("Bail out! ");
+    h_say(h_name);
+    h_say(sig == SIGALRM ? ": time limit exceeded; echod and children killed\n"
+                         : ": interrupted by a signal; echod and children killed\n");
+    _exit(1);
+}
+
+static int h_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void h_at_exit(void)
+{
+    h_kill_children();
+    if (h_dir[0] != '\0')
+        nftw(h_dir, h_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void h_init(const char *name, unsigned limit_s)
+{
+    snprintf(h_name, sizeof(h_name), "%s", name);
+    h_limit_s = limit_s;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(h_dir, sizeof(h_dir), "%s/echod-%s-XXXXXX", tmp && tmp[0] ? tmp : "/tmp", name);
+    if (!mkdtemp(h_dir)) {
+        fprintf(stdout, "Bail out! %s: mkdtemp %s: %s\n", name, h_dir, strerror(errno));
+        exit(1);
+    }
+    h_rm_argv[0] = (char *)"/bin/rm";
+    h_rm_argv[1] = (char *)"-rf";
+    h_rm_argv[2] = h_dir;
+    atexit(h_at_exit);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = h_on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    alarm(limit_s);
+
+    h_raise_nofile();
+
+    const char *seed_text = getenv("ECHOD_TEST_SEED");
+    uint64_t seed = seed_text ? strtoull(seed_text, NULL, 0)
+                              : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    if (seed == 0)
+        seed = 1;
+    h_rng_state = seed;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("# %s: seed %llu (rerun with ECHOD_TEST_SEED=%llu), temp dir %s, time limit %u s\n",
+           name, (unsigned long long)seed, (unsigned long long)seed, h_dir, limit_s);
+}
+
+const char *h_tmpdir(void)
+{
+    return h_dir;
+}
+
+const char *h_env(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !v[0])
+        fail_msg("environment variable %s is not set (run the tests with make check)", name);
+    return v;
+}
+
+void h_note(const char *fmt, ...)
+{
+    char text[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    printf("# %s\n", text);
+    fflush(stdout);
+}
+
+/* ------------------------------------------------------------------ time, random */
+
+int64_t h_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void h_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Milliseconds left until deadline, at least 0. */
+static int h_left_ms(int64_t deadline)
+{
+    int64_t left = deadline - h_now_ms();
+    return left < 0 ? 0 : (int)left;
+}
+
+uint64_t h_rand(void)
+{
+    h_rng_state ^= h_rng_state >> 12;
+    h_rng_state ^= h_rng_state << 25;
+    h_rng_state ^= h_rng_state >> 27;
+    return h_rng_state * 2685821657736338717ull;
+}
+
+void h_fill_random(void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t r = h_rand();
+        memcpy(p + i, &r, 8);
+    }
+    if (i < len) {
+        uint64_t r = h_rand();
+        memcpy(p + i, &r, len - i);
+    }
+}
+
+void *h_xmalloc(size_t len)
+{
+    void *p = malloc(len ? len : 1);
+    if (!p)
+        fail_msg("out of memory allocating %zu bytes", len);
+    return p;
+}
+
+/* ------------------------------------------------------------------ files */
+
+void h_write_temp(const char *name, const void *data, size_t len, char *out, size_t out_size)
+{
+    snprintf(out, out_size, "%s/%s-%u", h_dir, name, ++h_file_serial);
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        fail_msg("cannot create %s: %s", out, strerror(errno));
+    const uint8_t *p = data;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, p + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int err = errno;
+            close(fd);
+            fail_msg("cannot write %s: %s", out, strerror(err));
+        }
+        off += (size_t)n;
+    }
+    close(fd);
+}
+
+char *h_read_file(const char *path, size_t *len_out)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *text = h_xmalloc(cap);
+    for (;;) {
+        if (cap - len < 2) {
+            cap *= 2;
+            char *bigger = realloc(text, cap);
+            if (!bigger) {
+                free(text);
+                close(fd);
+                fail_msg("out of memory reading %s", path);
+            }
+            text = bigger;
+        }
+        ssize_t n = read(fd, text + len, cap - len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    text[len] = '\0';
+    if (len_out)
+        *len_out = len;
+    return text;
+}
+
+/* memmem over a file's bytes, so NULs in the file do not stop the search. */
+bool h_file_contains(const char *path, const char *needle)
+{
+    size_t len;
+    char *text = h_read_file(path, &len);
+    if (!text)
+        return false;
+    bool found = memmem(text, len, needle, strlen(needle)) != NULL;
+    free(text);
+    return found;
+}
+
+/* ------------------------------------------------------------------ processes */
+
+pid_t h_spawn(char *const argv[], int stdin_fd, const char *out_path, const char *err_path)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        /* Child: only async-signal-safe calls until exec. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        int in = stdin_fd >= 0 ? stdin_fd : open("/dev/null", O_RDONLY);
+        int out = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int err = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+            _exit(127);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    h_track_child(pid);
+    return pid;
+}
+
+/* The exit code of a wait status: the code, or 128 + the signal. */
+static int h_status_code(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return 255;
+}
+
+int h_wait_exit(pid_t pid, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    for (;;) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            h_untrack_child(pid);
+            return h_status_code(status);
+        }
+        if (r < 0 && errno != EINTR) {
+            h_untrack_child(pid);
+            fail_msg("waitpid %d: %s", (int)pid, strerror(errno));
+        }
+        if (h_now_ms() >= deadline)
+            return -1;
+        h_sleep_ms(2);
+    }
+}
+
+void h_kill(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    h_untrack_child(pid);
+}
+
+int h_run(char *const argv[], const void *in, size_t in_len, int timeout_ms, char *out_path,
+          char *err_path, size_t path_size)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    snprintf(out_path, path_size, "%s/run-%u.out", h_dir, ++h_file_serial);
+    snprintf(err_path, path_size, "%s/run-%u.err", h_dir, h_file_serial);
+    int pipefd[2] = {-1, -1};
+    if (in && pipe2(pipefd, O_CLOEXEC) != 0)
+        fail_msg("pipe2: %s", strerror(errno));
+    pid_t pid = h_spawn(argv, in ? pipefd[0] : -1, out_path, err_path);
+    if (in) {
+        close(pipefd[0]);
+        fcntl(pipefd[1], F_SETFL, O_NONBLOCK);
+        const uint8_t *p = in;
+        size_t off = 0;
+        while (off < in_len) {
+            ssize_t n = write(pipefd[1], p + off, in_len - off);
+            if (n > 0) {
+                off += (size_t)n;
+                continue;
+            }
+            if (n < 0 && errno == EPIPE)
+                break; /* the child stopped reading: its exit code will tell */
+            if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                int err = errno;
+                close(pipefd[1]);
+                h_kill(pid);
+                fail_msg("writing %s's stdin: %s", argv[0], strerror(err));
+            }
+            struct pollfd pfd = {pipefd[1], POLLOUT, 0};
+            if (poll(&pfd, 1, h_left_ms(deadline) < 50 ? h_left_ms(deadline) : 50) < 0 &&
+                errno != EINTR)
+                break;
+            if (h_now_ms() >= deadline)
+                break;
+        }
+        close(pipefd[1]);
+    }
+    int code = h_wait_exit(pid, h_left_ms(deadline));
+    if (code < 0) {
+        h_kill(pid);
+        char *err = h_read_file(err_path, NULL);
+        fail_msg("%s did not exit within %d ms; stderr: %s", argv[0], timeout_ms,
+                 err ? err : "(none)");
+    }
+    return code;
+}
+
+/* ------------------------------------------------------------------ echod */
+
+/* Parse "127.0.0.1:40123" or "[::1]:40124" into sa; false if malformed. */
+static bool h_parse_addr(const char *text, struct sockaddr_storage *sa)
+{
+    char host[64];
+    const char *port_text;
+    memset(sa, 0, sizeof(*sa));
+    if (text[0] == '[') {
+        const char *close_bracket = strchr(text, ']');
+        if (!close_bracket || close_bracket[1] != ':' ||
+            (size_t)(close_bracket - text - 1) >= sizeof(host))
+            return false;
+        memcpy(host, text + 1, (size_t)(close_bracket - text - 1));
+        host[close_bracket - text - 1] = '\0';
+        port_text = close_bracket + 2;
+    } else {
+        const char *colon = strrchr(text, ':');
+        if (!colon || (size_t)(colon - text) >= sizeof(host))
+            return false;
+        memcpy(host, text, (size_t)(colon - text));
+        host[colon - text] = '\0';
+        port_text = colon + 1;
+    }
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(port_text, &end, 10);
+    if (errno || end == port_text || *end != '\0' || port == 0 || port > 65535)
+        return false;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)sa;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        return true;
+    }
+    if (text[0] == '[' && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        return true;
+    }
+    return false;
+}
+
+/* Parse the port file into e; fails the test on any malformed line. */
+static void h_parse_port_file(struct echod *e, char *text)
+{
+    bool seen_udp = false;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        bool is_tcp = strncmp(line, "tcp ", 4) == 0;
+        bool is_udp = strncmp(line, "udp ", 4) == 0;
+        if (!is_tcp && !is_udp)
+            fail_msg("port file %s: malformed line '%s'", e->port_path, line);
+        if (is_tcp && seen_udp)
+            fail_msg("port file %s: tcp line '%s' after a udp line", e->port_path, line);
+        seen_udp |= is_udp;
+        size_t *count = is_tcp ? &e->tcp_count : &e->udp_count;
+        if (*count >= H_MAX_LISTENERS)
+            fail_msg("port file %s: too many listeners", e->port_path);
+        struct sockaddr_storage *sa = is_tcp ? &e->tcp[*count] : &e->udp[*count];
+        char *text_out = is_tcp ? e->tcp_text[*count] : e->udp_text[*count];
+        if (!h_parse_addr(line + 4, sa))
+            fail_msg("port file %s: bad address in '%s'", e->port_path, line);
+        snprintf(text_out, 64, "%s", line + 4);
+        (*count)++;
+    }
+}
+
+void h_echod_dump_log(struct echod *e)
+{
+    size_t len;
+    char *text = h_read_file(e->log_path, &len);
+    if (!text) {
+        h_note("echod log %s: unreadable", e->log_path);
+        return;
+    }
+    /* The last 40 lines are enough context. */
+    size_t lines = 0;
+    const char *start = text;
+    for (size_t i = len; i > 0; i--) {
+        if (text[i - 1] == '\n' && ++lines > 40) {
+            start = text + i;
+            break;
+        }
+    }
+    h_note("---- echod stderr (%s), last lines:", e->log_path);
+    char *save = NULL;
+    for (char *line = strtok_r((char *)start, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save))
+        h_note("  %s", line);
+    free(text);
+}
+
+void h_echod_start(struct echod *e, const char *config_text, const char *const *extra_args)
+{
+    memset(e, 0, sizeof(*e));
+    const char *bin = h_env("ECHOD_BIN");
+    h_write_temp("echod.conf", config_text, strlen(config_text), e->conf_path,
+                 sizeof(e->conf_path));
+    unsigned serial = ++h_file_serial;
+    snprintf(e->port_path, sizeof(e->port_path), "%s/echod-%u.ports", h_dir, serial);
+    snprintf(e->log_path, sizeof(e->log_path), "%s/echod-%u.log", h_dir, serial);
+    snprintf(e->out_path, sizeof(e->out_path), "%s/echod-%u.out", h_dir, serial);
+
+    char *argv[32];
+    size_t argc = 0;
+    argv[argc++] = (char *)bin;
+    argv[argc++] = (char *)"-c";
+    argv[argc++] = e->conf_path;
+    argv[argc++] = (char *)"--port-file";
+    argv[argc++] = e->port_path;
+    for (size_t i = 0; extra_args && extra_args[i] && argc < 31; i++)
+        argv[argc++] = (char *)extra_args[i];
+    argv[argc] = NULL;
+    e->pid = h_spawn(argv, -1, e->out_path, e->log_path);
+
+    int64_t deadline = h_now_ms() + 5000;
+    for (;;) {
+        if (access(e->port_path, F_OK) == 0)
+            break;
+        int code = h_wait_exit(e->pid, 0);
+        if (code >= 0) {
+            e->pid = 0;
+            e->exit_status = code;
+            h_echod_dump_log(e);
+            fail_msg("echod exited with %d before writing its port file; config:\n%s", code,
+                     config_text);
+        }
+        if (h_now_ms() >= deadline) {
+            h_echod_dump_log(e);
+            fail_msg("echod wrote no port file %s within 5 s", e->port_path);
+        }
+        h_sleep_ms(5);
+    }
+    char *ports = h_read_file(e->port_path, NULL);
+    if (!ports)
+        fail_msg("cannot read the port file %s: %s", e->port_path, strerror(errno));
+    h_parse_port_file(e, ports);
+    free(ports);
+}
+
+int h_echod_signal_wait(struct echod *e, int sig, int timeout_ms)
+{
+    if (e->pid <= 0)
+        fail_msg("echod is not running (it exited with %d)", e->exit_status);
+    kill(e->pid, sig);
+    int code = h_wait_exit(e->pid, timeout_ms);
+    if (code >= 0) {
+        e->pid = 0;
+        e->exit_status = code;
+    }
+    return code;
+}
+
+int h_echod_stop(struct echod *e)
+{
+    if (e->pid <= 0)
+        return e->exit_status;
+    kill(e->pid, SIGTERM);
+    int code = h_wait_exit(e->pid, 5000);
+    if (code < 0) {
+        h_note("echod %d did not exit within 5 s of SIGTERM: killed", (int)e->pid);
+        h_kill(e->pid);
+        code = -1;
+    }
+    e->pid = 0;
+    e->exit_status = code;
+    return code;
+}
+
+void h_echod_assert_alive(struct echod *e)
+{
+    if (e->pid <= 0)
+        fail_msg("echod is not running (exit status %d)", e->exit_status);
+    int code = h_wait_exit(e->pid, 0);
+    if (code >= 0) {
+        e->pid = 0;
+        e->exit_status = code;
+        h_echod_dump_log(e);
+        fail_msg("echod died with exit status %d", code);
+    }
+}
+
+bool h_echod_log_contains(struct echod *e, const char *needle)
+{
+    return h_file_contains(e->log_path, needle);
+}
+
+/* Count the "stats " log lines and return the last one's start (in text) via *last. */
+static size_t h_count_stats_lines(const char *text, const char **last)
+{
+    size_t count = 0;
+    *last = NULL;
+    for (const char *p = text; (p = strstr(p, ": stats ")) != NULL; p++) {
+        count++;
+        *last = p + 2;
+    }
+    return count;
+}
+
+void h_echod_stats(struct echod *e, const char *const *names, uint64_t *values, size_t count)
+{
+    h_echod_assert_alive(e);
+    char *text = h_read_file(e->log_path, NULL);
+    const char *last;
+    size_t before = text ? h_count_stats_lines(text, &last) : 0;
+    free(text);
+    kill(e->pid, SIGUSR1);
+    int64_t deadline = h_now_ms() + 5000;
+    for (;;) {
+        text = h_read_file(e->log_path, NULL);
+        if (text && h_count_stats_lines(text, &last) > before && strchr(last, '\n'))
+            break;
+        free(text);
+        if (h_now_ms() >= deadline) {
+            h_echod_dump_log(e);
+            fail_msg("echod logged no new 'stats' line within 5 s of SIGUSR1");
+        }
+        h_sleep_ms(5);
+    }
+    const char *eol = strchr(last, '\n');
+    for (size_t i = 0; i < count; i++) {
+        char key[80];
+        snprintf(key, sizeof(key), " %s=", names[i]);
+        const char *at = strstr(last, key);
+        if (!at || at > eol) {
+            int line_len = (int)(eol - last);
+            char copy[1024];
+            snprintf(copy, sizeof(copy), "%.*s", line_len, last);
+            free(text);
+            fail_msg("the stats line has no counter %s: '%s'", names[i], copy);
+        }
+        values[i] = strtoull(at + strlen(key), NULL, 10);
+    }
+    free(text);
+}
+
+uint64_t h_echod_stat(struct echod *e, const char *name)
+{
+    uint64_t v;
+    h_echod_stats(e, &name, &v, 1);
+    return v;
+}
+
+/* ------------------------------------------------------------------ /proc */
+
+long h_rss_kib(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    char *text = h_read_file(path, NULL);
+    if (!text)
+        fail_msg("cannot read %s", path);
+    const char *at = strstr(text, "VmRSS:");
+    if (!at) {
+        free(text);
+        fail_msg("%s has no VmRSS", path);
+    }
+    long kib = strtol(at + 6, NULL, 10);
+    free(text);
+    return kib;
+}
+
+int h_fd_count(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        fail_msg("cannot open %s: %s", path, strerror(errno));
+    int count = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] != '.')
+            count++;
+    }
+    closedir(d);
+    return count;
+}
+
+long h_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? 1L << 30 : (long)rl.rlim_cur;
+}
+
+/* ------------------------------------------------------------------ sockets */
+
+void h_track_fd(int fd)
+{
+    if (fd >= 0 && fd < H_MAX_FDS)
+        h_fds[fd] = 1;
+}
+
+void h_close(int fd)
+{
+    if (fd < 0)
+        return;
+    if (fd < H_MAX_FDS)
+        h_fds[fd] = 0;
+    close(fd);
+}
+
+void h_close_all(void)
+{
+    for (int fd = 0; fd < H_MAX_FDS; fd++) {
+        if (h_fds[fd]) {
+            h_fds[fd] = 0;
+            close(fd);
+        }
+    }
+}
+
+static socklen_t h_sa_len(const struct sockaddr_storage *sa)
+{
+    return sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+/* A tracked non-blocking TCP socket whose connect to sa has started; buffer sizes are set
+ * before connecting when buf_bytes > 0. The fd, or -errno. */
+static int h_tcp_start(const struct sockaddr_storage *sa, int buf_bytes)
+{
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        fail_msg("socket: %s", strerror(errno));
+    h_track_fd(fd);
+    if (buf_bytes > 0 &&
+        (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf_bytes, sizeof(buf_bytes)) != 0 ||
+         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf_bytes, sizeof(buf_bytes)) != 0))
+        fail_msg("setsockopt SO_RCVBUF/SO_SNDBUF: %s", strerror(errno));
+    if (connect(fd, (const struct sockaddr *)sa, h_sa_len(sa)) != 0 && errno != EINPROGRESS) {
+        int err = errno;
+        h_close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+int h_tcp_connect_start(const struct sockaddr_storage *sa)
+{
+    return h_tcp_start(sa, 0);
+}
+
+/* Wait for fd's connect to finish: fd, or -errno (fd closed). */
+static int h_tcp_finish(int fd, int timeout_ms)
+{
+    if (fd < 0)
+        return fd;
+    struct pollfd pfd = {fd, POLLOUT, 0};
+    int64_t deadline = h_now_ms() + timeout_ms;
+    int n;
+    while ((n = poll(&pfd, 1, h_left_ms(deadline))) < 0 && errno == EINTR) {
+    }
+    if (n == 0) {
+        h_close(fd);
+        return -ETIMEDOUT;
+    }
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err != 0) {
+        h_close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+int h_tcp_connect(const struct sockaddr_storage *sa, int timeout_ms)
+{
+    int fd = h_tcp_start(sa, 0);
+    return fd < 0 ? fd : h_tcp_finish(fd, timeout_ms);
+}
+
+int h_tcp_connect_sized(const struct sockaddr_storage *sa, int buf_bytes)
+{
+    int fd = h_tcp_start(sa, buf_bytes);
+    if (fd >= 0)
+        fd = h_tcp_finish(fd, 5000);
+    if (fd < 0)
+        fail_msg("connect to port %u: %s", h_port_of(sa), strerror(-fd));
+    return fd;
+}
+
+int h_tcp_connect_ok(const struct sockaddr_storage *sa)
+{
+    int fd = h_tcp_connect(sa, 5000);
+    if (fd < 0)
+        fail_msg("connect to port %u: %s", h_port_of(sa), strerror(-fd));
+    return fd;
+}
+
+int h_udp_connect(const struct sockaddr_storage *sa)
+{
+    int fd = socket(sa->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        fail_msg("socket: %s", strerror(errno));
+    h_track_fd(fd);
+    int size = 1 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    if (connect(fd, (const struct sockaddr *)sa, h_sa_len(sa)) != 0)
+        fail_msg("udp connect: %s", strerror(errno));
+    return fd;
+}
+
+void h_loopback(struct sockaddr_storage *sa, int af, uint16_t port)
+{
+    memset(sa, 0, sizeof(*sa));
+    if (af == AF_INET6) {
+        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)sa;
+        v6->sin6_family = AF_INET6;
+        v6->sin6_addr = in6addr_loopback;
+        v6->sin6_port = htons(port);
+    } else {
+        struct sockaddr_in *v4 = (struct sockaddr_in *)sa;
+        v4->sin_family = AF_INET;
+        v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        v4->sin_port = htons(port);
+    }
+}
+
+uint16_t h_port_of(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+}
+
+bool h_have_ipv6(void)
+{
+    int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_storage sa;
+    h_loopback(&sa, AF_INET6, 0);
+    bool ok = bind(fd, (struct sockaddr *)&sa, sizeof(struct sockaddr_in6)) == 0;
+    close(fd);
+    return ok;
+}
+
+uint16_t h_unused_tcp_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_storage sa;
+    h_loopback(&sa, AF_INET, 0);
+    socklen_t len = sizeof(sa);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(struct sockaddr_in)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        fail_msg("cannot get a free port: %s", strerror(errno));
+    close(fd);
+    return h_port_of(&sa);
+}
+
+/* Wait up to the deadline for events on fd; the revents (0 on timeout). */
+static short h_wait_fd(int fd, short events, int64_t deadline)
+{
+    struct pollfd pfd = {fd, events, 0};
+    for (;;) {
+        int n = poll(&pfd, 1, h_left_ms(deadline));
+        if (n > 0)
+            return pfd.revents;
+        if (n == 0)
+            return 0;
+        if (errno != EINTR)
+            fail_msg("poll: %s", strerror(errno));
+    }
+}
+
+void h_send_all(int fd, const void *buf, size_t len, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    const uint8_t *p = buf;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = send(fd, p + off, len - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            fail_msg("send after %zu of %zu bytes: %s", off, len, strerror(errno));
+        if (h_wait_fd(fd, POLLOUT, deadline) == 0)
+            fail_msg("send timed out after %d ms with %zu of %zu bytes sent", timeout_ms, off, len);
+    }
+}
+
+void h_recv_exact(int fd, void *buf, size_t len, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    uint8_t *p = buf;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = recv(fd, p + off, len - off, 0);
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            fail_msg("EOF after %zu of %zu expected bytes", off, len);
+        if (errno != EAGAIN && errno != EINTR)
+            fail_msg("recv after %zu of %zu bytes: %s", off, len, strerror(errno));
+        if (h_wait_fd(fd, POLLIN, deadline) == 0)
+            fail_msg("recv timed out after %d ms with %zu of %zu bytes received", timeout_ms, off,
+                     len);
+    }
+}
+
+ssize_t h_recv_some(int fd, void *buf, size_t len, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    for (;;) {
+        ssize_t n = recv(fd, buf, len, 0);
+        if (n >= 0)
+            return n;
+        if (errno != EAGAIN && errno != EINTR)
+            return -errno;
+        if (h_wait_fd(fd, POLLIN, deadline) == 0)
+            return -1;
+    }
+}
+
+/* Printable excerpt of bytes for a failure message. */
+static void h_excerpt(const void *data, size_t len, char *out, size_t size)
+{
+    const uint8_t *p = data;
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 8 < size; i++) {
+        if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\')
+            out[o++] = (char)p[i];
+        else
+            o += (size_t)snprintf(out + o, size - o, "\\x%02x", p[i]);
+    }
+    out[o < size ? o : size - 1] = '\0';
+}
+
+void h_expect_eof(int fd, int timeout_ms)
+{
+    uint8_t buf[256];
+    ssize_t n = h_recv_some(fd, buf, sizeof(buf), timeout_ms);
+    if (n == 0)
+        return;
+    if (n == -1)
+        fail_msg("no EOF within %d ms", timeout_ms);
+    if (n < 0)
+        fail_msg("expected EOF, got error: %s", strerror((int)-n));
+    char text[600];
+    h_excerpt(buf, (size_t)n, text, sizeof(text));
+    fail_msg("expected EOF, got %zd more bytes: \"%s\"", n, text);
+}
+
+void h_expect_silence(int fd, int ms)
+{
+    uint8_t buf[256];
+    ssize_t n = h_recv_some(fd, buf, sizeof(buf), ms);
+    if (n == -1)
+        return;
+    if (n == 0)
+        fail_msg("expected no reply for %d ms, got EOF", ms);
+    if (n < 0)
+        fail_msg("expected no reply for %d ms, got error: %s", ms, strerror((int)-n));
+    char text[600];
+    h_excerpt(buf, (size_t)n, text, sizeof(text));
+    fail_msg("expected no reply for %d ms, got %zd bytes: \"%s\"", ms, n, text);
+}
+
+void h_assert_bytes(const char *what, const void *want, const void *got, size_t len)
+{
+    if (memcmp(want, got, len) == 0)
+        return;
+    const uint8_t *a = want, *b = got;
+    size_t i = 0;
+    while (a[i] == b[i])
+        i++;
+    size_t from = i > 16 ? i - 16 : 0;
+    size_t span = len - from < 48 ? len - from : 48;
+    char wtext[256], gtext[256];
+    h_excerpt(a + from, span, wtext, sizeof(wtext));
+    h_excerpt(b + from, span, gtext, sizeof(gtext));
+    fail_msg("%s: %zu bytes differ first at offset %zu (0x%02x expected, 0x%02x received);"
+             " from offset %zu expected \"%s\" received \"%s\"",
+             what, len, i, a[i], b[i], from, wtext, gtext);
+}
+
+void h_streams_run(struct h_stream *s, size_t n, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    struct pollfd *pfd = h_xmalloc(n * sizeof(*pfd));
+    size_t *index = h_xmalloc(n * sizeof(*index));
+    bool *is_shut = calloc(n ? n : 1, sizeof(*is_shut));
+    uint8_t scratch[4096];
+    if (!is_shut)
+        fail_msg("out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].is_half_closing && s[i].tx_off == s[i].tx_len && !is_shut[i]) {
+            shutdown(s[i].fd, SHUT_WR);
+            is_shut[i] = true;
+        }
+    }
+    for (;;) {
+        size_t live = 0;
+        for (size_t i = 0; i < n; i++) {
+            bool needs_rx = s[i].rx_len < s[i].rx_expect || (s[i].is_half_closing && !s[i].has_eof);
+            bool needs_tx = s[i].tx_off < s[i].tx_len;
+            if (!needs_rx && !needs_tx)
+                continue;
+            pfd[live].fd = s[i].fd;
+            pfd[live].events = (short)((needs_tx ? POLLOUT : 0) | (needs_rx ? POLLIN : 0));
+            pfd[live].revents = 0;
+            index[live++] = i;
+        }
+        if (live == 0)
+            break;
+        if (h_now_ms() >= deadline) {
+            for (size_t k = 0; k < live; k++) {
+                struct h_stream *t = &s[index[k]];
+                h_note("stream %zu: sent %zu of %zu, received %zu of %zu, eof %d", index[k],
+                       t->tx_off, t->tx_len, t->rx_len, t->rx_expect, t->has_eof);
+            }
+            free(pfd);
+            free(index);
+            free(is_shut);
+            fail_msg("%zu of %zu streams unfinished after %d ms (see above)", live, n, timeout_ms);
+        }
+        int ready = poll(pfd, live, h_left_ms(deadline) < 100 ? h_left_ms(deadline) : 100);
+        if (ready < 0 && errno != EINTR)
+            fail_msg("poll: %s", strerror(errno));
+        for (size_t k = 0; ready > 0 && k < live; k++) {
+            struct h_stream *t = &s[index[k]];
+            short rev = pfd[k].revents;
+            if ((rev & POLLOUT) && t->tx_off < t->tx_len) {
+                size_t chunk = t->tx_len - t->tx_off;
+                if (t->max_chunk && chunk > t->max_chunk)
+                    chunk = 1 + (size_t)(h_rand() % t->max_chunk);
+                ssize_t w = send(t->fd, t->tx + t->tx_off, chunk, MSG_NOSIGNAL);
+                if (w > 0)
+                    t->tx_off += (size_t)w;
+                else if (w < 0 && errno != EAGAIN && errno != EINTR)
+                    fail_msg("stream %zu: send after %zu of %zu bytes: %s", index[k], t->tx_off,
+                             t->tx_len, strerror(errno));
+                if (t->tx_off == t->tx_len && t->is_half_closing && !is_shut[index[k]]) {
+                    shutdown(t->fd, SHUT_WR);
+                    is_shut[index[k]] = true;
+                }
+            }
+            if (rev & (POLLIN | POLLHUP | POLLERR)) {
+                ssize_t r;
+                if (t->rx_len < t->rx_expect)
+                    r = recv(t->fd, t->rx + t->rx_len, t->rx_expect - t->rx_len, 0);
+                else
+                    r = recv(t->fd, scratch, sizeof(scratch), 0);
+                if (r > 0 && t->rx_len < t->rx_expect) {
+                    t->rx_len += (size_t)r;
+                } else if (r > 0) {
+                    char text[300];
+                    h_excerpt(scratch, (size_t)r, text, sizeof(text));
+                    fail_msg("stream %zu: %zd bytes beyond the %zu expected: \"%s\"", index[k], r,
+                             t->rx_expect, text);
+                } else if (r == 0) {
+                    if (t->rx_len < t->rx_expect)
+                        fail_msg("stream %zu: EOF after %zu of %zu expected bytes (sent %zu of "
+                                 "%zu)",
+                                 index[k], t->rx_len, t->rx_expect, t->tx_off, t->tx_len);
+                    if (!t->is_half_closing)
+                        fail_msg("stream %zu: EOF although the client did not close", index[k]);
+                    t->has_eof = true;
+                } else if (errno != EAGAIN && errno != EINTR) {
+                    fail_msg("stream %zu: recv after %zu of %zu bytes: %s", index[k], t->rx_len,
+                             t->rx_expect, strerror(errno));
+                }
+            }
+        }
+    }
+    free(pfd);
+    free(index);
+    free(is_shut);
+}
+
+void h_echo_roundtrip(int fd, const void *data, size_t len, int timeout_ms)
+{
+    struct h_stream s = {
+        .fd = fd, .tx = data, .tx_len = len, .rx = h_xmalloc(len), .rx_expect = len};
+    h_streams_run(&s, 1, timeout_ms);
+    char what[64];
+    snprintf(what, sizeof(what), "echo of %zu bytes", len);
+    /* Compare before freeing; a mismatch fails (and leaks rx, which is fine). */
+    h_assert_bytes(what, data, s.rx, len);
+    free(s.rx);
+}
+
+ssize_t h_udp_recv(int fd, void *buf, size_t cap, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    for (;;) {
+        ssize_t n = recv(fd, buf, cap, MSG_TRUNC);
+        if (n >= 0)
+            return n;
+        if (errno != EAGAIN && errno != EINTR)
+            fail_msg("udp recv: %s", strerror(errno));
+        if (h_wait_fd(fd, POLLIN, deadline) == 0)
+            return -1;
+    }
+}
+
+void h_udp_expect(int fd, const void *req, size_t req_len, const void *want, size_t want_len,
+                  int tries, int wait_ms)
+{
+    uint8_t *reply = h_xmalloc(65536);
+    int attempt;
+    for (attempt = 1; attempt <= tries; attempt++) {
+        ssize_t n = send(fd, req, req_len, 0);
+        if (n != (ssize_t)req_len)
+            fail_msg("udp send of %zu bytes: %s", req_len, n < 0 ? strerror(errno) : "short");
+        ssize_t got = h_udp_recv(fd, reply, 65536, wait_ms);
+        if (got < 0) {
+            h_note("no reply to a %zu-byte datagram within %d ms (try %d of %d)", req_len, wait_ms,
+                   attempt, tries);
+            continue;
+        }
+        if ((size_t)got != want_len)
+            fail_msg("a %zu-byte datagram got a %zd-byte reply, expected %zu bytes", req_len, got,
+                     want_len);
+        char what[80];
+        snprintf(what, sizeof(what), "reply to a %zu-byte datagram", req_len);
+        h_assert_bytes(what, want, reply, want_len);
+        break;
+    }
+    if (attempt > tries)
+        fail_msg("no reply to a %zu-byte datagram after %d tries", req_len, tries);
+    /* A retry may bring a second, identical reply: drain it so it cannot be mistaken
+     * for the next exchange's reply. */
+    while (attempt > 1) {
+        ssize_t got = h_udp_recv(fd, reply, 65536, 200);
+        if (got < 0)
+            break;
+        if ((size_t)got != want_len || memcmp(reply, want, want_len) != 0)
+            fail_msg("unexpected %zd-byte datagram after a retried exchange", got);
+    }
+    free(reply);
+}

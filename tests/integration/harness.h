@@ -1,0 +1,192 @@
+/* harness: what the integration tests share. It starts the real echod (and the tools)
+ * on loopback with port-0 configs, learns the ports from --port-file, and gives socket
+ * helpers that never block without a deadline. A safety net (atexit, SIGALRM, SIGTERM,
+ * PR_SET_PDEATHSIG) SIGKILLs every child it started and removes the mkdtemp directory.
+ * Single-threaded: the tests drive many sockets with poll(2), never with threads.
+ * Helpers that assert use cmocka, so a failure longjmps to the test's teardown, which
+ * must call h_echod_stop / h_close_all to release what the test held. */
+#ifndef ECHOD_TEST_HARNESS_H
+#define ECHOD_TEST_HARNESS_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <netinet/in.h>
+
+#include <cmocka.h>
+
+#define H_MAX_LISTENERS 8
+#define KIB             1024u
+#define MIB             (1024u * 1024u)
+
+/* One started echod: its files, pid and the listeners read from its port file. */
+struct echod {
+    pid_t pid;           /* 0 once reaped */
+    int exit_status;     /* as h_wait_exit returns it, once reaped */
+    char conf_path[512]; /* the config it was started with */
+    char port_path[512]; /* its --port-file */
+    char log_path[512];  /* its stderr */
+    char out_path[512];  /* its stdout */
+    size_t tcp_count;    /* listeners from the port file, TCP first as echod wrote them */
+    size_t udp_count;
+    struct sockaddr_storage tcp[H_MAX_LISTENERS];
+    struct sockaddr_storage udp[H_MAX_LISTENERS];
+    char tcp_text[H_MAX_LISTENERS][64]; /* "127.0.0.1:40123" as written in the port file */
+    char udp_text[H_MAX_LISTENERS][64];
+};
+
+/* A stream driven by h_streams_run: sends tx, expects rx_expect bytes back. */
+struct h_stream {
+    int fd;            /* non-blocking connected TCP socket */
+    const uint8_t *tx; /* bytes to send */
+    size_t tx_len;
+    size_t tx_off;        /* sent so far */
+    size_t max_chunk;     /* largest single send; 0 = unlimited */
+    bool is_half_closing; /* shutdown(SHUT_WR) once tx is sent, then expect EOF */
+    uint8_t *rx;          /* receive buffer of rx_expect bytes */
+    size_t rx_expect;
+    size_t rx_len; /* received so far */
+    bool has_eof;  /* EOF seen */
+};
+
+/* ---- process-wide set-up */
+
+/* Call first in main(): temp dir, safety net, SIGPIPE ignored, RLIMIT_NOFILE raised, a
+ * last-resort alarm of limit_s seconds for the whole binary, and the random seed
+ * (ECHOD_TEST_SEED or the time), printed as a TAP comment. */
+void h_init(const char *name, unsigned limit_s);
+/* The mkdtemp directory of this test binary. */
+const char *h_tmpdir(void);
+/* An environment variable that must be set (ECHOD_BIN, ...): fails the test otherwise. */
+const char *h_env(const char *name);
+/* Print a TAP comment line "# ..." on stdout (kept in the test log). */
+void h_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- time and randomness */
+
+int64_t h_now_ms(void);
+void h_sleep_ms(int ms);
+/* Next value of the per-binary seeded generator (xorshift64*). */
+uint64_t h_rand(void);
+/* Fill buf with seeded random bytes (NULs included, as random bytes go). */
+void h_fill_random(void *buf, size_t len);
+/* malloc or fail the test. */
+void *h_xmalloc(size_t len);
+
+/* ---- files */
+
+/* Write len bytes to h_tmpdir()/NAME-N (unique), returning the path in out. */
+void h_write_temp(const char *name, const void *data, size_t len, char *out, size_t out_size);
+/* Read a whole file (NUL-terminated; *len_out excludes the NUL); NULL if unreadable. */
+char *h_read_file(const char *path, size_t *len_out);
+/* Whether the file holds needle. */
+bool h_file_contains(const char *path, const char *needle);
+
+/* ---- processes */
+
+/* fork/exec argv[0] with stdin from stdin_fd (-1: /dev/null) and stdout/stderr to the
+ * given paths (NULL: /dev/null). The child is tracked by the safety net. */
+pid_t h_spawn(char *const argv[], int stdin_fd, const char *out_path, const char *err_path);
+/* Wait up to timeout_ms for pid; returns its exit code, 128+signal if killed, or -1 on
+ * timeout (pid is then still running and still tracked). */
+int h_wait_exit(pid_t pid, int timeout_ms);
+/* SIGKILL and reap a tracked child (no-op for 0). */
+void h_kill(pid_t pid);
+/* Run argv to completion: stdin gets `in` through a pipe (NULL: /dev/null), stdout and
+ * stderr are saved to fresh temp files whose paths are returned. Returns the exit code
+ * (as h_wait_exit) and fails the test if it does not exit within timeout_ms. */
+int h_run(char *const argv[], const void *in, size_t in_len, int timeout_ms, char *out_path,
+          char *err_path, size_t path_size);
+
+/* ---- echod */
+
+/* Write config_text to a temp file and start ECHOD_BIN -c FILE --port-file P plus the
+ * NULL-terminated extra args (may be NULL). Waits up to 5 s for the port file and fails
+ * with echod's stderr if it exits first. */
+void h_echod_start(struct echod *e, const char *config_text, const char *const *extra_args);
+/* Send sig and wait up to timeout_ms; returns the exit status as h_wait_exit. */
+int h_echod_signal_wait(struct echod *e, int sig, int timeout_ms);
+/* Teardown: if running, SIGTERM, wait 5 s, SIGKILL; returns the exit status (or -1 if it
+ * had to be killed). Safe to call twice. */
+int h_echod_stop(struct echod *e);
+/* Fail the test unless echod is still running. */
+void h_echod_assert_alive(struct echod *e);
+/* Send SIGUSR1 and wait (5 s) for a new "stats" line; parse counter `name` from it. */
+uint64_t h_echod_stat(struct echod *e, const char *name);
+/* Like h_echod_stat for several counters from one stats line; values[i] for names[i]. */
+void h_echod_stats(struct echod *e, const char *const *names, uint64_t *values, size_t count);
+/* Whether echod's stderr holds needle. */
+bool h_echod_log_contains(struct echod *e, const char *needle);
+/* Print echod's stderr as TAP comments (for a failure's context). */
+void h_echod_dump_log(struct echod *e);
+
+/* ---- /proc */
+
+/* VmRSS of pid in KiB; fails the test if unreadable. */
+long h_rss_kib(pid_t pid);
+/* Number of entries in /proc/PID/fd. */
+int h_fd_count(pid_t pid);
+/* Raise RLIMIT_NOFILE's soft limit to the hard one; returns the new soft limit. */
+long h_raise_nofile(void);
+
+/* ---- sockets (all non-blocking; every wait has a deadline) */
+
+/* Track fd so h_close_all closes it. h_close closes and untracks. */
+void h_track_fd(int fd);
+void h_close(int fd);
+/* Close every tracked fd (teardown). */
+void h_close_all(void);
+
+/* TCP connect to sa within timeout_ms: the tracked non-blocking fd, or -errno. */
+int h_tcp_connect(const struct sockaddr_storage *sa, int timeout_ms);
+/* h_tcp_connect or fail the test. */
+int h_tcp_connect_ok(const struct sockaddr_storage *sa);
+/* Connect with SO_RCVBUF and SO_SNDBUF set to buf_bytes first, or fail the test. */
+int h_tcp_connect_sized(const struct sockaddr_storage *sa, int buf_bytes);
+/* Start a connect without waiting: the tracked fd (connect may be in progress). */
+int h_tcp_connect_start(const struct sockaddr_storage *sa);
+/* A tracked, non-blocking UDP socket connected to sa. */
+int h_udp_connect(const struct sockaddr_storage *sa);
+/* An address of family af on loopback ("127.0.0.1" or "::1") with port. */
+void h_loopback(struct sockaddr_storage *sa, int af, uint16_t port);
+uint16_t h_port_of(const struct sockaddr_storage *sa);
+/* Whether this machine can bind ::1. */
+bool h_have_ipv6(void);
+/* A loopback TCP port nothing listens on (bound, then closed). */
+uint16_t h_unused_tcp_port(void);
+
+/* Send all len bytes within timeout_ms, or fail. */
+void h_send_all(int fd, const void *buf, size_t len, int timeout_ms);
+/* Receive exactly len bytes within timeout_ms, or fail (EOF or error included). */
+void h_recv_exact(int fd, void *buf, size_t len, int timeout_ms);
+/* Wait up to timeout_ms for some bytes: count received, 0 on EOF, -1 on timeout,
+ * -errno on a socket error. */
+ssize_t h_recv_some(int fd, void *buf, size_t len, int timeout_ms);
+/* Fail unless fd delivers EOF (no further byte) within timeout_ms. */
+void h_expect_eof(int fd, int timeout_ms);
+/* Fail if any byte (or EOF) arrives on fd within ms. */
+void h_expect_silence(int fd, int ms);
+/* Send len bytes and receive exactly them back, concurrently; fails on a mismatch with
+ * the offset of the first differing byte. */
+void h_echo_roundtrip(int fd, const void *data, size_t len, int timeout_ms);
+/* Drive n streams concurrently with poll until each has sent tx, received rx_expect
+ * bytes and (if half-closing) seen EOF; fails on timeout, error or early EOF. Does not
+ * compare contents. */
+void h_streams_run(struct h_stream *s, size_t n, int timeout_ms);
+/* Fail unless got[0..len) equals want, naming what and the first differing offset. */
+void h_assert_bytes(const char *what, const void *want, const void *got, size_t len);
+
+/* One UDP request/reply on a connected socket: send req and wait wait_ms for a reply;
+ * with no reply, send again (tries in all). The reply must equal want; duplicates caused
+ * by a retry are drained. Fails on a wrong reply or when every try goes unanswered. */
+void h_udp_expect(int fd, const void *req, size_t req_len, const void *want, size_t want_len,
+                  int tries, int wait_ms);
+/* Receive one datagram within timeout_ms into buf: its full length (may exceed cap),
+ * or -1 on timeout; fails on a socket error. */
+ssize_t h_udp_recv(int fd, void *buf, size_t cap, int timeout_ms);
+
+#endif

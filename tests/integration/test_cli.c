@@ -1,0 +1,321 @@
+/* test_cli: echod-cli piped, against the real echod. TCP: lines and 1 MiB of binary
+ * round-trip exactly, greet mode; UDP: each line is a datagram and each reply is printed
+ * with "\n". A refused port and a server that never answers (-T) exit 1 with a message;
+ * bad usage exits 64. stdin is a real pipe, as in `printf 'a\nb\n' | echod-cli -p PORT`. */
+#include "config.h"
+
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define TCP_GREETING "\xe4\xbd\xa0\xe5\xa5\xbd\x2c\x20" /* "你好, " */
+#define UDP_GREETING                                                                               \
+    "\xe4\xbd\xa0\xe5\xa5\xbd\x2c\xe5\xae\xa2\xe6\x88\xb7\xe7\xab\xaf\x21\xe4\xbd\xa0\xe5\x8f\x91" \
+    "\xe9\x80\x81\xe4\xba\x86\x3a" /* "你好,客户端!你发送了:" */
+
+static struct echod echod;
+
+static int setup_echo(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  "tcp = { listen = [ \"127.0.0.1:0\" ]; };\n"
+                  "udp = { listen = [ \"127.0.0.1:0\" ]; };\n",
+                  NULL);
+    return 0;
+}
+
+static int setup_greet(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  "tcp = { listen = [ \"127.0.0.1:0\" ]; mode = \"greet\";"
+                  " greeting = \"" TCP_GREETING "\"; };\n"
+                  "udp = { listen = [ \"127.0.0.1:0\" ]; mode = \"greet\";"
+                  " greeting = \"" UDP_GREETING "\"; };\n",
+                  NULL);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    h_close_all();
+    int code = h_echod_stop(&echod);
+    memset(&echod, 0, sizeof(echod));
+    if (code != 0)
+        fail_msg("echod exited with %d after SIGTERM, expected 0", code);
+    return 0;
+}
+
+struct run {
+    int code;
+    char *out;
+    size_t out_len;
+    char *err;
+};
+
+/* Run echod-cli with args and `in` piped to its stdin. */
+static struct run run_cli(const char *const *args, const void *in, size_t in_len, int timeout_ms)
+{
+    char *argv[16];
+    size_t argc = 0;
+    argv[argc++] = (char *)h_env("ECHOD_CLI_BIN");
+    for (size_t i = 0; args[i] && argc < 15; i++)
+        argv[argc++] = (char *)args[i];
+    argv[argc] = NULL;
+    char out_path[512], err_path[512];
+    struct run r;
+    r.code = h_run(argv, in ? in : "", in_len, timeout_ms, out_path, err_path, sizeof(out_path));
+    r.out = h_read_file(out_path, &r.out_len);
+    r.err = h_read_file(err_path, NULL);
+    if (!r.out || !r.err)
+        fail_msg("cannot read echod-cli's output");
+    return r;
+}
+
+static void run_free(struct run *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* Run and expect exit 0 with exactly want on stdout. */
+static void expect_output(const char *const *args, const void *in, size_t in_len, const void *want,
+                          size_t want_len, const char *what)
+{
+    struct run r = run_cli(args, in, in_len, 30000);
+    if (r.code != 0)
+        fail_msg("%s: echod-cli exited %d, stderr \"%s\"", what, r.code, r.err);
+    if (r.out_len != want_len) {
+        char head[200];
+        snprintf(head, sizeof(head), "%.*s", (int)(r.out_len < 150 ? r.out_len : 150), r.out);
+        fail_msg("%s: %zu bytes on stdout, expected %zu; stdout starts \"%s\", stderr \"%s\"", what,
+                 r.out_len, want_len, head, r.err);
+    }
+    h_assert_bytes(what, want, r.out, want_len);
+    run_free(&r);
+}
+
+static void port_arg(char *buf, size_t size, const struct sockaddr_storage *sa)
+{
+    snprintf(buf, size, "%u", h_port_of(sa));
+}
+
+static void cli_tcp_piped_lines(void **state)
+{
+    (void)state;
+    char port[16];
+    port_arg(port, sizeof(port), &echod.tcp[0]);
+    const char *args[] = {"-p", port, NULL};
+    expect_output(args, "a\nb\n", 4, "a\nb\n", 4, "printf 'a\\nb\\n' | echod-cli -p PORT");
+    const char *with_host[] = {"-H", "127.0.0.1", "-p", port, "-T", "5000", NULL};
+    expect_output(with_host, "x\n\ny\n", 5, "x\n\ny\n", 5, "echod-cli -H 127.0.0.1 -p PORT");
+}
+
+/* 1 MiB of random bytes (NULs and newlines included) through the pipe and back. */
+static void cli_tcp_piped_binary_1mib(void **state)
+{
+    (void)state;
+    size_t len = 1 * MIB;
+    uint8_t *data = h_xmalloc(len);
+    h_fill_random(data, len);
+    data[0] = 0;
+    data[len - 1] = 0;
+    char port[16];
+    port_arg(port, sizeof(port), &echod.tcp[0]);
+    const char *args[] = {"-p", port, NULL};
+    expect_output(args, data, len, data, len, "1 MiB of binary through echod-cli");
+    free(data);
+}
+
+static void cli_tcp_greet(void **state)
+{
+    (void)state;
+    char port[16];
+    port_arg(port, sizeof(port), &echod.tcp[0]);
+    const char *args[] = {"-p", port, NULL};
+    const char want[] = TCP_GREETING "a\n" TCP_GREETING "b\n" TCP_GREETING "tail\n";
+    expect_output(args, "a\nb\ntail", 8, want, sizeof(want) - 1, "greet mode via echod-cli");
+}
+
+static void cli_udp_piped_lines(void **state)
+{
+    (void)state;
+    char port[16];
+    port_arg(port, sizeof(port), &echod.udp[0]);
+    const char *args[] = {"-u", "-p", port, NULL};
+    const char lines[] = "one\ntwo\nthree 3\n";
+    expect_output(args, lines, sizeof(lines) - 1, lines, sizeof(lines) - 1,
+                  "echod-cli -u, one datagram per line");
+}
+
+static void cli_udp_greet(void **state)
+{
+    (void)state;
+    char port[16];
+    port_arg(port, sizeof(port), &echod.udp[0]);
+    const char *args[] = {"-u", "-p", port, NULL};
+    const char want[] = UDP_GREETING "hi\n" UDP_GREETING "again\n";
+    expect_output(args, "hi\nagain\n", 9, want, sizeof(want) - 1, "echod-cli -u, greet mode");
+}
+
+/* Nothing listens on the port: exit 1, a message, no output. */
+static void cli_refused_exits_1(void **state)
+{
+    (void)state;
+    char port[16];
+    snprintf(port, sizeof(port), "%u", h_unused_tcp_port());
+    const char *args[] = {"-p", port, "-T", "2000", NULL};
+    struct run r = run_cli(args, "a\n", 2, 10000);
+    if (r.code != 1 || r.err[0] == '\0' || r.out_len != 0)
+        fail_msg("refused port %s: expected exit 1, a message and no output; got exit %d, "
+                 "stdout \"%s\", stderr \"%s\"",
+                 port, r.code, r.out, r.err);
+    if (!strcasestr(r.err, "refused"))
+        fail_msg("the message for a refused connection does not say so: \"%s\"", r.err);
+    run_free(&r);
+}
+
+/* Run echod-cli with args and input while the test accepts (and then ignores) every
+ * connection on listener, if it is a TCP listener. Returns the exit code and how long it
+ * took in *took_ms; stderr into err. */
+static int run_against_silent_server(const char *const *args, const char *in, int listener,
+                                     bool is_tcp, int64_t *took_ms, char *err, size_t err_size)
+{
+    char *argv[16];
+    size_t argc = 0;
+    argv[argc++] = (char *)h_env("ECHOD_CLI_BIN");
+    for (size_t i = 0; args[i] && argc < 15; i++)
+        argv[argc++] = (char *)args[i];
+    argv[argc] = NULL;
+    char err_path[512];
+    snprintf(err_path, sizeof(err_path), "%s/silent-%d.err", h_tmpdir(), listener);
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0)
+        fail_msg("pipe2: %s", strerror(errno));
+    int64_t start = h_now_ms();
+    pid_t pid = h_spawn(argv, pipefd[0], NULL, err_path);
+    close(pipefd[0]);
+    ssize_t w = write(pipefd[1], in, strlen(in)); /* small: fits in the pipe */
+    close(pipefd[1]);
+    if (w != (ssize_t)strlen(in))
+        fail_msg("writing echod-cli's stdin: %s", strerror(errno));
+    int code;
+    while ((code = h_wait_exit(pid, 10)) < 0) {
+        if (h_now_ms() - start > 10000) {
+            h_kill(pid);
+            fail_msg("echod-cli %s did not give up within 10 s against a silent server", args[0]);
+        }
+        if (is_tcp) {
+            int fd = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd >= 0)
+                h_track_fd(fd); /* held open, never answered */
+        }
+    }
+    *took_ms = h_now_ms() - start;
+    char *text = h_read_file(err_path, NULL);
+    snprintf(err, err_size, "%s", text ? text : "");
+    free(text);
+    return code;
+}
+
+/* A TCP server that accepts and never answers nor closes, and a UDP socket that never
+ * answers: with -T 500 / -T 300, echod-cli gives up with exit 1 and a message, after about
+ * the timeout (not at once, not much later). */
+static void cli_timeout_exits_1(void **state)
+{
+    (void)state;
+    struct sockaddr_storage sa;
+    h_loopback(&sa, AF_INET, 0);
+    socklen_t len = sizeof(sa);
+    int tcp = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    h_track_fd(tcp);
+    if (bind(tcp, (struct sockaddr *)&sa, sizeof(struct sockaddr_in)) != 0 ||
+        listen(tcp, 16) != 0 || getsockname(tcp, (struct sockaddr *)&sa, &len) != 0)
+        fail_msg("test listener: %s", strerror(errno));
+    char port[16], err[2048];
+    snprintf(port, sizeof(port), "%u", h_port_of(&sa));
+    const char *args[] = {"-p", port, "-T", "500", NULL};
+    int64_t took;
+    int code = run_against_silent_server(args, "hello\n", tcp, true, &took, err, sizeof(err));
+    h_note("tcp -T 500 against a silent server: exit %d after %lld ms: %s", code, (long long)took,
+           err);
+    if (code != 1 || err[0] == '\0')
+        fail_msg("expected exit 1 and a message, got exit %d, stderr \"%s\"", code, err);
+    if (took < 400 || took > 3500)
+        fail_msg("-T 500 gave up after %lld ms", (long long)took);
+
+    h_loopback(&sa, AF_INET, 0);
+    len = sizeof(sa);
+    int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    h_track_fd(udp);
+    if (bind(udp, (struct sockaddr *)&sa, sizeof(struct sockaddr_in)) != 0 ||
+        getsockname(udp, (struct sockaddr *)&sa, &len) != 0)
+        fail_msg("test udp socket: %s", strerror(errno));
+    snprintf(port, sizeof(port), "%u", h_port_of(&sa));
+    const char *uargs[] = {"-u", "-p", port, "-T", "300", NULL};
+    code = run_against_silent_server(uargs, "x\n", udp, false, &took, err, sizeof(err));
+    h_note("udp -T 300 against a silent socket: exit %d after %lld ms: %s", code, (long long)took,
+           err);
+    if (code != 1 || err[0] == '\0')
+        fail_msg("expected exit 1 and a message, got exit %d, stderr \"%s\"", code, err);
+    if (took < 250 || took > 3300)
+        fail_msg("-T 300 gave up after %lld ms", (long long)took);
+    char buf[64];
+    ssize_t n = recv(udp, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n != 1 || buf[0] != 'x')
+        fail_msg("the silent UDP socket did not receive the datagram \"x\" (got %zd bytes)", n);
+}
+
+static void expect_usage(const char *const *args, const char *what)
+{
+    struct run r = run_cli(args, "", 0, 10000);
+    if (r.code != 64 || r.err[0] == '\0')
+        fail_msg("%s: expected exit 64 and a message, got exit %d, stderr \"%s\"", what, r.code,
+                 r.err);
+    run_free(&r);
+}
+
+static void cli_bad_usage_exits_64(void **state)
+{
+    (void)state;
+    char port[16];
+    snprintf(port, sizeof(port), "%u", h_unused_tcp_port());
+    const char *unknown[] = {"-p", port, "--bogus", NULL};
+    expect_usage(unknown, "unknown option");
+    const char *missing[] = {"-p", NULL};
+    expect_usage(missing, "-p without its argument");
+    const char *not_a_port[] = {"-p", "http", NULL};
+    expect_usage(not_a_port, "-p http");
+    const char *port_too_big[] = {"-p", "99999", NULL};
+    expect_usage(port_too_big, "-p 99999");
+    const char *bad_timeout[] = {"-p", port, "-T", "soon", NULL};
+    expect_usage(bad_timeout, "-T soon");
+    const char *extra[] = {"-p", port, "extra-argument", NULL};
+    expect_usage(extra, "an extra argument");
+}
+
+int main(void)
+{
+    h_init("test_cli", 120);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(cli_tcp_piped_lines, setup_echo, teardown),
+        cmocka_unit_test_setup_teardown(cli_tcp_piped_binary_1mib, setup_echo, teardown),
+        cmocka_unit_test_setup_teardown(cli_tcp_greet, setup_greet, teardown),
+        cmocka_unit_test_setup_teardown(cli_udp_piped_lines, setup_echo, teardown),
+        cmocka_unit_test_setup_teardown(cli_udp_greet, setup_greet, teardown),
+        cmocka_unit_test_teardown(cli_refused_exits_1, teardown),
+        cmocka_unit_test_teardown(cli_timeout_exits_1, teardown),
+        cmocka_unit_test_teardown(cli_bad_usage_exits_64, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
