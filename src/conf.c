@@ -8,6 +8,7 @@
 #include "conf.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libconfig.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -17,10 +18,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define CONF_DEFAULT_LISTEN "127.0.0.1:7007"
 #define CONF_MAX_LISTEN     64   /* addresses per service */
 #define CONF_MAX_GREETING   4096 /* bytes */
+#define CONF_MAX_FILE_BYTES (1 << 20)
 
 /* Where messages go while one load runs. */
 struct conf_ctx {
@@ -340,21 +344,54 @@ static int conf_finish(const struct conf_ctx *ctx, config_t *cfg, int parsed, st
     return 0;
 }
 
-int conf_load_file(struct conf *c, const char *path, char *err, size_t err_size)
+/* Read the regular file at path into a NUL-terminated heap string. libconfig's own
+ * reader exits the process on a read error (a directory, an I/O error), so echod reads
+ * the file itself and hands libconfig only text. 0 or -errno with err set. */
+static int conf_read_text(const char *path, char **out, char *err, size_t err_size)
 {
-    struct conf_ctx ctx = {path, err, err_size};
-    FILE *f = fopen(path, "re");
-    if (f == NULL) {
-        int rc = -errno;
-        snprintf(err, err_size, "%s: cannot open: %s", path, strerror(-rc));
+    char *text = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int rc = fd < 0 || fstat(fd, &st) != 0 ? -errno : 0;
+    if (rc == 0 && !S_ISREG(st.st_mode))
+        rc = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+    if (rc == 0 && st.st_size > CONF_MAX_FILE_BYTES)
+        rc = -EFBIG;
+    if (rc == 0 && (text = malloc((size_t)st.st_size + 1)) == NULL)
+        rc = -ENOMEM;
+    size_t len = 0;
+    while (rc == 0 && len < (size_t)st.st_size) {
+        ssize_t n = read(fd, text + len, (size_t)st.st_size - len);
+        if (n < 0 && errno != EINTR)
+            rc = -errno;
+        else if (n == 0)
+            break; /* the file shrank while we read it: take what is there */
+        else if (n > 0)
+            len += (size_t)n;
+    }
+    if (rc == 0 && memchr(text, '\0', len) != NULL)
+        rc = -EILSEQ;
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0) {
+        free(text);
+        snprintf(err, err_size, "%s: cannot read: %s", path,
+                 rc == -EILSEQ ? "contains a NUL byte" : strerror(-rc));
         return rc;
     }
-    config_t cfg;
-    config_init(&cfg);
-    int parsed = config_read(&cfg, f) == CONFIG_TRUE;
-    fclose(f);
-    int rc = conf_finish(&ctx, &cfg, parsed, c);
-    config_destroy(&cfg);
+    text[len] = '\0';
+    *out = text;
+    return 0;
+}
+
+int conf_load_file(struct conf *c, const char *path, char *err, size_t err_size)
+{
+    char *text;
+    int rc = conf_read_text(path, &text, err, err_size);
+    if (rc != 0)
+        return rc;
+    rc = conf_load_string(c, text, path, err, err_size);
+    free(text);
     return rc;
 }
 
