@@ -588,6 +588,17 @@ int h_echod_stop(struct echod *e)
     return code;
 }
 
+void h_echod_teardown(struct echod *e)
+{
+    h_close_all();
+    int code = h_echod_stop(e);
+    if (code != 0)
+        h_echod_dump_log(e);
+    memset(e, 0, sizeof(*e));
+    if (code != 0)
+        fail_msg("echod exited with %d after SIGTERM, expected 0", code);
+}
+
 void h_echod_assert_alive(struct echod *e)
 {
     if (e->pid <= 0)

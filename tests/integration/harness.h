@@ -113,6 +113,9 @@ int h_echod_signal_wait(struct echod *e, int sig, int timeout_ms);
 /* Teardown: if running, SIGTERM, wait 5 s, SIGKILL; returns the exit status (or -1 if it
  * had to be killed). Safe to call twice. */
 int h_echod_stop(struct echod *e);
+/* The usual teardown: close every tracked fd, stop echod, and fail (with its log) unless
+ * it exited 0 after SIGTERM; e is zeroed for the next test. Safe when never started. */
+void h_echod_teardown(struct echod *e);
 /* Fail the test unless echod is still running. */
 void h_echod_assert_alive(struct echod *e);
 /* Send SIGUSR1 and wait (5 s) for a new "stats" line; parse counter `name` from it. */

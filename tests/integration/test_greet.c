@@ -51,12 +51,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    h_close_all();
-    int code = h_echod_stop(&echod);
-    if (code != 0) {
-        h_echod_dump_log(&echod);
-        fail_msg("echod exited with %d after SIGTERM, expected 0", code);
-    }
+    h_echod_teardown(&echod);
     return 0;
 }
 

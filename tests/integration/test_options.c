@@ -30,13 +30,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    h_close_all();
-    int code = h_echod_stop(&echod_a);
-    if (code != 0) {
-        h_echod_dump_log(&echod_a);
-        fail_msg("echod exited with %d after SIGTERM, expected 0", code);
-    }
-    memset(&echod_a, 0, sizeof(echod_a));
+    h_echod_teardown(&echod_a);
     return 0;
 }
 

@@ -31,11 +31,7 @@ static void start(int shutdown_timeout_ms)
 static int teardown(void **state)
 {
     (void)state;
-    h_close_all();
-    int code = h_echod_stop(&echod);
-    memset(&echod, 0, sizeof(echod));
-    if (code != 0)
-        fail_msg("echod exited with %d, expected 0", code);
+    h_echod_teardown(&echod);
     return 0;
 }
 
