@@ -126,12 +126,10 @@ static void load_5000_concurrent_connections(void **state)
     h_sleep_ms(200);
     int fds_open = h_fd_count(echod.pid);
     long rss = h_rss_kib(echod.pid);
-    printf("# rss_kib_5000_idle=%ld\n", rss);
-    h_note("rss_kib_baseline=%ld, growth %ld KiB = %.2f KiB per idle connection; echod fds "
+    h_note("rss_kib_5000_idle=%ld, rss_kib_baseline=%ld, growth %ld KiB = %.2f KiB per idle connection; echod fds "
            "%d -> %d; connect %lld ms, echo %lld ms",
-           rss_before, rss - rss_before, (double)(rss - rss_before) / CONNECTIONS, fds_before,
+           rss, rss_before, rss - rss_before, (double)(rss - rss_before) / CONNECTIONS, fds_before,
            fds_open, (long long)(t_connected - t0), (long long)(t_echoed - t_connected));
-    fprintf(stderr, "rss_kib_5000_idle=%ld\n", rss);
     assert_true(fds_open >= fds_before + CONNECTIONS);
     /* Idle connections hold no buffer: 64 KiB each would be 312 MiB; allow 8 KiB each. */
     if (rss - rss_before > CONNECTIONS * 8L)
