@@ -186,36 +186,40 @@ int main(int argc, char **argv)
     log_set_level(c.log_level);
     main_raise_fd_limit(&c);
 
-    int sigfd;
+    int exit_code = EX_OSERR;
+    int sigfd = -1;
+    struct server *s = NULL;
+    char err[CONF_ERR_SIZE];
     int rc = signals_block_all();
     if (rc < 0 || (sigfd = rc = signals_open_fd()) < 0) {
         log_error("cannot set up signals: %s", strerror(-rc));
-        return EX_OSERR;
+        goto done;
     }
-    char err[CONF_ERR_SIZE];
-    struct server *s;
     if ((rc = server_open(&c, &s, err, sizeof(err))) < 0) {
         log_error("%s", err);
-        return EX_UNAVAILABLE;
+        exit_code = EX_UNAVAILABLE;
+        goto done;
     }
     size_t count;
     const struct listener *ls = server_listeners(s, &count);
     if (o.port_file && (rc = listener_write_port_file(o.port_file, ls, count)) < 0) {
         log_error("cannot write the port file %s: %s", o.port_file, strerror(-rc));
-        server_destroy(s);
-        return EX_CANTCREAT;
+        exit_code = EX_CANTCREAT;
+        goto done;
     }
-    if ((rc = server_start(s)) < 0) {
-        server_destroy(s);
-        return EX_OSERR;
-    }
-    rc = main_serve(s, sigfd);
-    if (rc < 0)
+    if ((rc = server_start(s)) < 0)
+        goto done;
+    if ((rc = main_serve(s, sigfd)) < 0)
         log_error("poll: %s", strerror(-rc));
     server_log_stats(s);
-    server_destroy(s);
-    close(sigfd);
+    exit_code = 0;
+done:
+    if (s)
+        server_destroy(s);
+    if (sigfd >= 0)
+        close(sigfd);
     conf_free(&c);
-    log_info("stopped");
-    return 0;
+    if (exit_code == 0)
+        log_info("stopped");
+    return exit_code;
 }
