@@ -200,6 +200,10 @@ int main(int argc, char **argv)
         exit_code = EX_UNAVAILABLE;
         goto done;
     }
+    if ((rc = server_start(s)) < 0)
+        goto done;
+    /* Written once every thread runs, so a script that sees the file can count on a
+     * fully started echod. */
     size_t count;
     const struct listener *ls = server_listeners(s, &count);
     if (o.port_file && (rc = listener_write_port_file(o.port_file, ls, count)) < 0) {
@@ -207,8 +211,6 @@ int main(int argc, char **argv)
         exit_code = EX_CANTCREAT;
         goto done;
     }
-    if ((rc = server_start(s)) < 0)
-        goto done;
     if ((rc = main_serve(s, sigfd)) < 0)
         log_error("poll: %s", strerror(-rc));
     server_log_stats(s);
