@@ -1,0 +1,595 @@
+/* test_conf: the configuration loader. The defaults are README's table; a config with
+ * every key loads into the struct; the tutorial's Chinese greetings come through byte
+ * for byte; each error class (unknown key, wrong type, out of range at min-1 and max+1,
+ * bad mode or level, bad listen address, too many addresses, greeting limits, the greet
+ * buffer rule, syntax) gives -EINVAL and exactly "NAME:LINE: key: message" and leaves the
+ * struct as it was; an empty listen list turns a service off; conf_worker_count;
+ * a missing file; and the shipped etc/echod.conf, which must load to the defaults. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "conf.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NAME "test.conf"
+/* "你好, " and "你好,客户端!你发送了:" in UTF-8, spelled out byte by byte. */
+#define TCP_CHINESE "\xe4\xbd\xa0\xe5\xa5\xbd\x2c\x20"
+#define UDP_CHINESE                                                                                \
+    "\xe4\xbd\xa0\xe5\xa5\xbd\x2c\xe5\xae\xa2\xe6\x88\xb7\xe7\xab\xaf\x21\xe4\xbd\xa0\xe5\x8f\x91" \
+    "\xe9\x80\x81\xe4\xba\x86\x3a"
+
+static struct conf conf; /* the fixture's configuration, defaults at setup */
+static char err[CONF_ERR_SIZE];
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(err, 0, sizeof(err));
+    return conf_init_defaults(&conf);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    conf_free(&conf);
+    return 0;
+}
+
+/* Load text into conf, which must succeed. */
+static void load_ok(const char *text)
+{
+    int rc = conf_load_string(&conf, text, NAME, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("load failed with %d: %s\n--- config:\n%s", rc, err, text);
+}
+
+/* Load text, which must fail with -EINVAL and exactly "NAME:LINE: key: message" (or
+ * "NAME:LINE: message" without a key), leaving conf byte for byte as it was. */
+static void check_error(const char *text, unsigned line, const char *key, const char *message)
+{
+    struct conf before;
+    memcpy(&before, &conf, sizeof(conf));
+    memset(err, 0, sizeof(err));
+    int rc = conf_load_string(&conf, text, NAME, err, sizeof(err));
+    if (rc != -EINVAL)
+        fail_msg("load returned %d, expected -EINVAL\n--- config:\n%s", rc, text);
+    char want[CONF_ERR_SIZE];
+    if (key != NULL)
+        snprintf(want, sizeof(want), NAME ":%u: %s: %s", line, key, message);
+    else
+        snprintf(want, sizeof(want), NAME ":%u: %s", line, message);
+    assert_string_equal(err, want);
+    assert_memory_equal(&conf, &before, sizeof(conf));
+    /* Still readable (ASan would see a buffer freed behind our back). */
+    assert_int_equal(strlen(conf.tcp.greeting), conf.tcp.greeting_len);
+    assert_int_equal(strlen(conf.udp.greeting), conf.udp.greeting_len);
+}
+
+/* One error case: a config, and the error it must give. */
+struct error_case {
+    const char *text;
+    unsigned line;
+    const char *key;
+    const char *message;
+};
+
+static void check_error_cases(const struct error_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        check_error(cases[i].text, cases[i].line, cases[i].key, cases[i].message);
+}
+
+#define CHECK_ERROR_CASES(cases) check_error_cases(cases, sizeof(cases) / sizeof(cases[0]))
+
+/* The service listens on exactly the one address `text`. */
+static void check_listen_one(const struct conf_service *svc, const char *text)
+{
+    assert_int_equal(svc->listen_count, 1);
+    char buf[ADDR_STRLEN];
+    addr_format((const struct sockaddr *)&svc->listen[0].ss, buf, sizeof(buf));
+    assert_string_equal(buf, text);
+}
+
+/* The service's greeting is exactly `want` (NUL-terminated, length recorded). */
+static void check_greeting(const struct conf_service *svc, const char *want)
+{
+    assert_int_equal(svc->greeting_len, strlen(want));
+    assert_memory_equal(svc->greeting, want, strlen(want) + 1);
+}
+
+/* Every value of c is README's default. */
+static void check_defaults(const struct conf *c)
+{
+    assert_int_equal(c->workers, 0);
+    assert_int_equal(c->queue_capacity, 1024);
+    assert_int_equal(c->max_connections, 10000);
+    assert_int_equal(c->idle_timeout_ms, 300000);
+    assert_int_equal(c->shutdown_timeout_ms, 5000);
+    assert_int_equal(c->log_level, LOG_LEVEL_INFO);
+    check_listen_one(&c->tcp, "127.0.0.1:7007");
+    assert_int_equal(c->tcp_backlog, 4096);
+    assert_int_equal(c->tcp.mode, PROTO_ECHO);
+    check_greeting(&c->tcp, "Hello, ");
+    assert_int_equal(c->tcp_max_line_bytes, 8192);
+    assert_int_equal(c->tcp_buffer_bytes, 65536);
+    check_listen_one(&c->udp, "127.0.0.1:7007");
+    assert_int_equal(c->udp.mode, PROTO_ECHO);
+    check_greeting(&c->udp, "Hello, client! You sent: ");
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    check_defaults(&conf);
+}
+
+/* An empty config, and one of comments only, change nothing. */
+static void test_empty_config_gives_defaults(void **state)
+{
+    (void)state;
+    load_ok("");
+    check_defaults(&conf);
+    load_ok("# nothing here\n// nor here\n");
+    check_defaults(&conf);
+}
+
+static const char full_config[] = "workers = 3;\n"
+                                  "queue_capacity = 17;\n"
+                                  "max_connections = 250;\n"
+                                  "idle_timeout_ms = 1500;\n"
+                                  "shutdown_timeout_ms = 2500;\n"
+                                  "log_level = \"debug\";\n"
+                                  "tcp = {\n"
+                                  "  listen = [ \"0.0.0.0:7\", \"[::1]:0\" ];\n"
+                                  "  backlog = 128;\n"
+                                  "  mode = \"greet\";\n"
+                                  "  greeting = \"" TCP_CHINESE "\";\n"
+                                  "  max_line_bytes = 100;\n"
+                                  "  buffer_bytes = 2048;\n"
+                                  "};\n"
+                                  "udp = {\n"
+                                  "  listen = [ \"127.0.0.2:65535\" ];\n"
+                                  "  mode = \"greet\";\n"
+                                  "  greeting = \"" UDP_CHINESE "\";\n"
+                                  "};\n";
+
+static void test_full_config(void **state)
+{
+    (void)state;
+    load_ok(full_config);
+    assert_int_equal(conf.workers, 3);
+    assert_int_equal(conf.queue_capacity, 17);
+    assert_int_equal(conf.max_connections, 250);
+    assert_int_equal(conf.idle_timeout_ms, 1500);
+    assert_int_equal(conf.shutdown_timeout_ms, 2500);
+    assert_int_equal(conf.log_level, LOG_LEVEL_DEBUG);
+    assert_int_equal(conf.tcp.listen_count, 2);
+    char buf[ADDR_STRLEN];
+    addr_format((const struct sockaddr *)&conf.tcp.listen[0].ss, buf, sizeof(buf));
+    assert_string_equal(buf, "0.0.0.0:7");
+    addr_format((const struct sockaddr *)&conf.tcp.listen[1].ss, buf, sizeof(buf));
+    assert_string_equal(buf, "[::1]:0");
+    assert_int_equal(conf.tcp.listen[1].len, sizeof(struct sockaddr_in6));
+    assert_int_equal(conf.tcp_backlog, 128);
+    assert_int_equal(conf.tcp.mode, PROTO_GREET);
+    check_greeting(&conf.tcp, TCP_CHINESE);
+    assert_int_equal(conf.tcp_max_line_bytes, 100);
+    assert_int_equal(conf.tcp_buffer_bytes, 2048);
+    check_listen_one(&conf.udp, "127.0.0.2:65535");
+    assert_int_equal(conf.udp.mode, PROTO_GREET);
+    check_greeting(&conf.udp, UDP_CHINESE);
+}
+
+/* README's greet example, as written there. */
+static void test_readme_greet_example(void **state)
+{
+    (void)state;
+    load_ok("tcp = { mode = \"greet\"; greeting = \"你好, \"; };\n"
+            "udp = { mode = \"greet\"; greeting = \"你好,客户端!你发送了:\"; };\n");
+    check_greeting(&conf.tcp, TCP_CHINESE);
+    check_greeting(&conf.udp, UDP_CHINESE);
+    assert_int_equal(conf.tcp.greeting_len, 8);
+    assert_int_equal(conf.udp.greeting_len, 30);
+    /* Everything else stays at its default. */
+    assert_int_equal(conf.tcp_buffer_bytes, 65536);
+    check_listen_one(&conf.tcp, "127.0.0.1:7007");
+}
+
+/* Each load starts from the defaults: a key the new text omits is not kept from the
+ * previous load. */
+static void test_each_load_starts_from_defaults(void **state)
+{
+    (void)state;
+    load_ok(full_config);
+    load_ok("queue_capacity = 5;\n");
+    assert_int_equal(conf.queue_capacity, 5);
+    assert_int_equal(conf.workers, 0);
+    assert_int_equal(conf.tcp.mode, PROTO_ECHO);
+    check_greeting(&conf.tcp, "Hello, ");
+}
+
+static void test_unknown_keys(void **state)
+{
+    (void)state;
+    static const struct error_case cases[] = {
+        {"workers = 1;\nbogus = 2;\n", 2, "bogus", "unknown key"},
+        {"listen = [ \"127.0.0.1:7\" ];\n", 1, "listen", "unknown key"},
+        {"tcp = {\n  mode = \"echo\";\n  colour = 1;\n};\n", 3, "tcp.colour", "unknown key"},
+        {"tcp = {\n  workers = 1;\n};\n", 2, "tcp.workers", "unknown key"},
+        /* backlog, max_line_bytes and buffer_bytes are TCP's only. */
+        {"udp = {\n\n  backlog = 5;\n};\n", 3, "udp.backlog", "unknown key"},
+        {"udp = { max_line_bytes = 5; };\n", 1, "udp.max_line_bytes", "unknown key"},
+        {"udp = {\n buffer_bytes = 2048;\n};\n", 2, "udp.buffer_bytes", "unknown key"},
+        {"tcp = { TCP = {}; };\n", 1, "tcp.TCP", "unknown key"},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
+static void test_wrong_types(void **state)
+{
+    (void)state;
+    static const struct error_case cases[] = {
+        {"workers = \"2\";\n", 1, "workers", "must be an integer"},
+        {"\nworkers = 2.0;\n", 2, "workers", "must be an integer"},
+        {"queue_capacity = true;\n", 1, "queue_capacity", "must be an integer"},
+        {"max_connections = [ 1 ];\n", 1, "max_connections", "must be an integer"},
+        {"log_level = 3;\n", 1, "log_level", "must be a string"},
+        {"# c\ntcp = 5;\n", 2, "tcp", "must be a group: tcp = { ... };"},
+        {"udp = [ 1 ];\n", 1, "udp", "must be a group: udp = { ... };"},
+        {"tcp = {\n  mode = 1;\n};\n", 2, "tcp.mode", "must be a string"},
+        {"udp = {\n  greeting = 7;\n};\n", 2, "udp.greeting", "must be a string"},
+        {"tcp = {\n  backlog = \"1\";\n};\n", 2, "tcp.backlog", "must be an integer"},
+        {"tcp = {\n  listen = \"127.0.0.1:7\";\n};\n", 2, "tcp.listen",
+         "must be a list of \"ADDR:PORT\" strings"},
+        {"udp = { listen = 7; };\n", 1, "udp.listen", "must be a list of \"ADDR:PORT\" strings"},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
+/* A bounded key: README's range, and where the value lands in struct conf. */
+struct range_case {
+    const char *group; /* NULL at the top level */
+    const char *key;
+    long long min, max;
+    size_t offset;
+};
+
+static const struct range_case ranges[] = {
+    {NULL, "workers", 0, 1024, offsetof(struct conf, workers)},
+    {NULL, "queue_capacity", 1, 1048576, offsetof(struct conf, queue_capacity)},
+    {NULL, "max_connections", 1, 10000000, offsetof(struct conf, max_connections)},
+    {NULL, "idle_timeout_ms", 0, 2147483647, offsetof(struct conf, idle_timeout_ms)},
+    {NULL, "shutdown_timeout_ms", 0, 3600000, offsetof(struct conf, shutdown_timeout_ms)},
+    {"tcp", "backlog", 1, 65535, offsetof(struct conf, tcp_backlog)},
+    {"tcp", "max_line_bytes", 1, 16777216, offsetof(struct conf, tcp_max_line_bytes)},
+    {"tcp", "buffer_bytes", 1024, 67108864, offsetof(struct conf, tcp_buffer_bytes)},
+};
+
+#define NRANGES (sizeof(ranges) / sizeof(ranges[0]))
+
+/* A config setting r's key to v on line 3; into text. libconfig 1.5 wraps a plain
+ * literal past 32 bits (2147483648 reads as -2147483648), so those get the L suffix. */
+static void range_text(const struct range_case *r, long long v, char *text, size_t size)
+{
+    const char *suffix = v > INT32_MAX || v < INT32_MIN ? "L" : "";
+    if (r->group != NULL)
+        snprintf(text, size, "# range\n%s = {\n  %s = %lld%s;\n};\n", r->group, r->key, v, suffix);
+    else
+        snprintf(text, size, "# range\n\n%s = %lld%s;\n", r->key, v, suffix);
+}
+
+/* r's key set to v must fail naming it on line 3 with its range. */
+static void check_out_of_range(const struct range_case *r, long long v)
+{
+    char text[256], key[64], message[128];
+    range_text(r, v, text, sizeof(text));
+    snprintf(key, sizeof(key), "%s%s%s", r->group ? r->group : "", r->group ? "." : "", r->key);
+    snprintf(message, sizeof(message), "must be between %lld and %lld, not %lld", r->min, r->max,
+             v);
+    check_error(text, 3, key, message);
+}
+
+/* r's key set to v must load, and land in its field. */
+static void check_in_range(const struct range_case *r, long long v)
+{
+    char text[256];
+    range_text(r, v, text, sizeof(text));
+    load_ok(text);
+    assert_int_equal(*(const unsigned *)(const void *)((const char *)&conf + r->offset), v);
+}
+
+static void test_out_of_range(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NRANGES; i++) {
+        check_out_of_range(&ranges[i], ranges[i].min - 1);
+        check_out_of_range(&ranges[i], ranges[i].max + 1);
+    }
+    /* Far out, both ways, past what an unsigned holds. */
+    check_out_of_range(&ranges[0], -2147483649LL);
+    check_out_of_range(&ranges[0], 4294967296LL + 3);
+    check_out_of_range(&ranges[3], 4294967295LL);
+}
+
+static void test_range_ends_accepted(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NRANGES; i++) {
+        check_in_range(&ranges[i], ranges[i].min);
+        check_in_range(&ranges[i], ranges[i].max);
+    }
+    load_ok("workers = 7L;\n"); /* a 64-bit literal is an integer too */
+    assert_int_equal(conf.workers, 7);
+}
+
+static void test_bad_mode_and_level(void **state)
+{
+    (void)state;
+    static const struct error_case cases[] = {
+        {"tcp = {\n  mode = \"Echo\";\n};\n", 2, "tcp.mode",
+         "must be \"echo\" or \"greet\", not \"Echo\""},
+        {"udp = {\n\n  mode = \"greeting\";\n};\n", 3, "udp.mode",
+         "must be \"echo\" or \"greet\", not \"greeting\""},
+        {"tcp = { mode = \"\"; };\n", 1, "tcp.mode", "must be \"echo\" or \"greet\", not \"\""},
+        {"\nlog_level = \"verbose\";\n", 2, "log_level",
+         "must be \"error\", \"warn\", \"info\" or \"debug\", not \"verbose\""},
+    };
+    CHECK_ERROR_CASES(cases);
+    static const struct {
+        const char *name;
+        enum log_level level;
+    } levels[] = {{"error", LOG_LEVEL_ERROR},
+                  {"warn", LOG_LEVEL_WARN},
+                  {"info", LOG_LEVEL_INFO},
+                  {"debug", LOG_LEVEL_DEBUG}};
+    for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+        char text[64];
+        snprintf(text, sizeof(text), "log_level = \"%s\";", levels[i].name);
+        load_ok(text);
+        assert_int_equal(conf.log_level, levels[i].level);
+    }
+}
+
+#define NOT_ADDR " is not \"ADDR:PORT\" or \"[V6ADDR]:PORT\""
+
+static void test_bad_listen_address(void **state)
+{
+    (void)state;
+    static const struct error_case cases[] = {
+        {"tcp = {\n  listen = [ \"localhost:80\" ];\n};\n", 2, "tcp.listen",
+         "element 1: \"localhost:80\"" NOT_ADDR},
+        {"tcp = {\n\n  listen = [ \"127.0.0.1:7\", \"::1:7\" ];\n};\n", 3, "tcp.listen",
+         "element 2: \"::1:7\"" NOT_ADDR},
+        {"udp = { listen = [ \"127.0.0.1:65536\" ]; };\n", 1, "udp.listen",
+         "element 1: \"127.0.0.1:65536\"" NOT_ADDR},
+        {"udp = { listen = [ \"127.0.0.1\" ]; };\n", 1, "udp.listen",
+         "element 1: \"127.0.0.1\"" NOT_ADDR},
+        {"tcp = { listen = [ 7007 ]; };\n", 1, "tcp.listen", "element 1: a non-string" NOT_ADDR},
+        {"tcp = { listen = ( \"127.0.0.1:1\", 2 ); };\n", 1, "tcp.listen",
+         "element 2: a non-string" NOT_ADDR},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
+/* A tcp group listening on n addresses 127.0.0.1:1.. on line 2; into a malloc'd text. */
+static char *listen_text(int n)
+{
+    size_t size = 64 + (size_t)n * 24;
+    char *text = malloc(size);
+    assert_non_null(text);
+    size_t len = (size_t)snprintf(text, size, "tcp = {\n  listen = [");
+    for (int i = 0; i < n; i++)
+        len +=
+            (size_t)snprintf(text + len, size - len, "%s\"127.0.0.1:%d\"", i ? ", " : " ", i + 1);
+    snprintf(text + len, size - len, " ];\n};\n");
+    return text;
+}
+
+static void test_listen_count_limit(void **state)
+{
+    (void)state;
+    char *text = listen_text(64);
+    load_ok(text);
+    free(text);
+    assert_int_equal(conf.tcp.listen_count, 64);
+    assert_int_equal(addr_port((const struct sockaddr *)&conf.tcp.listen[63].ss), 64);
+
+    text = listen_text(65);
+    check_error(text, 2, "tcp.listen", "at most 64 addresses");
+    free(text);
+}
+
+/* An empty list turns a service off; the other keeps its default. */
+static void test_empty_listen_turns_off(void **state)
+{
+    (void)state;
+    load_ok("tcp = { listen = []; };\n");
+    assert_int_equal(conf.tcp.listen_count, 0);
+    check_listen_one(&conf.udp, "127.0.0.1:7007");
+    load_ok("udp = { listen = ( ); };\n");
+    assert_int_equal(conf.udp.listen_count, 0);
+    check_listen_one(&conf.tcp, "127.0.0.1:7007");
+}
+
+/* A greeting of text repeated to `len` bytes, in udp on line 2. */
+static char *greeting_text(size_t len, const char *unit)
+{
+    size_t size = len + 64;
+    char *text = malloc(size);
+    assert_non_null(text);
+    size_t n = (size_t)snprintf(text, size, "udp = {\n  greeting = \"");
+    for (size_t i = 0; i < len; i += strlen(unit))
+        n += (size_t)snprintf(text + n, size - n, "%s", unit);
+    snprintf(text + n, size - n, "\";\n};\n");
+    return text;
+}
+
+static void test_greeting_limits(void **state)
+{
+    (void)state;
+    char *text = greeting_text(4096, "ab");
+    load_ok(text);
+    free(text);
+    assert_int_equal(conf.udp.greeting_len, 4096);
+    assert_int_equal(strlen(conf.udp.greeting), 4096);
+
+    text = greeting_text(4098, "ab");
+    check_error(text, 2, "udp.greeting", "longer than 4096 bytes");
+    free(text);
+
+    /* A 4-byte character is fine; broken UTF-8 is not. */
+    load_ok("tcp = { greeting = \"\xf0\x9f\x98\x80 \"; };");
+    check_greeting(&conf.tcp, "\xf0\x9f\x98\x80 ");
+    static const struct error_case cases[] = {
+        {"tcp = {\n greeting = \"\xff\";\n};", 2, "tcp.greeting", "is not valid UTF-8"},
+        {"tcp = { greeting = \"\xe4\xbd\"; };", 1, "tcp.greeting", "is not valid UTF-8"},
+        {"tcp = { greeting = \"\xc0\xaf\"; };", 1, "tcp.greeting", "is not valid UTF-8"},
+        {"tcp = { greeting = \"\xed\xa0\x80\"; };", 1, "tcp.greeting", "is not valid UTF-8"},
+        {"udp = { greeting = \"\xf4\x90\x80\x80\"; };", 1, "udp.greeting", "is not valid UTF-8"},
+        {"udp = { greeting = \"a\x80\"; };", 1, "udp.greeting", "is not valid UTF-8"},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
+/* Greet mode needs buffer_bytes >= greeting + max_line_bytes + 1, exactly. */
+static void test_greet_buffer_rule(void **state)
+{
+    (void)state;
+    /* "Hello, " is 7 bytes: 7 + 1016 + 1 = 1024. */
+    load_ok("tcp = { mode = \"greet\"; max_line_bytes = 1016; buffer_bytes = 1024; };");
+    assert_int_equal(conf.tcp_max_line_bytes, 1016);
+    static const struct error_case cases[] = {
+        {"tcp = {\n  mode = \"greet\";\n  max_line_bytes = 1017;\n  buffer_bytes = 1024;\n};\n", 4,
+         "tcp.buffer_bytes",
+         "greet mode needs tcp.buffer_bytes of at least greeting + max_line_bytes + 1 = 1025 "
+         "bytes"},
+        /* No buffer_bytes given: the message points at the mode line. */
+        {"tcp = {\n  max_line_bytes = 65536;\n  mode = \"greet\";\n};\n", 3, "tcp.mode",
+         "greet mode needs tcp.buffer_bytes of at least greeting + max_line_bytes + 1 = 65544 "
+         "bytes"},
+    };
+    CHECK_ERROR_CASES(cases);
+    /* Echo mode does not care. */
+    load_ok("tcp = { mode = \"echo\"; max_line_bytes = 16777216; buffer_bytes = 1024; };");
+}
+
+static void test_syntax_error(void **state)
+{
+    (void)state;
+    static const struct error_case cases[] = {
+        {"workers = 1;\nqueue_capacity = = 2;\n", 2, NULL, "syntax error"},
+        {"tcp = {\n  mode = \"echo\";\n  }};\nworkers = 1;\n", 3, NULL, "syntax error"},
+        {"workers = 1;\n\n\nlog_level = info;\n", 4, NULL, "syntax error"},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
+/* After a good load, a bad one leaves every value of the good one. */
+static void test_unchanged_on_failure(void **state)
+{
+    (void)state;
+    load_ok(full_config);
+    check_out_of_range(&ranges[1], 0);
+    check_error("tcp = { mode = \"greet\"; buffer_bytes = 1024; };", 1, "tcp.buffer_bytes",
+                "greet mode needs tcp.buffer_bytes of at least greeting + max_line_bytes + 1 = "
+                "8200 bytes");
+    /* The failure came late: earlier keys (workers, tcp.listen) were valid. */
+    check_error("workers = 9;\ntcp = { listen = []; };\nudp = { mode = \"x\"; };\n", 3, "udp.mode",
+                "must be \"echo\" or \"greet\", not \"x\"");
+    assert_int_equal(conf.workers, 3);
+    assert_int_equal(conf.tcp.listen_count, 2);
+    check_greeting(&conf.udp, UDP_CHINESE);
+}
+
+/* A short error buffer truncates the message and never overruns. */
+static void test_error_buffer_truncation(void **state)
+{
+    (void)state;
+    char small[16];
+    memset(small, '#', sizeof(small));
+    assert_int_equal(conf_load_string(&conf, "bogus = 1;", NAME, small, 10), -EINVAL);
+    assert_string_equal(small, "test.conf");
+    assert_int_equal(small[10], '#');
+}
+
+static void test_worker_count(void **state)
+{
+    (void)state;
+    cpu_set_t set;
+    assert_int_equal(sched_getaffinity(0, sizeof(set), &set), 0);
+    unsigned cpus = (unsigned)CPU_COUNT(&set);
+    assert_int_equal(conf.workers, 0);
+    assert_int_equal(conf_worker_count(&conf), cpus > CONF_MAX_WORKERS ? CONF_MAX_WORKERS : cpus);
+    conf.workers = 5;
+    assert_int_equal(conf_worker_count(&conf), 5);
+    conf.workers = CONF_MAX_WORKERS;
+    assert_int_equal(conf_worker_count(&conf), CONF_MAX_WORKERS);
+}
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    const char *path = "/nonexistent-echod-test/echod.conf";
+    struct conf before;
+    memcpy(&before, &conf, sizeof(conf));
+    int rc = conf_load_file(&conf, path, err, sizeof(err));
+    assert_int_equal(rc, -ENOENT);
+    assert_int_not_equal(rc, -EINVAL);
+    assert_non_null(strstr(err, path));
+    assert_memory_equal(&conf, &before, sizeof(conf));
+}
+
+/* The shipped etc/echod.conf loads, and (as it says) sets exactly the defaults. */
+static void test_shipped_conf(void **state)
+{
+    (void)state;
+    const char *srcdir = getenv("ECHOD_SRCDIR");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/etc/echod.conf", srcdir ? srcdir : ".");
+    int rc = conf_load_file(&conf, path, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("%s: load failed with %d: %s (set ECHOD_SRCDIR to the source tree)", path, rc,
+                 err);
+    check_defaults(&conf);
+}
+
+#define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TEST(test_defaults),
+        TEST(test_empty_config_gives_defaults),
+        TEST(test_full_config),
+        TEST(test_readme_greet_example),
+        TEST(test_each_load_starts_from_defaults),
+        TEST(test_unknown_keys),
+        TEST(test_wrong_types),
+        TEST(test_out_of_range),
+        TEST(test_range_ends_accepted),
+        TEST(test_bad_mode_and_level),
+        TEST(test_bad_listen_address),
+        TEST(test_listen_count_limit),
+        TEST(test_empty_listen_turns_off),
+        TEST(test_greeting_limits),
+        TEST(test_greet_buffer_rule),
+        TEST(test_syntax_error),
+        TEST(test_unchanged_on_failure),
+        TEST(test_error_buffer_truncation),
+        TEST(test_worker_count),
+        TEST(test_missing_file),
+        TEST(test_shipped_conf),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
