@@ -7,6 +7,7 @@
 
 #include "conf.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libconfig.h>
@@ -395,8 +396,92 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t err_size)
     return rc;
 }
 
+/* libconfig 1.5 (Debian 12's) reads an integer literal without an L suffix into an int
+ * and silently wraps it: "workers = 4294967297;" would load as 1. This lexer pass finds
+ * such literals before libconfig sees the text. It skips strings and comments, takes
+ * names whole (so "key2" is no number), and leaves floats and L-suffixed integers to
+ * libconfig. Returns the literal's line (1-based) and its setting's name, or 0. */
+struct conf_literal {
+    unsigned line;
+    const char *key, *num; /* the last name before it, and the literal, in text */
+    int key_len, num_len;
+};
+
+/* Where a string or comment starting at p ends (the byte after it), counting lines. */
+static const char *conf_skip_quoted(const char *p, unsigned *line)
+{
+    const char *end = NULL;
+    if (*p == '"') {
+        for (end = p + 1; *end && *end != '"'; end++)
+            end += end[0] == '\\' && end[1] != '\0';
+        end += *end == '"';
+    } else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+        end = p + strcspn(p, "\n");
+    } else if (p[0] == '/' && p[1] == '*') {
+        const char *close = strstr(p + 2, "*/");
+        end = close ? close + 2 : p + strlen(p);
+    }
+    for (const char *q = p; end && q < end; q++)
+        *line += *q == '\n';
+    return end;
+}
+
+/* Whether the number token at p (len bytes) is a plain integer that libconfig would wrap:
+ * decimal outside int's range, or hex over 32 bits. */
+static bool conf_int_wraps(const char *p, size_t len)
+{
+    bool is_hex = len > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X');
+    if (p[len - 1] == 'L')
+        return false; /* a 64-bit literal: libconfig reads it whole */
+    for (size_t i = 0; !is_hex && i < len; i++)
+        if (p[i] == '.' || p[i] == 'e' || p[i] == 'E')
+            return false; /* a float */
+    errno = 0;
+    long long v = strtoll(p, NULL, is_hex ? 16 : 10);
+    if (errno == ERANGE)
+        return true;
+    return is_hex ? v > (long long)UINT32_MAX : v > INT32_MAX || v < INT32_MIN;
+}
+
+static bool conf_find_wrapping_int(const char *text, struct conf_literal *lit)
+{
+    unsigned line = 1;
+    for (const char *p = text; *p;) {
+        const char *end = conf_skip_quoted(p, &line);
+        if (end) {
+            p = end;
+        } else if (isalpha((unsigned char)*p) || *p == '*' || *p == '@') {
+            size_t n = strspn(p + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                     "0123456789-_*") +
+                       1;
+            lit->key = p;
+            lit->key_len = (int)n;
+            p += n;
+        } else if (isdigit((unsigned char)*p) ||
+                   ((*p == '-' || *p == '+') && isdigit((unsigned char)p[1]))) {
+            size_t n = strspn(p + 1, "0123456789abcdefABCDEFxXL.+-") + 1;
+            if (conf_int_wraps(p, n)) {
+                lit->line = line;
+                lit->num = p;
+                lit->num_len = (int)n;
+                return true;
+            }
+            p += n;
+        } else {
+            line += *p++ == '\n';
+        }
+    }
+    return false;
+}
+
 int conf_load_string(struct conf *c, const char *text, const char *name, char *err, size_t err_size)
 {
+    struct conf_literal lit = {0, "", "", 0, 0};
+    if (conf_find_wrapping_int(text, &lit)) {
+        snprintf(err, err_size, "%s:%u: %.*s: %.*s is out of range (integers are 32-bit)", name,
+                 lit.line, lit.key_len, lit.key, lit.num_len, lit.num);
+        return -EINVAL;
+    }
     struct conf_ctx ctx = {name, err, err_size};
     config_t cfg;
     config_init(&cfg);

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define NAME "test.conf"
 /* "你好, " and "你好,客户端!你发送了:" in UTF-8, spelled out byte by byte. */
@@ -550,6 +551,53 @@ static void test_missing_file(void **state)
     assert_memory_equal(&conf, &before, sizeof(conf));
 }
 
+/* libconfig 1.5 wraps plain integer literals past 32 bits ("4294967297" would read as 1):
+ * conf refuses them before libconfig sees them, naming the key and line. Numbers in
+ * strings and comments, floats, and L-suffixed literals are not such literals. */
+static void test_wrapping_integer_literals(void **state)
+{
+    (void)state;
+    static const struct error_case cases[] = {
+        {"workers = 4294967297;\n", 1, "workers",
+         "4294967297 is out of range (integers are 32-bit)"},
+        {"# x\nworkers = 2147483648;\n", 2, "workers",
+         "2147483648 is out of range (integers are 32-bit)"},
+        {"workers = -2147483649;\n", 1, "workers",
+         "-2147483649 is out of range (integers are 32-bit)"},
+        {"workers = 0x100000001;\n", 1, "workers",
+         "0x100000001 is out of range (integers are 32-bit)"},
+        {"tcp = {\n  max_line_bytes =\n\n    99999999999999999999;\n};\n", 4, "max_line_bytes",
+         "99999999999999999999 is out of range (integers are 32-bit)"},
+    };
+    CHECK_ERROR_CASES(cases);
+    load_ok("/* 4294967297 */ workers = 3; # 99999999999\n"
+            "tcp = { greeting = \"4294967297 \\\" 4294967297\"; }; // 4294967297\n");
+    assert_int_equal(conf.workers, 3);
+    assert_string_equal(conf.tcp.greeting, "4294967297 \" 4294967297");
+    check_error("workers = 1.5e10;\n", 1, "workers", "must be an integer");
+    check_error("workers = 4294967297L;\n", 1, "workers",
+                "must be between 0 and 1024, not 4294967297");
+}
+
+/* A path that is not a regular file, or a file with a NUL byte, is refused with its
+ * path and reason: libconfig's reader would exit the process on a directory. */
+static void test_unreadable_file(void **state)
+{
+    (void)state;
+    assert_int_equal(conf_load_file(&conf, "/", err, sizeof(err)), -EISDIR);
+    assert_string_equal(err, "/: cannot read: Is a directory");
+    char path[] = "/tmp/echod-test_conf-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "workers = 2;\0\n", 14), 14);
+    close(fd);
+    int rc = conf_load_file(&conf, path, err, sizeof(err));
+    unlink(path);
+    assert_int_equal(rc, -EILSEQ);
+    assert_non_null(strstr(err, "cannot read: contains a NUL byte"));
+    assert_int_equal(conf.workers, 0);
+}
+
 /* The shipped etc/echod.conf loads, and (as it says) sets exactly the defaults. */
 static void test_shipped_conf(void **state)
 {
@@ -589,6 +637,8 @@ int main(void)
         TEST(test_error_buffer_truncation),
         TEST(test_worker_count),
         TEST(test_missing_file),
+        TEST(test_wrapping_integer_literals),
+        TEST(test_unreadable_file),
         TEST(test_shipped_conf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
