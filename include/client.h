@@ -7,45 +7,67 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "addr.h"
 
-#define CLIENT_DEFAULT_HOST "127.0.0.1"
-#define CLIENT_DEFAULT_PORT 7007
+#define CLIENT_DEFAULT_HOST       "127.0.0.1"
+#define CLIENT_DEFAULT_PORT       7007
+#define CLIENT_DEFAULT_TIMEOUT_MS 5000
+#define CLIENT_MAX_TIMEOUT_MS     3600000
 /* Exit code for a bad command line (sysexits' EX_USAGE). */
 #define CLIENT_EXIT_USAGE 64
 /* Longest "HOST:PORT" text a target keeps for prompts and messages. */
 #define CLIENT_NAME_SIZE 320
 
-/* Where a tool talks to: the options as given, then the resolved address. */
+/* Where a tool talks to and how long it waits: the options as given, then the resolved
+ * address. */
 struct client_target {
     const char *host;            /* -H as given: a numeric address or a name */
     uint16_t port;               /* -p */
     bool is_udp;                 /* -u */
+    int timeout_ms;              /* -T: the longest wait on the server without progress */
     struct addr addr;            /* filled by client_target_resolve */
     char name[CLIENT_NAME_SIZE]; /* "HOST:PORT" as the user wrote it */
 };
 
-/* The short options client_take_option handles, for a getopt optstring. */
-#define CLIENT_SHORT_OPTS "uH:p:"
-/* The matching getopt_long entries (three of them). */
+/* The options every tool has, as getopt_long wants them; client_take_option reads them. */
+#define CLIENT_SHORT_OPTS ":uH:p:T:hV"
+// clang-format off
 #define CLIENT_LONG_OPTS                                                                           \
-    {"udp", no_argument, NULL, 'u'}, {"host", required_argument, NULL, 'H'},                       \
-    {                                                                                              \
-        "port", required_argument, NULL, 'p'                                                       \
-    }
+    {"udp", no_argument, NULL, 'u'},                                                               \
+    {"host", required_argument, NULL, 'H'},                                                        \
+    {"port", required_argument, NULL, 'p'},                                                        \
+    {"timeout", required_argument, NULL, 'T'},                                                     \
+    {"help", no_argument, NULL, 'h'},                                                              \
+    {"version", no_argument, NULL, 'V'}
+// clang-format on
 
-/* A target with the defaults: TCP to 127.0.0.1:7007. */
+/* A tool's name and its --help text, for the option handling both tools share. */
+struct client_tool {
+    const char *name;
+    void (*print_usage)(FILE *out);
+};
+
+/* A target with the defaults: TCP to 127.0.0.1:7007, -T 5000. */
 void client_target_init(struct client_target *t);
-/* Apply getopt's result ch (with optarg) if it is -u, -H, -p, ':' or '?'; returns whether
- * it was one of them. Bad values and unknown options exit 64 through client_usage_error. */
-bool client_take_option(const char *prog, int ch, char **argv, struct client_target *t);
+/* Apply getopt's result ch (with optarg) if it is a common option (-u -H -p -T -h -V) or
+ * an error (':', '?'); returns whether it was. --help and --version exit 0; bad values
+ * and unknown options exit 64 through client_usage_error. */
+bool client_take_option(const struct client_tool *tool, int ch, char **argv,
+                        struct client_target *t);
+/* After getopt: exit 64 if an argument is left over. */
+void client_end_options(const struct client_tool *tool, int argc, char **argv);
 /* Exit 64 after printing "PROG: message" and a pointer to --help, for bad usage only. */
 void client_usage_error(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
+/* Print "PROG: message[: strerror(-rc)]" on stderr; returns rc, or -EIO when rc is 0, so
+ * callers can `return client_report(...)` from a failing step. */
+int client_report(const char *prog, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Resolve t->host and t->port into t->addr and t->name; 0 or -errno (-ENOENT: no such
- * host), with the reason in err. */
-int client_target_resolve(struct client_target *t, char *err, size_t err_size);
+ * host), saying why on stderr as PROG. */
+int client_target_resolve(struct client_target *t, const char *prog);
 
 /* Parse a port 1..65535 written in decimal digits only; 0 or -EINVAL. */
 int client_parse_port(const char *text, uint16_t *out);

@@ -11,7 +11,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +22,11 @@
 #include "clock.h"
 
 #define CLI_NAME               "echod-cli"
-#define CLI_DEFAULT_TIMEOUT_MS 5000
 #define CLI_BUF_BYTES          65536
 #define CLI_MAX_DATAGRAM_BYTES 65536
 
 struct cli_options {
     struct client_target target;
-    int timeout_ms; /* -T: longest wait for the server without progress */
 };
 
 /* The piped TCP stream: stdin → tx → socket, socket → rx → stdout. */
@@ -44,21 +41,8 @@ struct cli_stream {
     uint64_t last_progress_ms; /* last byte moved in any direction */
 };
 
-/* Print "echod-cli: message[: reason]" and return rc, the -errno it reports (0: no reason). */
-static int cli_error(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int cli_error(int rc, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "%s: ", CLI_NAME);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    if (rc < 0)
-        fprintf(stderr, ": %s", strerror(-rc));
-    fputc('\n', stderr);
-    return rc < 0 ? rc : -EIO;
-}
+/* Print "echod-cli: message[: reason]"; evaluates to rc (-EIO for 0), as client_report. */
+#define cli_error(rc, ...) client_report(CLI_NAME, rc, __VA_ARGS__)
 
 /* The message for a socket error, naming the server: "DOING HOST:PORT: reason". */
 static int cli_socket_error(const struct cli_options *o, int rc, const char *doing)
@@ -74,7 +58,7 @@ static int cli_socket_error(const struct cli_options *o, int rc, const char *doi
 static int cli_timeout_error(const struct cli_options *o)
 {
     return cli_error(-ETIMEDOUT, "no reply from %s within %d ms (-T), giving up", o->target.name,
-                     o->timeout_ms);
+                     o->target.timeout_ms);
 }
 
 static void cli_usage(FILE *out)
@@ -92,45 +76,22 @@ static void cli_usage(FILE *out)
             "  -V, --version       show the version and exit\n"
             "\n"
             "Exit codes: 0 ok, 1 connection error or timeout, 64 bad usage.\n",
-            CLIENT_DEFAULT_HOST, CLIENT_DEFAULT_PORT, CLI_DEFAULT_TIMEOUT_MS);
+            CLIENT_DEFAULT_HOST, CLIENT_DEFAULT_PORT, CLIENT_DEFAULT_TIMEOUT_MS);
 }
 
 /* Parse argv into o; exits 0 for --help/--version and 64 on bad usage. */
 static void cli_parse_args(int argc, char **argv, struct cli_options *o)
 {
-    static const struct option longopts[] = {
-        CLIENT_LONG_OPTS,
-        {"timeout", required_argument, NULL, 'T'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
-    };
+    static const struct client_tool tool = {CLI_NAME, cli_usage};
+    static const struct option longopts[] = {CLIENT_LONG_OPTS, {NULL, 0, NULL, 0}};
     client_target_init(&o->target);
-    o->timeout_ms = CLI_DEFAULT_TIMEOUT_MS;
     opterr = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, ":" CLIENT_SHORT_OPTS "T:hV", longopts, NULL)) != -1) {
-        if (client_take_option(CLI_NAME, ch, argv, &o->target))
-            continue;
-        unsigned long ms;
-        switch (ch) {
-        case 'T':
-            if (client_parse_count(optarg, INT_MAX, &ms) < 0)
-                client_usage_error(CLI_NAME, "invalid timeout '%s' (milliseconds, > 0)", optarg);
-            o->timeout_ms = (int)ms;
-            break;
-        case 'h':
-            cli_usage(stdout);
-            exit(0);
-        case 'V':
-            printf(CLI_NAME " %s\n", PACKAGE_VERSION);
-            exit(0);
-        default:
+    while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTS, longopts, NULL)) != -1) {
+        if (!client_take_option(&tool, ch, argv, &o->target))
             client_usage_error(CLI_NAME, "unexpected option '%s'", argv[optind - 1]);
-        }
     }
-    if (optind < argc)
-        client_usage_error(CLI_NAME, "unexpected argument '%s'", argv[optind]);
+    client_end_options(&tool, argc, argv);
 }
 
 /* ---------------------------------------------------------------- piped TCP */
@@ -206,7 +167,7 @@ static int cli_stream_step(const struct cli_options *o, struct cli_stream *s)
     bool is_waiting_on_server = s->is_stdin_eof || s->tx_len > 0;
     int wait_ms = -1;
     if (is_waiting_on_server) {
-        wait_ms = client_ms_left(s->last_progress_ms + (uint64_t)o->timeout_ms);
+        wait_ms = client_ms_left(s->last_progress_ms + (uint64_t)o->target.timeout_ms);
         if (wait_ms == 0)
             return cli_timeout_error(o);
     }
@@ -240,7 +201,7 @@ static int cli_run_tcp_piped(const struct cli_options *o, int sock)
 /* Wait up to -T for sock to become readable; 0 or -errno (-ETIMEDOUT, with a message). */
 static int cli_wait_reply(const struct cli_options *o, int sock)
 {
-    int rc = client_wait(sock, POLLIN, o->timeout_ms);
+    int rc = client_wait(sock, POLLIN, o->target.timeout_ms);
     if (rc == 0)
         return cli_timeout_error(o);
     return rc < 0 ? cli_error(rc, "poll") : 0;
@@ -343,15 +304,12 @@ int main(int argc, char **argv)
     cli_parse_args(argc, argv, &o);
     signal(SIGPIPE, SIG_IGN);
 
-    char err[CLIENT_NAME_SIZE + 64];
-    int rc = client_target_resolve(&o.target, err, sizeof(err));
-    if (rc < 0) {
-        fprintf(stderr, "%s: %s\n", CLI_NAME, err);
+    int rc = client_target_resolve(&o.target, CLI_NAME);
+    if (rc < 0)
         return 1;
-    }
-    int sock = client_connect(&o.target, o.timeout_ms);
+    int sock = client_connect(&o.target, o.target.timeout_ms);
     if (sock == -ETIMEDOUT) {
-        cli_error(0, "cannot connect to %s within %d ms (-T)", o.target.name, o.timeout_ms);
+        cli_error(0, "cannot connect to %s within %d ms (-T)", o.target.name, o.target.timeout_ms);
         return 1;
     }
     if (sock < 0) {

@@ -27,6 +27,7 @@ void client_target_init(struct client_target *t)
     memset(t, 0, sizeof(*t));
     t->host = CLIENT_DEFAULT_HOST;
     t->port = CLIENT_DEFAULT_PORT;
+    t->timeout_ms = CLIENT_DEFAULT_TIMEOUT_MS;
 }
 
 void client_usage_error(const char *prog, const char *fmt, ...)
@@ -40,30 +41,64 @@ void client_usage_error(const char *prog, const char *fmt, ...)
     exit(CLIENT_EXIT_USAGE);
 }
 
-bool client_take_option(const char *prog, int ch, char **argv, struct client_target *t)
+int client_report(const char *prog, int rc, const char *fmt, ...)
 {
+    va_list ap;
+    fprintf(stderr, "%s: ", prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (rc < 0)
+        fprintf(stderr, ": %s", strerror(-rc));
+    fputc('\n', stderr);
+    return rc < 0 ? rc : -EIO;
+}
+
+bool client_take_option(const struct client_tool *tool, int ch, char **argv,
+                        struct client_target *t)
+{
+    unsigned long ms;
     switch (ch) {
     case 'u':
         t->is_udp = true;
         return true;
     case 'H':
         if (optarg[0] == '\0')
-            client_usage_error(prog, "empty host");
+            client_usage_error(tool->name, "empty host");
         t->host = optarg;
         return true;
     case 'p':
         if (client_parse_port(optarg, &t->port) < 0)
-            client_usage_error(prog, "invalid port '%s' (1-65535)", optarg);
+            client_usage_error(tool->name, "invalid port '%s' (1-65535)", optarg);
         return true;
+    case 'T':
+        if (client_parse_count(optarg, CLIENT_MAX_TIMEOUT_MS, &ms) < 0)
+            client_usage_error(tool->name, "invalid timeout '%s' (1-%d milliseconds)", optarg,
+                               CLIENT_MAX_TIMEOUT_MS);
+        t->timeout_ms = (int)ms;
+        return true;
+    case 'h':
+        tool->print_usage(stdout);
+        exit(0);
+    case 'V':
+        printf("%s %s\n", tool->name, PACKAGE_VERSION);
+        exit(0);
     case ':':
-        client_usage_error(prog, "option '%s' needs an argument", argv[optind - 1]);
+        client_usage_error(tool->name, "option '%s' needs an argument", argv[optind - 1]);
     case '?':
         if (optopt != 0)
-            client_usage_error(prog, "unknown option '-%c'", optopt);
-        client_usage_error(prog, "unknown option '%s'", argv[optind - 1]);
+            client_usage_error(tool->name, "unknown option '-%c'", optopt);
+        else
+            client_usage_error(tool->name, "unknown option '%s'", argv[optind - 1]);
     default:
         return false;
     }
+}
+
+void client_end_options(const struct client_tool *tool, int argc, char **argv)
+{
+    if (optind < argc)
+        client_usage_error(tool->name, "unexpected argument '%s'", argv[optind]);
 }
 
 int client_parse_count(const char *text, unsigned long max, unsigned long *out)
@@ -107,7 +142,7 @@ static int client_gai_errno(int gai)
     }
 }
 
-int client_target_resolve(struct client_target *t, char *err, size_t err_size)
+int client_target_resolve(struct client_target *t, const char *prog)
 {
     /* "HOST:PORT", bracketing a bare IPv6 address; numeric ones need no resolver. */
     bool is_bare_v6 = strchr(t->host, ':') != NULL && t->host[0] != '[';
@@ -125,7 +160,7 @@ int client_target_resolve(struct client_target *t, char *err, size_t err_size)
     int gai = getaddrinfo(t->host, port_text, &hints, &res);
     if (gai != 0) {
         int rc = client_gai_errno(gai);
-        snprintf(err, err_size, "cannot resolve '%s': %s", t->host, gai_strerror(gai));
+        client_report(prog, 0, "cannot resolve '%s': %s", t->host, gai_strerror(gai));
         return rc;
     }
     memset(&t->addr, 0, sizeof(t->addr));
