@@ -43,39 +43,14 @@ static int teardown(void **state)
     return 0;
 }
 
-struct run {
-    int code;
-    char *out;
-    char *err;
-};
-
 /* Run echod-bench with the NULL-terminated args, within 30 s. */
-static struct run run_bench(const char *const *args)
+static struct h_output run_bench(const char *const *args)
 {
-    char *argv[24];
-    size_t argc = 0;
-    argv[argc++] = (char *)h_env("ECHOD_BENCH_BIN");
-    for (size_t i = 0; args[i] && argc < 23; i++)
-        argv[argc++] = (char *)args[i];
-    argv[argc] = NULL;
-    char out_path[512], err_path[512];
-    struct run r;
-    r.code = h_run(argv, NULL, 0, 30000, out_path, err_path, sizeof(out_path));
-    r.out = h_read_file(out_path, NULL);
-    r.err = h_read_file(err_path, NULL);
-    if (!r.out || !r.err)
-        fail_msg("cannot read echod-bench's output");
-    return r;
-}
-
-static void run_free(struct run *r)
-{
-    free(r->out);
-    free(r->err);
+    return h_run_env("ECHOD_BENCH_BIN", args, NULL, 0, 30000);
 }
 
 /* The number after " key=" in the summary line, or fail. */
-static unsigned long long summary_value(const struct run *r, const char *key)
+static unsigned long long summary_value(const struct h_output *r, const char *key)
 {
     char needle[64];
     snprintf(needle, sizeof(needle), " %s=", key);
@@ -96,7 +71,7 @@ static void bench_tcp_counts_every_message(void **state)
     char port[16];
     port_arg(port, sizeof(port), &echod.tcp[0]);
     const char *args[] = {"-p", port, "-c", "10", "-n", "200", "-s", "64", "-q", NULL};
-    struct run r = run_bench(args);
+    struct h_output r = run_bench(args);
     h_note("%s", r.out);
     if (r.code != 0)
         fail_msg("echod-bench exited %d, stderr \"%s\"", r.code, r.err);
@@ -104,7 +79,7 @@ static void bench_tcp_counts_every_message(void **state)
     assert_int_equal(summary_value(&r, "lost"), 0);
     if (strstr(r.out, "p99_us=") == NULL || strchr(r.out, '\n') != strrchr(r.out, '\n'))
         fail_msg("-q should print the one summary line only: \"%s\"", r.out);
-    run_free(&r);
+    h_output_free(&r);
 }
 
 /* Large messages, pipelined: the stream splits them across reads and writes. */
@@ -114,13 +89,13 @@ static void bench_tcp_pipelined_large(void **state)
     char port[16];
     port_arg(port, sizeof(port), &echod.tcp[0]);
     const char *args[] = {"-p", port, "-c", "4", "-n", "20", "-s", "100000", "-P", "4", NULL};
-    struct run r = run_bench(args);
+    struct h_output r = run_bench(args);
     if (r.code != 0)
         fail_msg("echod-bench exited %d, stderr \"%s\"", r.code, r.err);
     assert_int_equal(summary_value(&r, "msgs"), 4 * 20);
     if (strstr(r.out, "latency") == NULL)
         fail_msg("without -q the human-readable block is missing: \"%s\"", r.out);
-    run_free(&r);
+    h_output_free(&r);
 }
 
 /* UDP: every datagram is either answered and verified or counted as lost. */
@@ -131,13 +106,13 @@ static void bench_udp_accounts_for_every_datagram(void **state)
     port_arg(port, sizeof(port), &echod.udp[0]);
     const char *args[] = {"-u", "-p", port, "-c",   "4",  "-n", "100",
                           "-P", "4",  "-T", "1000", "-q", NULL};
-    struct run r = run_bench(args);
+    struct h_output r = run_bench(args);
     if (r.code != 0)
         fail_msg("echod-bench -u exited %d, stderr \"%s\"", r.code, r.err);
     unsigned long long msgs = summary_value(&r, "msgs"), lost = summary_value(&r, "lost");
     h_note("udp: %llu answered, %llu lost", msgs, lost);
     assert_int_equal(msgs + lost, 4 * 100);
-    run_free(&r);
+    h_output_free(&r);
 }
 
 /* Greet mode answers with a greeting first: every protocol must report a mismatch. */
@@ -148,12 +123,12 @@ static void bench_wrong_answers_exit_1(void **state)
     for (int is_udp = 0; is_udp <= 1; is_udp++) {
         port_arg(port, sizeof(port), is_udp ? &echod.udp[0] : &echod.tcp[0]);
         const char *args[] = {"-p", port, "-c", "2", "-n", "10", "-q", is_udp ? "-u" : NULL, NULL};
-        struct run r = run_bench(args);
+        struct h_output r = run_bench(args);
         if (r.code != 1 || strcasestr(r.err, "mismatch") == NULL)
             fail_msg("%s against greet mode: expected exit 1 and a mismatch, got exit %d, "
                      "stderr \"%s\"",
                      is_udp ? "udp" : "tcp", r.code, r.err);
-        run_free(&r);
+        h_output_free(&r);
     }
 }
 
@@ -163,20 +138,20 @@ static void bench_refused_exits_1(void **state)
     char port[16];
     snprintf(port, sizeof(port), "%u", h_unused_tcp_port());
     const char *args[] = {"-p", port, "-c", "3", "-n", "5", NULL};
-    struct run r = run_bench(args);
+    struct h_output r = run_bench(args);
     if (r.code != 1 || strcasestr(r.err, "refused") == NULL)
         fail_msg("refused port: expected exit 1 saying so, got exit %d, stderr \"%s\"", r.code,
                  r.err);
-    run_free(&r);
+    h_output_free(&r);
 }
 
 static void expect_usage(const char *const *args, const char *what)
 {
-    struct run r = run_bench(args);
+    struct h_output r = run_bench(args);
     if (r.code != 64 || r.err[0] == '\0')
         fail_msg("%s: expected exit 64 and a message, got exit %d, stderr \"%s\"", what, r.code,
                  r.err);
-    run_free(&r);
+    h_output_free(&r);
 }
 
 static void bench_bad_usage_exits_64(void **state)
