@@ -1176,3 +1176,28 @@ void h_udp_expect(int fd, const void *req, size_t req_len, const void *want, siz
     }
     free(reply);
 }
+
+struct h_output h_run_env(const char *env_name, const char *const *args, const void *in,
+                          size_t in_len, int timeout_ms)
+{
+    char *argv[22];
+    size_t argc = 0;
+    argv[argc++] = (char *)h_env(env_name);
+    for (size_t i = 0; args[i] && argc < 21; i++)
+        argv[argc++] = (char *)args[i];
+    argv[argc] = NULL;
+    char out_path[512], err_path[512];
+    struct h_output o;
+    o.code = h_run(argv, in, in_len, timeout_ms, out_path, err_path, sizeof(out_path));
+    o.out = h_read_file(out_path, &o.out_len);
+    o.err = h_read_file(err_path, NULL);
+    if (!o.out || !o.err)
+        fail_msg("cannot read the output of %s", argv[0]);
+    return o;
+}
+
+void h_output_free(struct h_output *o)
+{
+    free(o->out);
+    free(o->err);
+}

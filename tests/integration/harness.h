@@ -102,6 +102,21 @@ void h_kill(pid_t pid);
 int h_run(char *const argv[], const void *in, size_t in_len, int timeout_ms, char *out_path,
           char *err_path, size_t path_size);
 
+/* The outcome of one run of a binary: its exit code (as h_wait_exit) and its output. */
+struct h_output {
+    int code;
+    char *out; /* stdout, NUL-terminated */
+    size_t out_len;
+    char *err; /* stderr, NUL-terminated */
+};
+
+/* h_run the binary named by environment variable env_name (ECHOD_CLI_BIN, ...) with the
+ * NULL-terminated args (at most 20) and `in` on stdin (NULL: /dev/null); fails the test
+ * if its output cannot be read. Release with h_output_free. */
+struct h_output h_run_env(const char *env_name, const char *const *args, const void *in,
+                          size_t in_len, int timeout_ms);
+void h_output_free(struct h_output *o);
+
 /* ---- echod */
 
 /* Write config_text to a temp file and start ECHOD_BIN -c FILE --port-file P plus the

@@ -52,43 +52,18 @@ static int teardown(void **state)
     return 0;
 }
 
-struct run {
-    int code;
-    char *out;
-    size_t out_len;
-    char *err;
-};
-
 /* Run echod-cli with args and `in` piped to its stdin. */
-static struct run run_cli(const char *const *args, const void *in, size_t in_len, int timeout_ms)
+static struct h_output run_cli(const char *const *args, const void *in, size_t in_len,
+                               int timeout_ms)
 {
-    char *argv[16];
-    size_t argc = 0;
-    argv[argc++] = (char *)h_env("ECHOD_CLI_BIN");
-    for (size_t i = 0; args[i] && argc < 15; i++)
-        argv[argc++] = (char *)args[i];
-    argv[argc] = NULL;
-    char out_path[512], err_path[512];
-    struct run r;
-    r.code = h_run(argv, in ? in : "", in_len, timeout_ms, out_path, err_path, sizeof(out_path));
-    r.out = h_read_file(out_path, &r.out_len);
-    r.err = h_read_file(err_path, NULL);
-    if (!r.out || !r.err)
-        fail_msg("cannot read echod-cli's output");
-    return r;
-}
-
-static void run_free(struct run *r)
-{
-    free(r->out);
-    free(r->err);
+    return h_run_env("ECHOD_CLI_BIN", args, in ? in : "", in_len, timeout_ms);
 }
 
 /* Run and expect exit 0 with exactly want on stdout. */
 static void expect_output(const char *const *args, const void *in, size_t in_len, const void *want,
                           size_t want_len, const char *what)
 {
-    struct run r = run_cli(args, in, in_len, 30000);
+    struct h_output r = run_cli(args, in, in_len, 30000);
     if (r.code != 0)
         fail_msg("%s: echod-cli exited %d, stderr \"%s\"", what, r.code, r.err);
     if (r.out_len != want_len) {
@@ -98,7 +73,7 @@ static void expect_output(const char *const *args, const void *in, size_t in_len
                  r.out_len, want_len, head, r.err);
     }
     h_assert_bytes(what, want, r.out, want_len);
-    run_free(&r);
+    h_output_free(&r);
 }
 
 static void port_arg(char *buf, size_t size, const struct sockaddr_storage *sa)
@@ -171,14 +146,14 @@ static void cli_refused_exits_1(void **state)
     char port[16];
     snprintf(port, sizeof(port), "%u", h_unused_tcp_port());
     const char *args[] = {"-p", port, "-T", "2000", NULL};
-    struct run r = run_cli(args, "a\n", 2, 10000);
+    struct h_output r = run_cli(args, "a\n", 2, 10000);
     if (r.code != 1 || r.err[0] == '\0' || r.out_len != 0)
         fail_msg("refused port %s: expected exit 1, a message and no output; got exit %d, "
                  "stdout \"%s\", stderr \"%s\"",
                  port, r.code, r.out, r.err);
     if (!strcasestr(r.err, "refused"))
         fail_msg("the message for a refused connection does not say so: \"%s\"", r.err);
-    run_free(&r);
+    h_output_free(&r);
 }
 
 /* Run echod-cli with args and input while the test accepts (and then ignores) every
@@ -274,11 +249,11 @@ static void cli_timeout_exits_1(void **state)
 
 static void expect_usage(const char *const *args, const char *what)
 {
-    struct run r = run_cli(args, "", 0, 10000);
+    struct h_output r = run_cli(args, "", 0, 10000);
     if (r.code != 64 || r.err[0] == '\0')
         fail_msg("%s: expected exit 64 and a message, got exit %d, stderr \"%s\"", what, r.code,
                  r.err);
-    run_free(&r);
+    h_output_free(&r);
 }
 
 static void cli_bad_usage_exits_64(void **state)
