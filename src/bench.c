@@ -30,7 +30,6 @@
 #define BENCH_DEFAULT_CONNS       50
 #define BENCH_DEFAULT_SIZE_BYTES  64
 #define BENCH_DEFAULT_DURATION_S  5
-#define CLIENT_DEFAULT_TIMEOUT_MS 5000
 #define BENCH_MAX_CONNS           100000
 #define BENCH_MAX_SIZE_BYTES      (16ul * 1024 * 1024)
 #define BENCH_MAX_UDP_SIZE_BYTES  65507      /* largest IPv4 UDP payload */
