@@ -35,11 +35,7 @@ static int setup_greet(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    h_close_all();
-    int code = h_echod_stop(&echod);
-    memset(&echod, 0, sizeof(echod));
-    if (code != 0)
-        fail_msg("echod exited with %d after SIGTERM, expected 0", code);
+    h_echod_teardown(&echod);
     return 0;
 }
 
