@@ -176,7 +176,9 @@ void h_note(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    printf("# %s\n", text);
+    /* Every line of the note is a TAP comment; a trailing newline adds none. */
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        printf("# %s\n", line);
     fflush(stdout);
 }
 

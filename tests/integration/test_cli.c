@@ -1,7 +1,9 @@
 /* test_cli: echod-cli piped, against the real echod. TCP: lines and 1 MiB of binary
  * round-trip exactly, greet mode; UDP: each line is a datagram and each reply is printed
  * with "\n". A refused port and a server that never answers (-T) exit 1 with a message;
- * bad usage exits 64. stdin is a real pipe, as in `printf 'a\nb\n' | echod-cli -p PORT`. */
+ * bad usage exits 64. stdin is a real pipe, as in `printf 'a\nb\n' | echod-cli -p PORT`.
+ * At a terminal (a pty the test drives) it prompts, answers each line, and quits on
+ * "exit" or ^D. */
 #include "config.h"
 
 #include "harness.h"
@@ -14,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define TCP_GREETING "\xe4\xbd\xa0\xe5\xa5\xbd\x2c\x20" /* "你好, " */
@@ -275,6 +278,96 @@ static void cli_bad_usage_exits_64(void **state)
     expect_usage(extra, "an extra argument");
 }
 
+/* A pty whose slave has no echo and no output processing, so the master reads exactly
+ * what echod-cli writes. */
+struct pty {
+    int master;
+    char slave_path[128];
+};
+
+static void pty_open(struct pty *p)
+{
+    p->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (p->master < 0 || grantpt(p->master) != 0 || unlockpt(p->master) != 0 ||
+        ptsname_r(p->master, p->slave_path, sizeof(p->slave_path)) != 0)
+        fail_msg("cannot open a pty: %s", strerror(errno));
+    h_track_fd(p->master);
+    int slave = open(p->slave_path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    struct termios t;
+    if (slave < 0 || tcgetattr(slave, &t) != 0)
+        fail_msg("pty slave %s: %s", p->slave_path, strerror(errno));
+    t.c_lflag &= ~(tcflag_t)ECHO;
+    t.c_oflag &= ~(tcflag_t)OPOST;
+    if (tcsetattr(slave, TCSANOW, &t) != 0)
+        fail_msg("tcsetattr: %s", strerror(errno));
+    close(slave);
+}
+
+/* Read from the master until it has delivered exactly want (5 s at most). */
+static void pty_expect(struct pty *p, const char *want, const char *what)
+{
+    size_t want_len = strlen(want), got_len = 0;
+    char got[512];
+    int64_t deadline = h_now_ms() + 5000;
+    while (got_len < want_len && h_now_ms() < deadline) {
+        struct pollfd pfd = {p->master, POLLIN, 0};
+        if (poll(&pfd, 1, 50) <= 0)
+            continue;
+        ssize_t n = read(p->master, got + got_len, want_len - got_len);
+        if (n <= 0)
+            break; /* EIO: the slave side is gone */
+        got_len += (size_t)n;
+    }
+    got[got_len] = '\0';
+    if (got_len != want_len || memcmp(got, want, want_len) != 0)
+        fail_msg("%s: the terminal shows \"%s\", expected \"%s\"", what, got, want);
+}
+
+/* Type text at the terminal. */
+static void pty_type(struct pty *p, const char *text)
+{
+    size_t len = strlen(text);
+    if (write(p->master, text, len) != (ssize_t)len)
+        fail_msg("writing to the pty: %s", strerror(errno));
+}
+
+/* echod-cli at a terminal: the prompt, each reply, and "exit" (TCP) or ^D (UDP) quits
+ * with exit 0. */
+static void cli_interactive(void **state)
+{
+    (void)state;
+    for (int is_udp = 0; is_udp < 2; is_udp++) {
+        struct sockaddr_storage *sa = is_udp ? &echod.udp[0] : &echod.tcp[0];
+        char port[16], prompt[64], reply[128];
+        snprintf(port, sizeof(port), "%u", h_port_of(sa));
+        snprintf(prompt, sizeof(prompt), "127.0.0.1:%s> ", port);
+        struct pty p;
+        pty_open(&p);
+        int slave = open(p.slave_path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        char timeout[] = "-T", timeout_ms[] = "5000", port_opt[] = "-p", udp[] = "-u";
+        char *argv[] = {(char *)h_env("ECHOD_CLI_BIN"),
+                        timeout,
+                        timeout_ms,
+                        port_opt,
+                        port,
+                        is_udp ? udp : NULL,
+                        NULL};
+        pid_t pid = h_spawn(argv, slave, p.slave_path, NULL);
+        close(slave);
+        pty_expect(&p, prompt, "the first prompt");
+        pty_type(&p, "hello 1\n");
+        snprintf(reply, sizeof(reply), "%s%s%s", is_udp ? UDP_GREETING : TCP_GREETING, "hello 1\n",
+                 prompt);
+        pty_expect(&p, reply, "a greeted reply, then the prompt again");
+        pty_type(&p, is_udp ? "\x04" : "exit\n");
+        pty_expect(&p, "\n", "the newline after the last prompt");
+        int code = h_wait_exit(pid, 5000);
+        if (code != 0)
+            fail_msg("interactive echod-cli%s exited %d, expected 0", is_udp ? " -u" : "", code);
+        h_close(p.master);
+    }
+}
+
 int main(void)
 {
     h_init("test_cli", 120);
@@ -284,6 +377,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(cli_tcp_greet, setup_greet, teardown),
         cmocka_unit_test_setup_teardown(cli_udp_piped_lines, setup_echo, teardown),
         cmocka_unit_test_setup_teardown(cli_udp_greet, setup_greet, teardown),
+        cmocka_unit_test_setup_teardown(cli_interactive, setup_greet, teardown),
         cmocka_unit_test_teardown(cli_refused_exits_1, teardown),
         cmocka_unit_test_teardown(cli_timeout_exits_1, teardown),
         cmocka_unit_test_teardown(cli_bad_usage_exits_64, teardown),
