@@ -511,6 +511,11 @@ static void conn_close_final(struct conn_set *set, struct conn *c)
     }
     conn_flush(set, c);
     shutdown(c->fd, SHUT_WR);
+    /* Closing with unread input sends RST, which discards what the kernel still holds to
+     * send: take the input in first so the echoes already queued go out before the FIN. */
+    for (int round = 0; round < CONN_FINAL_ROUNDS; round++)
+        if (recv(c->fd, set->scratch_in.data, set->scratch_in.cap, 0) <= 0)
+            break;
     conn_close(set, c, STAT_tcp_shutdown_forced);
 }
 
