@@ -601,6 +601,25 @@ void h_echod_teardown(struct echod *e)
         fail_msg("echod exited with %d after SIGTERM, expected 0", code);
 }
 
+struct echod echod;
+
+int h_setup_echo(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  "tcp = { listen = [ \"127.0.0.1:0\" ]; };\n"
+                  "udp = { listen = [ \"127.0.0.1:0\" ]; };\n",
+                  NULL);
+    return 0;
+}
+
+int h_teardown(void **state)
+{
+    (void)state;
+    h_echod_teardown(&echod);
+    return 0;
+}
+
 void h_echod_assert_alive(struct echod *e)
 {
     if (e->pid <= 0)

@@ -131,6 +131,11 @@ int h_echod_stop(struct echod *e);
 /* The usual teardown: close every tracked fd, stop echod, and fail (with its log) unless
  * it exited 0 after SIGTERM; e is zeroed for the next test. Safe when never started. */
 void h_echod_teardown(struct echod *e);
+/* The echod a test binary runs, and the cmocka setup and teardown built on it: TCP and
+ * UDP echo on 127.0.0.1 port 0, and h_echod_teardown(&echod). */
+extern struct echod echod;
+int h_setup_echo(void **state);
+int h_teardown(void **state);
 /* Fail the test unless echod is still running. */
 void h_echod_assert_alive(struct echod *e);
 /* Send SIGUSR1 and wait (5 s) for a new "stats" line; parse counter `name` from it. */

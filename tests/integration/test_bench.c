@@ -10,18 +10,6 @@
 #include <string.h>
 #include <strings.h>
 
-static struct echod echod;
-
-static int setup_echo(void **state)
-{
-    (void)state;
-    h_echod_start(&echod,
-                  "tcp = { listen = [ \"127.0.0.1:0\" ]; };\n"
-                  "udp = { listen = [ \"127.0.0.1:0\" ]; };\n",
-                  NULL);
-    return 0;
-}
-
 static int setup_greet(void **state)
 {
     (void)state;
@@ -29,13 +17,6 @@ static int setup_greet(void **state)
                   "tcp = { listen = [ \"127.0.0.1:0\" ]; mode = \"greet\"; };\n"
                   "udp = { listen = [ \"127.0.0.1:0\" ]; mode = \"greet\"; };\n",
                   NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    h_echod_teardown(&echod);
     return 0;
 }
 
@@ -171,13 +152,13 @@ int main(void)
 {
     h_init("test_bench", 120);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(bench_tcp_counts_every_message, setup_echo, teardown),
-        cmocka_unit_test_setup_teardown(bench_tcp_pipelined_large, setup_echo, teardown),
-        cmocka_unit_test_setup_teardown(bench_udp_accounts_for_every_datagram, setup_echo,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(bench_wrong_answers_exit_1, setup_greet, teardown),
-        cmocka_unit_test_teardown(bench_refused_exits_1, teardown),
-        cmocka_unit_test_teardown(bench_bad_usage_exits_64, teardown),
+        cmocka_unit_test_setup_teardown(bench_tcp_counts_every_message, h_setup_echo, h_teardown),
+        cmocka_unit_test_setup_teardown(bench_tcp_pipelined_large, h_setup_echo, h_teardown),
+        cmocka_unit_test_setup_teardown(bench_udp_accounts_for_every_datagram, h_setup_echo,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(bench_wrong_answers_exit_1, setup_greet, h_teardown),
+        cmocka_unit_test_teardown(bench_refused_exits_1, h_teardown),
+        cmocka_unit_test_teardown(bench_bad_usage_exits_64, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

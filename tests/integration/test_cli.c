@@ -24,18 +24,6 @@
     "\xe4\xbd\xa0\xe5\xa5\xbd\x2c\xe5\xae\xa2\xe6\x88\xb7\xe7\xab\xaf\x21\xe4\xbd\xa0\xe5\x8f\x91" \
     "\xe9\x80\x81\xe4\xba\x86\x3a" /* "你好,客户端!你发送了:" */
 
-static struct echod echod;
-
-static int setup_echo(void **state)
-{
-    (void)state;
-    h_echod_start(&echod,
-                  "tcp = { listen = [ \"127.0.0.1:0\" ]; };\n"
-                  "udp = { listen = [ \"127.0.0.1:0\" ]; };\n",
-                  NULL);
-    return 0;
-}
-
 static int setup_greet(void **state)
 {
     (void)state;
@@ -45,13 +33,6 @@ static int setup_greet(void **state)
                   "udp = { listen = [ \"127.0.0.1:0\" ]; mode = \"greet\";"
                   " greeting = \"" UDP_GREETING "\"; };\n",
                   NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    h_echod_teardown(&echod);
     return 0;
 }
 
@@ -372,15 +353,15 @@ int main(void)
 {
     h_init("test_cli", 120);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(cli_tcp_piped_lines, setup_echo, teardown),
-        cmocka_unit_test_setup_teardown(cli_tcp_piped_binary_1mib, setup_echo, teardown),
-        cmocka_unit_test_setup_teardown(cli_tcp_greet, setup_greet, teardown),
-        cmocka_unit_test_setup_teardown(cli_udp_piped_lines, setup_echo, teardown),
-        cmocka_unit_test_setup_teardown(cli_udp_greet, setup_greet, teardown),
-        cmocka_unit_test_setup_teardown(cli_interactive, setup_greet, teardown),
-        cmocka_unit_test_teardown(cli_refused_exits_1, teardown),
-        cmocka_unit_test_teardown(cli_timeout_exits_1, teardown),
-        cmocka_unit_test_teardown(cli_bad_usage_exits_64, teardown),
+        cmocka_unit_test_setup_teardown(cli_tcp_piped_lines, h_setup_echo, h_teardown),
+        cmocka_unit_test_setup_teardown(cli_tcp_piped_binary_1mib, h_setup_echo, h_teardown),
+        cmocka_unit_test_setup_teardown(cli_tcp_greet, setup_greet, h_teardown),
+        cmocka_unit_test_setup_teardown(cli_udp_piped_lines, h_setup_echo, h_teardown),
+        cmocka_unit_test_setup_teardown(cli_udp_greet, setup_greet, h_teardown),
+        cmocka_unit_test_setup_teardown(cli_interactive, setup_greet, h_teardown),
+        cmocka_unit_test_teardown(cli_refused_exits_1, h_teardown),
+        cmocka_unit_test_teardown(cli_timeout_exits_1, h_teardown),
+        cmocka_unit_test_teardown(cli_bad_usage_exits_64, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,8 +22,6 @@
 #define ERROR_PREFIX  "error: line longer than"
 #define UDP_MAX_REPLY 65507
 
-static struct echod echod;
-
 static int setup(void **state)
 {
     (void)state;
@@ -45,13 +43,6 @@ static int setup(void **state)
     h_echod_start(&echod, config, NULL);
     assert_int_equal(echod.tcp_count, 1);
     assert_int_equal(echod.udp_count, 1);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    h_echod_teardown(&echod);
     return 0;
 }
 
@@ -389,18 +380,18 @@ int main(void)
 {
     h_init("test_greet", 120);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(tcp_greet_single_line, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_greet_many_lines_one_write, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_greet_line_split_across_writes, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_greet_crlf, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_greet_nul_bytes, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_greet_partial_line_at_half_close, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_greet_line_of_max_bytes, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_greet_line_too_long, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_greet_crlf_counts_toward_max, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_greet_endless_line, setup, teardown),
-        cmocka_unit_test_setup_teardown(udp_greet_datagrams, setup, teardown),
-        cmocka_unit_test_setup_teardown(udp_greet_reply_size_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(tcp_greet_single_line, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_greet_many_lines_one_write, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_greet_line_split_across_writes, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_greet_crlf, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_greet_nul_bytes, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_greet_partial_line_at_half_close, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_greet_line_of_max_bytes, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_greet_line_too_long, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_greet_crlf_counts_toward_max, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_greet_endless_line, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(udp_greet_datagrams, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(udp_greet_reply_size_limit, setup, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

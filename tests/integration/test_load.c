@@ -18,15 +18,6 @@
 #define BATCH       250
 #define MSG_LEN     24
 
-static struct echod echod;
-
-static int teardown(void **state)
-{
-    (void)state;
-    h_echod_teardown(&echod);
-    return 0;
-}
-
 /* Wait until echod has at least (or, exact, exactly) want fds open; fail after 10 s. */
 static int wait_fds(int want, bool exact, const char *what)
 {
@@ -126,7 +117,8 @@ static void load_5000_concurrent_connections(void **state)
     h_sleep_ms(200);
     int fds_open = h_fd_count(echod.pid);
     long rss = h_rss_kib(echod.pid);
-    h_note("rss_kib_5000_idle=%ld, rss_kib_baseline=%ld, growth %ld KiB = %.2f KiB per idle connection; echod fds "
+    h_note("rss_kib_5000_idle=%ld, rss_kib_baseline=%ld, growth %ld KiB = %.2f KiB per idle "
+           "connection; echod fds "
            "%d -> %d; connect %lld ms, echo %lld ms",
            rss, rss_before, rss - rss_before, (double)(rss - rss_before) / CONNECTIONS, fds_before,
            fds_open, (long long)(t_connected - t0), (long long)(t_echoed - t_connected));
@@ -198,8 +190,8 @@ int main(void)
 {
     h_init("test_load", 180);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(load_5000_concurrent_connections, teardown),
-        cmocka_unit_test_teardown(load_max_connections_enforced, teardown),
+        cmocka_unit_test_teardown(load_5000_concurrent_connections, h_teardown),
+        cmocka_unit_test_teardown(load_max_connections_enforced, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

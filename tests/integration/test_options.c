@@ -15,8 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static struct echod echod_a; /* a running echod, when a test needs one */
-static char good_conf[512];  /* a valid config on port 0 */
+static char good_conf[512]; /* a valid config on port 0 */
 
 static int setup(void **state)
 {
@@ -24,13 +23,6 @@ static int setup(void **state)
     const char *text = "tcp = { listen = [ \"127.0.0.1:0\" ]; };\n"
                        "udp = { listen = [ \"127.0.0.1:0\" ]; };\n";
     h_write_temp("good.conf", text, strlen(text), good_conf, sizeof(good_conf));
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    h_echod_teardown(&echod_a);
     return 0;
 }
 
@@ -294,12 +286,12 @@ static void missing_or_unreadable_config_exits_78(void **state)
 static void busy_port_exits_69(void **state)
 {
     (void)state;
-    h_echod_start(&echod_a,
+    h_echod_start(&echod,
                   "tcp = { listen = [ \"127.0.0.1:0\" ]; };\n"
                   "udp = { listen = [ \"127.0.0.1:0\" ]; };\n",
                   NULL);
     for (int is_udp = 0; is_udp < 2; is_udp++) {
-        const char *addr = is_udp ? echod_a.udp_text[0] : echod_a.tcp_text[0];
+        const char *addr = is_udp ? echod.udp_text[0] : echod.tcp_text[0];
         char text[256], path[512], port_path[600];
         snprintf(text, sizeof(text),
                  "tcp = { listen = [ %s%s%s ]; };\nudp = { listen = [ %s%s%s ]; };\n",
@@ -318,9 +310,9 @@ static void busy_port_exits_69(void **state)
             fail_msg("a port file was written although a listener could not be bound");
         run_free(&r);
     }
-    int fd = h_tcp_connect_ok(&echod_a.tcp[0]);
+    int fd = h_tcp_connect_ok(&echod.tcp[0]);
     h_echo_roundtrip(fd, "first one still serves\n", 23, 5000);
-    int ufd = h_udp_connect(&echod_a.udp[0]);
+    int ufd = h_udp_connect(&echod.udp[0]);
     h_udp_expect(ufd, "udp too", 7, "udp too", 7, 5, 1000);
 }
 
@@ -359,21 +351,21 @@ static void port_file_and_listening_lines(void **state)
              "tcp = { listen = [ \"127.0.0.1:0\"%s, \"127.0.0.1:0\" ]; };\n"
              "udp = { listen = [ \"127.0.0.1:0\"%s ]; };\n",
              v6 ? ", \"[::1]:0\"" : "", v6 ? ", \"[::1]:0\"" : "");
-    h_echod_start(&echod_a, config, NULL);
-    assert_int_equal(echod_a.tcp_count, v6 ? 3 : 2);
-    assert_int_equal(echod_a.udp_count, v6 ? 2 : 1);
+    h_echod_start(&echod, config, NULL);
+    assert_int_equal(echod.tcp_count, v6 ? 3 : 2);
+    assert_int_equal(echod.udp_count, v6 ? 2 : 1);
 
     size_t len;
-    char *text = h_read_file(echod_a.port_path, &len);
+    char *text = h_read_file(echod.port_path, &len);
     assert_non_null(text);
     size_t lines = 0;
     for (size_t i = 0; i < len; i++)
         lines += text[i] == '\n';
     assert_true(len > 0 && text[len - 1] == '\n');
-    assert_int_equal(lines, echod_a.tcp_count + echod_a.udp_count);
+    assert_int_equal(lines, echod.tcp_count + echod.udp_count);
     free(text);
 
-    const char *base = strrchr(echod_a.port_path, '/') + 1;
+    const char *base = strrchr(echod.port_path, '/') + 1;
     DIR *d = opendir(h_tmpdir());
     assert_non_null(d);
     struct dirent *de;
@@ -383,23 +375,23 @@ static void port_file_and_listening_lines(void **state)
     }
     closedir(d);
 
-    for (size_t i = 0; i < echod_a.tcp_count; i++) {
+    for (size_t i = 0; i < echod.tcp_count; i++) {
         for (size_t k = 0; k < i; k++)
-            assert_int_not_equal(h_port_of(&echod_a.tcp[i]), h_port_of(&echod_a.tcp[k]));
-        expect_listening_line(&echod_a, "tcp", echod_a.tcp_text[i]);
-        int fd = h_tcp_connect_ok(&echod_a.tcp[i]);
+            assert_int_not_equal(h_port_of(&echod.tcp[i]), h_port_of(&echod.tcp[k]));
+        expect_listening_line(&echod, "tcp", echod.tcp_text[i]);
+        int fd = h_tcp_connect_ok(&echod.tcp[i]);
         h_echo_roundtrip(fd, "tcp listener\n", 13, 5000);
         h_close(fd);
     }
-    for (size_t i = 0; i < echod_a.udp_count; i++) {
-        expect_listening_line(&echod_a, "udp", echod_a.udp_text[i]);
-        int fd = h_udp_connect(&echod_a.udp[i]);
+    for (size_t i = 0; i < echod.udp_count; i++) {
+        expect_listening_line(&echod, "udp", echod.udp_text[i]);
+        int fd = h_udp_connect(&echod.udp[i]);
         h_udp_expect(fd, "udp listener", 12, "udp listener", 12, 5, 1000);
         h_close(fd);
     }
     if (v6) {
-        assert_memory_equal(echod_a.tcp_text[1], "[::1]:", 6);
-        assert_memory_equal(echod_a.udp_text[1], "[::1]:", 6);
+        assert_memory_equal(echod.tcp_text[1], "[::1]:", 6);
+        assert_memory_equal(echod.udp_text[1], "[::1]:", 6);
     }
 }
 
@@ -413,15 +405,15 @@ static bool logs_listening(const char *config_level, const char *option_level)
              config_level ? "log_level = \"" : "", config_level ? config_level : "",
              config_level ? "\";\n" : "");
     const char *extra[] = {"-l", option_level, NULL};
-    h_echod_start(&echod_a, config, option_level ? extra : NULL);
-    int fd = h_tcp_connect_ok(&echod_a.tcp[0]);
+    h_echod_start(&echod, config, option_level ? extra : NULL);
+    int fd = h_tcp_connect_ok(&echod.tcp[0]);
     h_echo_roundtrip(fd, "level\n", 6, 5000);
     h_close(fd);
-    bool found = h_echod_log_contains(&echod_a, "listening tcp");
-    int code = h_echod_stop(&echod_a);
+    bool found = h_echod_log_contains(&echod, "listening tcp");
+    int code = h_echod_stop(&echod);
     if (code != 0)
         fail_msg("echod exited with %d after SIGTERM", code);
-    memset(&echod_a, 0, sizeof(echod_a));
+    memset(&echod, 0, sizeof(echod));
     return found;
 }
 
@@ -439,15 +431,15 @@ int main(void)
 {
     h_init("test_options", 120);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(options_bad_usage_exits_64, setup, teardown),
-        cmocka_unit_test_setup_teardown(options_help_and_version_exit_0, setup, teardown),
-        cmocka_unit_test_setup_teardown(check_config_valid, setup, teardown),
-        cmocka_unit_test_setup_teardown(check_config_errors_exit_78, setup, teardown),
-        cmocka_unit_test_setup_teardown(start_with_bad_config_exits_78, setup, teardown),
-        cmocka_unit_test_setup_teardown(missing_or_unreadable_config_exits_78, setup, teardown),
-        cmocka_unit_test_setup_teardown(busy_port_exits_69, setup, teardown),
-        cmocka_unit_test_setup_teardown(port_file_and_listening_lines, setup, teardown),
-        cmocka_unit_test_setup_teardown(log_level_option_and_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(options_bad_usage_exits_64, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(options_help_and_version_exit_0, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(check_config_valid, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(check_config_errors_exit_78, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(start_with_bad_config_exits_78, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(missing_or_unreadable_config_exits_78, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(busy_port_exits_69, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(port_file_and_listening_lines, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(log_level_option_and_key, setup, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,8 +14,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-static struct echod echod;
-
 static void start(int shutdown_timeout_ms)
 {
     char config[256];
@@ -26,13 +24,6 @@ static void start(int shutdown_timeout_ms)
              "udp = { listen = [ ]; };\n",
              shutdown_timeout_ms);
     h_echod_start(&echod, config, NULL);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    h_echod_teardown(&echod);
-    return 0;
 }
 
 /* Connect until refused (3 s at most); returns how long refusal took in ms. Connections
@@ -203,10 +194,10 @@ int main(void)
 {
     h_init("test_shutdown", 120);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(sigterm_drains_every_client, teardown),
-        cmocka_unit_test_teardown(sigint_drains_every_client, teardown),
-        cmocka_unit_test_teardown(sigterm_idle_client_cut_at_timeout, teardown),
-        cmocka_unit_test_teardown(sigterm_without_clients, teardown),
+        cmocka_unit_test_teardown(sigterm_drains_every_client, h_teardown),
+        cmocka_unit_test_teardown(sigint_drains_every_client, h_teardown),
+        cmocka_unit_test_teardown(sigterm_idle_client_cut_at_timeout, h_teardown),
+        cmocka_unit_test_teardown(sigterm_without_clients, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,7 +17,6 @@
 
 #define BUFFER_BYTES 65536
 
-static struct echod echod;
 static bool has_ipv6;
 
 static int setup(void **state)
@@ -35,13 +34,6 @@ static int setup(void **state)
     h_echod_start(&echod, config, NULL);
     assert_int_equal(echod.tcp_count, has_ipv6 ? 2 : 1);
     assert_int_equal(echod.udp_count, 0);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    h_echod_teardown(&echod);
     return 0;
 }
 
@@ -322,13 +314,13 @@ int main(void)
     h_init("test_tcp", 240);
     has_ipv6 = h_have_ipv6();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(tcp_echo_random_payloads, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_echo_sequence_one_connection, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_half_close_4mib, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_unread_16mib_stays_bounded, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_interleaved_clients, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_echo_ipv6, setup, teardown),
-        cmocka_unit_test_setup_teardown(tcp_counters_and_no_fd_leak, setup, teardown),
+        cmocka_unit_test_setup_teardown(tcp_echo_random_payloads, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_echo_sequence_one_connection, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_half_close_4mib, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_unread_16mib_stays_bounded, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_interleaved_clients, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_echo_ipv6, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_counters_and_no_fd_leak, setup, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

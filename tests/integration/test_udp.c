@@ -17,7 +17,6 @@
 #define TRIES   5
 #define WAIT_MS 1000
 
-static struct echod echod;
 static bool has_ipv6;
 
 static int setup(void **state)
@@ -31,13 +30,6 @@ static int setup(void **state)
     h_echod_start(&echod, config, NULL);
     assert_int_equal(echod.tcp_count, 0);
     assert_int_equal(echod.udp_count, has_ipv6 ? 2 : 1);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    h_echod_teardown(&echod);
     return 0;
 }
 
@@ -193,10 +185,10 @@ int main(void)
     if (!has_ipv6)
         h_note("::1 is unavailable: IPv6 listeners are not configured in this run");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(udp_echo_sizes, setup, teardown),
-        cmocka_unit_test_setup_teardown(udp_interleaved_sources, setup, teardown),
-        cmocka_unit_test_setup_teardown(udp_echo_ipv6, setup, teardown),
-        cmocka_unit_test_setup_teardown(udp_counters, setup, teardown),
+        cmocka_unit_test_setup_teardown(udp_echo_sizes, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(udp_interleaved_sources, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(udp_echo_ipv6, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(udp_counters, setup, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
