@@ -26,35 +26,10 @@ static int setup(void **state)
     return 0;
 }
 
-/* The outcome of one run of a binary. */
-struct run {
-    int code;
-    char *out; /* stdout, NUL-terminated */
-    char *err; /* stderr */
-};
-
-static struct run run_echod(const char *const *args)
+/* Run echod with args and nothing on stdin. */
+static struct h_output run_echod(const char *const *args)
 {
-    char *argv[16];
-    size_t argc = 0;
-    argv[argc++] = (char *)h_env("ECHOD_BIN");
-    for (size_t i = 0; args[i] && argc < 15; i++)
-        argv[argc++] = (char *)args[i];
-    argv[argc] = NULL;
-    char out_path[512], err_path[512];
-    struct run r;
-    r.code = h_run(argv, NULL, 0, 10000, out_path, err_path, sizeof(out_path));
-    r.out = h_read_file(out_path, NULL);
-    r.err = h_read_file(err_path, NULL);
-    if (!r.out || !r.err)
-        fail_msg("cannot read the output of echod");
-    return r;
-}
-
-static void run_free(struct run *r)
-{
-    free(r->out);
-    free(r->err);
+    return h_run_env("ECHOD_BIN", args, NULL, 0, 10000);
 }
 
 /* Describe a run for failure messages. */
@@ -65,7 +40,7 @@ static void run_free(struct run *r)
 
 static void expect_usage_error(const char *const *args, const char *mention)
 {
-    struct run r = run_echod(args);
+    struct h_output r = run_echod(args);
     if (r.code != 64)
         fail_msg("%s %s: expected exit 64, got " RUN_FMT, args[0], args[1] ? args[1] : "",
                  RUN_ARGS(r));
@@ -73,7 +48,7 @@ static void expect_usage_error(const char *const *args, const char *mention)
         fail_msg("bad usage exited 64 without a message on stderr");
     if (mention && !strstr(r.err, mention))
         fail_msg("the usage error does not mention '%s': \"%s\"", mention, r.err);
-    run_free(&r);
+    h_output_free(&r);
 }
 
 /* -t -c GOOD is in every run: an option wrongly accepted ends in "configuration OK" and
@@ -104,20 +79,20 @@ static void options_help_and_version_exit_0(void **state)
     (void)state;
     const char *helps[][2] = {{"--help", NULL}, {"-h", NULL}};
     for (size_t i = 0; i < 2; i++) {
-        struct run r = run_echod(helps[i]);
+        struct h_output r = run_echod(helps[i]);
         if (r.code != 0 || !strstr(r.out, "--config") || !strstr(r.out, "--port-file") ||
             !strstr(r.out, "--check-config") || !strstr(r.out, "--log-level"))
             fail_msg("%s: expected exit 0 and the options listed on stdout, got " RUN_FMT,
                      helps[i][0], RUN_ARGS(r));
-        run_free(&r);
+        h_output_free(&r);
     }
     const char *versions[][2] = {{"--version", NULL}, {"-V", NULL}};
     for (size_t i = 0; i < 2; i++) {
-        struct run r = run_echod(versions[i]);
+        struct h_output r = run_echod(versions[i]);
         if (r.code != 0 || !strstr(r.out, "echod") || !strpbrk(r.out, "0123456789"))
             fail_msg("%s: expected exit 0 and 'echod VERSION' on stdout, got " RUN_FMT,
                      versions[i][0], RUN_ARGS(r));
-        run_free(&r);
+        h_output_free(&r);
     }
 }
 
@@ -127,11 +102,11 @@ static void expect_config_ok(const char *path)
 {
     for (int form = 0; form < 2; form++) {
         const char *args[] = {form ? "--check-config" : "-t", form ? "--config" : "-c", path, NULL};
-        struct run r = run_echod(args);
+        struct h_output r = run_echod(args);
         if (r.code != 0 || strcmp(r.out, "configuration OK\n") != 0)
             fail_msg("%s %s %s: expected exit 0 and exactly \"configuration OK\\n\", got " RUN_FMT,
                      args[0], args[1], path, RUN_ARGS(r));
-        run_free(&r);
+        h_output_free(&r);
     }
 }
 
@@ -210,7 +185,7 @@ static void expect_config_error(const struct bad_config *bc, bool is_check_only)
     snprintf(port_path, sizeof(port_path), "%s.ports", path);
     const char *check_args[] = {"-t", "-c", path, NULL};
     const char *run_args[] = {"-c", path, "--port-file", port_path, NULL};
-    struct run r = run_echod(is_check_only ? check_args : run_args);
+    struct h_output r = run_echod(is_check_only ? check_args : run_args);
     char where[600];
     snprintf(where, sizeof(where), "%s:%d:", path, bc->line);
     if (r.code != 78)
@@ -224,7 +199,7 @@ static void expect_config_error(const struct bad_config *bc, bool is_check_only)
         fail_msg("%s: 'configuration OK' printed for a bad config", bc->what);
     if (access(port_path, F_OK) == 0)
         fail_msg("%s: a port file was written for a bad config", bc->what);
-    run_free(&r);
+    h_output_free(&r);
 }
 
 static void check_config_errors_exit_78(void **state)
@@ -265,18 +240,18 @@ static void missing_or_unreadable_config_exits_78(void **state)
     char missing[600];
     snprintf(missing, sizeof(missing), "%s/no-such-file.conf", h_tmpdir());
     const char *args[] = {"-t", "-c", missing, NULL};
-    struct run r = run_echod(args);
+    struct h_output r = run_echod(args);
     if (r.code != 78 || !strstr(r.err, missing))
         fail_msg("missing config: expected exit 78 and the path on stderr, got " RUN_FMT,
                  RUN_ARGS(r));
-    run_free(&r);
+    h_output_free(&r);
 
     const char *dir_args[] = {"-t", "-c", h_tmpdir(), NULL};
     r = run_echod(dir_args);
     if (r.code != 78 || !strstr(r.err, h_tmpdir()))
         fail_msg("a directory as config: expected exit 78 and the path on stderr, got " RUN_FMT,
                  RUN_ARGS(r));
-    run_free(&r);
+    h_output_free(&r);
 }
 
 /* ---------------------------------------------------------------- listeners */
@@ -300,7 +275,7 @@ static void busy_port_exits_69(void **state)
         h_write_temp("busy.conf", text, strlen(text), path, sizeof(path));
         snprintf(port_path, sizeof(port_path), "%s.ports", path);
         const char *args[] = {"-c", path, "--port-file", port_path, NULL};
-        struct run r = run_echod(args);
+        struct h_output r = run_echod(args);
         if (r.code != 69)
             fail_msg("a second echod on busy %s %s: expected exit 69, got " RUN_FMT,
                      is_udp ? "udp" : "tcp", addr, RUN_ARGS(r));
@@ -308,7 +283,7 @@ static void busy_port_exits_69(void **state)
             fail_msg("the bind error does not name %s: \"%s\"", addr, r.err);
         if (access(port_path, F_OK) == 0)
             fail_msg("a port file was written although a listener could not be bound");
-        run_free(&r);
+        h_output_free(&r);
     }
     int fd = h_tcp_connect_ok(&echod.tcp[0]);
     h_echo_roundtrip(fd, "first one still serves\n", 23, 5000);
