@@ -18,11 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sysexits.h>
 #include <unistd.h>
 
 #include "conf.h"
+#include "fdlimit.h"
 #include "listener.h"
 #include "log.h"
 #include "server.h"
@@ -117,20 +117,15 @@ static void main_parse_args(int argc, char **argv, struct options *o)
 /* Raise the soft fd limit to the hard one: each connection is an fd. */
 static void main_raise_fd_limit(const struct conf *c)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            log_warn("cannot raise the open file limit: %s", strerror(errno));
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    rlim_t need = (rlim_t)c->max_connections + 64;
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+    uint64_t limit = 0;
+    int rc = fdlimit_raise(&limit);
+    if (rc < 0)
+        log_warn("cannot raise the open file limit: %s", strerror(-rc));
+    uint64_t need = (uint64_t)c->max_connections + 64;
+    if (limit < need)
         log_warn("open file limit %llu is below max_connections + 64 = %llu: accepts will "
                  "pause when fds run out",
-                 (unsigned long long)rl.rlim_cur, (unsigned long long)need);
+                 (unsigned long long)limit, (unsigned long long)need);
 }
 
 /* Load the configuration (defaults without -c); exits 78 when it is invalid. */

@@ -8,6 +8,8 @@
 
 #include "harness.h"
 
+#include "fdlimit.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -20,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -732,15 +733,9 @@ int h_fd_count(pid_t pid)
 
 long h_raise_nofile(void)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return -1;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    return rl.rlim_cur == RLIM_INFINITY ? 1L << 30 : (long)rl.rlim_cur;
+    uint64_t limit = 0;
+    (void)fdlimit_raise(&limit);
+    return limit > (1u << 30) ? 1L << 30 : (long)limit;
 }
 
 /* ------------------------------------------------------------------ sockets */
