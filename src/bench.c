@@ -19,28 +19,28 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "client.h"
+#include "fdlimit.h"
 
-#define BENCH_NAME                "echod-bench"
-#define BENCH_DEFAULT_CONNS       50
-#define BENCH_DEFAULT_SIZE_BYTES  64
-#define BENCH_DEFAULT_DURATION_S  5
-#define BENCH_MAX_CONNS           100000
-#define BENCH_MAX_SIZE_BYTES      (16ul * 1024 * 1024)
-#define BENCH_MAX_UDP_SIZE_BYTES  65507      /* largest IPv4 UDP payload */
-#define BENCH_MIN_UDP_SIZE_BYTES  8          /* the sequence header */
-#define BENCH_MAX_SLOTS           10000000ul /* connections x pipeline */
-#define BENCH_SCRATCH_BYTES       65536
-#define BENCH_TICK_MS             10 /* deadline, loss and progress checks when idle */
-#define BENCH_EVENTS              256
-#define BENCH_HIST_SUB_BITS       5 /* 32 buckets per octave: within 3 % */
-#define BENCH_HIST_SUB            (1u << BENCH_HIST_SUB_BITS)
-#define BENCH_HIST_BUCKETS        (2 * BENCH_HIST_SUB + 64 * BENCH_HIST_SUB)
+#define BENCH_NAME               "echod-bench"
+#define BENCH_DEFAULT_CONNS      50
+#define BENCH_DEFAULT_SIZE_BYTES 64
+#define BENCH_DEFAULT_DURATION_S 5
+#define BENCH_MAX_CONNS          100000
+#define BENCH_MAX_SIZE_BYTES     (16ul * 1024 * 1024)
+#define BENCH_MAX_UDP_SIZE_BYTES 65507      /* largest IPv4 UDP payload */
+#define BENCH_MIN_UDP_SIZE_BYTES 8          /* the sequence header */
+#define BENCH_MAX_SLOTS          10000000ul /* connections x pipeline */
+#define BENCH_SCRATCH_BYTES      65536
+#define BENCH_TICK_MS            10 /* deadline, loss and progress checks when idle */
+#define BENCH_EVENTS             256
+#define BENCH_HIST_SUB_BITS      5 /* 32 buckets per octave: within 3 % */
+#define BENCH_HIST_SUB           (1u << BENCH_HIST_SUB_BITS)
+#define BENCH_HIST_BUCKETS       (2 * BENCH_HIST_SUB + 64 * BENCH_HIST_SUB)
 
 struct bench_options {
     struct client_target target;
@@ -55,8 +55,7 @@ struct bench_options {
 struct bench_conn {
     int fd;
     uint32_t id;
-    uint64_t key;     /* mixes the connection into every message's bytes */
-    size_t msg_bytes; /* -s */
+    uint64_t key; /* mixes the connection into every message's bytes */
     bool is_connected;
     bool is_out_wanted; /* EPOLLOUT is registered */
     bool is_done;
@@ -114,8 +113,8 @@ static uint64_t bench_mix(uint64_t x)
 /* Bytes [off, off+len) of message seq on c: an 8-byte little-endian header, seq xor the
  * connection's key (so a UDP reply names its message), then a stream seeded by both, and
  * a final '\n' after the header, so that line-based servers answer every message. */
-static void bench_pattern(const struct bench_conn *c, uint64_t seq, size_t off, uint8_t *out,
-                          size_t len)
+static void bench_pattern(const struct bench *b, const struct bench_conn *c, uint64_t seq,
+                          size_t off, uint8_t *out, size_t len)
 {
     uint64_t header = seq ^ c->key;
     uint64_t seed = bench_mix(c->key ^ bench_mix(seq + 1));
@@ -124,7 +123,7 @@ static void bench_pattern(const struct bench_conn *c, uint64_t seq, size_t off, 
         uint64_t word = at < 8 ? header : seed + (uint64_t)(at >> 3) * 0x9e3779b97f4a7c15ull;
         out[i] = (uint8_t)(word >> ((at & 7) * 8));
     }
-    if (off + len == c->msg_bytes && off + len > 8)
+    if (off + len == b->o->size_bytes && off + len > 8)
         out[len - 1] = '\n';
 }
 
@@ -138,10 +137,10 @@ static uint64_t bench_header_seq(const struct bench_conn *c, const uint8_t *data
 }
 
 /* Compare got with message seq's bytes from off; 0 or -EBADMSG with a message. */
-static int bench_verify(const struct bench_conn *c, uint64_t seq, size_t off, const uint8_t *got,
-                        size_t len)
+static int bench_verify(const struct bench *b, const struct bench_conn *c, uint64_t seq, size_t off,
+                        const uint8_t *got, size_t len)
 {
-    bench_pattern(c, seq, off, bench_want, len);
+    bench_pattern(b, c, seq, off, bench_want, len);
     if (memcmp(bench_want, got, len) == 0)
         return 0;
     size_t i = 0;
@@ -273,7 +272,7 @@ static size_t bench_tcp_stage(struct bench *b, const struct bench_conn *c)
         size_t chunk = b->o->size_bytes - off;
         if (chunk > sizeof(bench_tx) - len)
             chunk = sizeof(bench_tx) - len;
-        bench_pattern(c, seq, off, bench_tx + len, chunk);
+        bench_pattern(b, c, seq, off, bench_tx + len, chunk);
         len += chunk;
         off += chunk;
         if (off == b->o->size_bytes) {
@@ -322,7 +321,7 @@ static int bench_tcp_receive(struct bench *b, struct bench_conn *c)
         size_t chunk = b->o->size_bytes - c->rx_off;
         if (chunk > expected - pos)
             chunk = expected - pos;
-        int rc = bench_verify(c, c->rx_seq, c->rx_off, bench_rx + pos, chunk);
+        int rc = bench_verify(b, c, c->rx_seq, c->rx_off, bench_rx + pos, chunk);
         if (rc < 0)
             return rc;
         pos += chunk;
@@ -352,7 +351,7 @@ static void bench_udp_advance(struct bench *b, struct bench_conn *c)
 static int bench_udp_send(struct bench *b, struct bench_conn *c)
 {
     while (c->tx_seq < bench_send_limit(b, c)) {
-        bench_pattern(c, c->tx_seq, 0, bench_tx, b->o->size_bytes);
+        bench_pattern(b, c, c->tx_seq, 0, bench_tx, b->o->size_bytes);
         if (send(c->fd, bench_tx, b->o->size_bytes, 0) < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
                 return bench_want_out(b, c, true);
@@ -378,7 +377,7 @@ static int bench_udp_check(struct bench *b, struct bench_conn *c, size_t len, ui
         b->late++; /* already counted as lost */
         return 0;
     }
-    int rc = bench_verify(c, seq, 0, bench_rx, len);
+    int rc = bench_verify(b, c, seq, 0, bench_rx, len);
     if (rc < 0)
         return rc;
     bench_complete(b, c, seq, now_us);
@@ -453,7 +452,6 @@ static int bench_open(struct bench *b)
         struct bench_conn *c = &b->conns[i];
         c->id = (uint32_t)i;
         c->key = bench_mix(((uint64_t)i << 32) ^ 0x6563686f64ull);
-        c->msg_bytes = b->o->size_bytes;
         c->sent_at_us = &b->slots[i * b->o->pipeline];
         c->fd = client_connect_start(&b->o->target);
         if (c->fd < 0)
@@ -667,15 +665,11 @@ static void bench_parse_args(int argc, char **argv, struct bench_options *o)
 /* Raise the soft fd limit to the hard one: each connection is an fd; 0 or -EMFILE. */
 static int bench_raise_fd_limit(unsigned long conns)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return -errno;
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    getrlimit(RLIMIT_NOFILE, &rl);
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < conns + 16)
+    uint64_t limit = 0;
+    (void)fdlimit_raise(&limit); /* what is in force is what counts */
+    if (limit < (uint64_t)conns + 16)
         return bench_error(-EMFILE, "%lu connections need %lu fds; the limit is %llu", conns,
-                           conns + 16, (unsigned long long)rl.rlim_cur);
+                           conns + 16, (unsigned long long)limit);
     return 0;
 }
 

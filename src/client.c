@@ -30,12 +30,18 @@ void client_target_init(struct client_target *t)
     t->timeout_ms = CLIENT_DEFAULT_TIMEOUT_MS;
 }
 
+/* Print "PROG: message" on stderr, without a newline. */
+static void client_vprint(const char *prog, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+}
+
 void client_usage_error(const char *prog, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "%s: ", prog);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    client_vprint(prog, fmt, ap);
     va_end(ap);
     fprintf(stderr, "\nTry '%s --help'.\n", prog);
     exit(CLIENT_EXIT_USAGE);
@@ -44,9 +50,8 @@ void client_usage_error(const char *prog, const char *fmt, ...)
 int client_report(const char *prog, int rc, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "%s: ", prog);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    client_vprint(prog, fmt, ap);
     va_end(ap);
     if (rc < 0)
         fprintf(stderr, ": %s", strerror(-rc));
@@ -204,10 +209,8 @@ int client_connect(const struct client_target *t, int timeout_ms)
         rc = -ETIMEDOUT;
     if (rc > 0)
         rc = client_connect_result(fd);
-    if (rc < 0)
-        goto fail;
-    return fd;
-fail:
+    if (rc == 0)
+        return fd;
     close(fd);
     return rc;
 }
