@@ -212,4 +212,11 @@ void h_udp_expect(int fd, const void *req, size_t req_len, const void *want, siz
  * or -1 on timeout; fails on a socket error. */
 ssize_t h_udp_recv(int fd, void *buf, size_t cap, int timeout_ms);
 
+/* ---- limits */
+
+/* Like h_spawn, but stdin and stdout are /dev/null, stderr goes to err_fd (or, if
+ * err_fd < 0, to the file err_path), and the child runs with RLIMIT_NOFILE's soft and
+ * hard limits set to nofile when nofile > 0 (exit 126 if that fails). Tracked. */
+pid_t h_spawn_limited(char *const argv[], int err_fd, const char *err_path, long nofile);
+
 #endif
