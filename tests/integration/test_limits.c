@@ -277,24 +277,35 @@ static void read_tcp_port(const char *path, struct sockaddr_storage *sa)
     h_loopback(sa, AF_INET, (uint16_t)port);
 }
 
-/* echod's stderr is a pipe whose reader is gone: every log line (debug per connection,
- * the stats line of SIGUSR1) fails with EPIPE, and echod keeps serving and stops with
- * exit 0. */
-static void closed_stderr_pipe_does_not_kill(void **state)
+/* Start echod with argv and its stderr a pipe whose reader is already gone. */
+static pid_t spawn_with_broken_stderr(char *const argv[])
 {
-    (void)state;
-    char conf[512], ports[600];
-    const char *text =
-        TCP_ONLY "log_level = \"debug\";\ntcp = { listen = [ \"127.0.0.1:0\" ]; };\n";
-    h_write_temp("sigpipe.conf", text, strlen(text), conf, sizeof(conf));
-    snprintf(ports, sizeof(ports), "%s.ports", conf);
     int pipefd[2];
     assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
     close(pipefd[0]); /* the reader is gone before echod writes a byte */
-    char *argv[] = {(char *)h_env("ECHOD_BIN"), (char *)"-c", conf,
-                    (char *)"--port-file",      ports,        NULL};
     pid_t pid = h_spawn_limited(argv, pipefd[1], NULL, 0);
     close(pipefd[1]);
+    return pid;
+}
+
+/* echod's stderr is a pipe whose reader is gone: every log line (debug per connection,
+ * the stats line of SIGUSR1) fails with EPIPE, and echod keeps serving and stops with
+ * exit 0. Before its threads block signals, a config error written to that stderr
+ * still ends in exit 78, not in death by SIGPIPE. */
+static void closed_stderr_pipe_does_not_kill(void **state)
+{
+    (void)state;
+    char conf[512], ports[600], bad[512];
+    const char *text =
+        TCP_ONLY "log_level = \"debug\";\ntcp = { listen = [ \"127.0.0.1:0\" ]; };\n";
+    h_write_temp("sigpipe.conf", text, strlen(text), conf, sizeof(conf));
+    h_write_temp("sigpipe-bad.conf", "bogus = 1;\n", 11, bad, sizeof(bad));
+    snprintf(ports, sizeof(ports), "%s.ports", conf);
+    char *check[] = {(char *)h_env("ECHOD_BIN"), (char *)"-t", (char *)"-c", bad, NULL};
+    assert_int_equal(h_wait_exit(spawn_with_broken_stderr(check), 5000), 78);
+    char *argv[] = {(char *)h_env("ECHOD_BIN"), (char *)"-c", conf,
+                    (char *)"--port-file",      ports,        NULL};
+    pid_t pid = spawn_with_broken_stderr(argv);
     struct sockaddr_storage sa;
     read_tcp_port(ports, &sa);
     for (int i = 0; i < 5; i++) {
