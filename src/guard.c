@@ -350,7 +350,8 @@ static void guard_note_drop(struct guard *g, enum guard_verdict v, const struct 
     g->has_drops = true;
     size_t n = sa == NULL ? 0 : len < sizeof(d->last) ? len : sizeof(d->last);
     memset(&d->last, 0, sizeof(d->last));
-    memcpy(&d->last, sa, n);
+    if (n > 0)
+        memcpy(&d->last, sa, n);
 }
 
 enum guard_verdict guard_admit(struct guard *g, const struct sockaddr *sa, socklen_t len,
@@ -377,7 +378,7 @@ int guard_log_drops(struct guard *g, uint64_t now_ms, bool is_final)
             continue;
         char from[ADDR_STRLEN];
         addr_format((const struct sockaddr *)&d->last, from, sizeof(from));
-        uint64_t span_ms = now_ms - d->first_ms;
+        uint64_t span_ms = now_ms > d->first_ms ? now_ms - d->first_ms : 0;
         log_warn("udp guard: dropped %llu datagram%s in the last %llu.%llu s: %s (last from %s)",
                  (unsigned long long)d->count, d->count == 1 ? "" : "s",
                  (unsigned long long)(span_ms / 1000), (unsigned long long)(span_ms % 1000 / 100),
