@@ -245,9 +245,12 @@ static uint64_t guard_refilled(uint64_t tokens_milli, uint64_t seen_ms, uint64_t
 {
     if (now_ms <= seen_ms || tokens_milli >= cap_milli)
         return tokens_milli;
-    uint64_t room = cap_milli - tokens_milli;
-    uint64_t elapsed = now_ms - seen_ms; /* rate tokens/s = rate milli-tokens/ms */
-    return elapsed >= room / rate + 1 ? cap_milli : tokens_milli + elapsed * rate;
+    uint64_t room = cap_milli - tokens_milli; /* at most 10^10 milli-tokens */
+    uint64_t elapsed = now_ms - seen_ms;      /* rate tokens/s = rate milli-tokens/ms */
+    if (elapsed >= room)
+        return cap_milli; /* rate >= 1: full, and elapsed * rate cannot overflow below */
+    uint64_t add = elapsed * rate;
+    return add >= room ? cap_milli : tokens_milli + add;
 }
 
 /* Refill the bucket to now and take one token from it; false when it has none. */
@@ -279,12 +282,15 @@ static struct guard_slot *guard_slot_for(struct guard *g, const struct guard_sou
     size_t size = g->conf.table_size;
     size_t start = (size_t)(guard_siphash(g->key, src->prefix, src->family) % size);
     size_t probe = size < GUARD_PROBE ? size : GUARD_PROBE;
+    for (size_t k = 0; k < probe; k++) {
+        struct guard_slot *s = &g->slots[start + k < size ? start + k : start + k - size];
+        if (s->family == src->family && s->prefix == src->prefix)
+            return s;
+    }
     struct guard_slot *victim = NULL;
     int victim_cost = 3;
     for (size_t k = 0; k < probe; k++) {
-        struct guard_slot *s = &g->slots[(start + k) % size];
-        if (s->family == src->family && s->prefix == src->prefix)
-            return s;
+        struct guard_slot *s = &g->slots[start + k < size ? start + k : start + k - size];
         int cost = guard_slot_cost(g, s, now_ms);
         if (cost < victim_cost || (cost == victim_cost && s->seen_ms < victim->seen_ms)) {
             victim = s;
