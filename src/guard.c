@@ -1,17 +1,12 @@
-/* guard: the UDP reflection guard. Run by the UDP thread only, which owns the guard: its
- * prefix table, its global bucket and its pending drop counts, so nothing is locked.
- *
- * DESIGN. The source check is pure and reads the sockaddr through memcpy, never past len.
- * Token buckets count milli-tokens, so a refill of `rate` per second is exact at 1 ms
- * steps. The prefix table is a fixed array of table_size slots, allocated once: a prefix
- * (IPv4 /24, IPv6 /64, v4-mapped counted as IPv4) hashes with SipHash-2-4 under a random
- * per-process key to a window of GUARD_PROBE consecutive slots and lives in one of them.
- * A new prefix takes a free slot of its window, else one whose bucket has refilled
- * (forgetting it loses nothing), else the least recently seen. Evicting a prefix that is
- * still being limited hands it a fresh full bucket when it returns: eviction can make
- * the guard more lenient (at most `burst` datagrams per eviction), never deny a source.
- * A spoofer cycling prefixes only churns slots, bounded by table_size and held by the
- * global cap; the secret key keeps it from aiming its prefixes at one window. */
+/* guard: the UDP reflection guard. Run by the UDP thread only, which owns the guard (its
+ * prefix table, global bucket and pending drop counts), so nothing is locked.
+ * DESIGN. The source check is pure and reads the sockaddr by memcpy, never past len.
+ * Buckets count milli-tokens, exact at 1 ms steps. The prefix table is one fixed array:
+ * a prefix hashes (SipHash-2-4, random key) to a window of GUARD_PROBE slots; a new one
+ * takes a free slot there, else a refilled one (nothing lost), else the least recently
+ * seen. Evicting a prefix still being limited gives it a fresh bucket later: eviction
+ * can make the guard more lenient (by at most `burst`), never refuse a source, and what
+ * passes still meets the global cap. Spoofed prefixes churn slots but never add any. */
 #include "config.h"
 
 #include "guard.h"
