@@ -240,7 +240,7 @@ static uint64_t guard_refilled(uint64_t tokens_milli, uint64_t seen_ms, uint64_t
 {
     if (now_ms <= seen_ms || tokens_milli >= cap_milli)
         return tokens_milli;
-    uint64_t room = cap_milli - tokens_milli; /* at most 10^10 milli-tokens */
+    uint64_t room = cap_milli - tokens_milli; /* at most 10^11 milli-tokens */
     uint64_t elapsed = now_ms - seen_ms;      /* rate tokens/s = rate milli-tokens/ms */
     if (elapsed >= room)
         return cap_milli; /* rate >= 1: full, and elapsed * rate cannot overflow below */
