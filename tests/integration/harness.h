@@ -212,4 +212,12 @@ void h_udp_expect(int fd, const void *req, size_t req_len, const void *want, siz
  * or -1 on timeout; fails on a socket error. */
 ssize_t h_udp_recv(int fd, void *buf, size_t cap, int timeout_ms);
 
+/* ---- hostile-client suite */
+
+/* CPU time (utime + stime, from /proc/PID/stat) pid has used, in seconds. */
+double h_cpu_seconds(pid_t pid);
+/* Connect fds[0..n) to sa, `batch` at a time so the listen backlog never overflows:
+ * each batch is started, then waited for (10 s); fails on any error. */
+void h_tcp_connect_paced(int *fds, size_t n, const struct sockaddr_storage *sa, size_t batch);
+
 #endif
