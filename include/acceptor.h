@@ -5,15 +5,27 @@
 
 #include <stddef.h>
 
+#include "iplimit.h"
 #include "listener.h"
 #include "stats.h"
 #include "worker.h"
 
 struct acceptor;
 
-/* An acceptor (not yet running) over the given TCP listeners; 0 or -errno. */
+/* What accept4() failing with an errno calls for. */
+enum acceptor_verdict {
+    ACCEPTOR_WAIT,     /* EAGAIN: nothing waits; sleep until the listener is readable */
+    ACCEPTOR_RETRY,    /* the pending connection failed (ECONNABORTED, ...): accept again */
+    ACCEPTOR_BACK_OFF, /* out of a resource (EMFILE, ENOBUFS, ...) or a bug: pause */
+};
+
+/* An acceptor (not yet running) over the given TCP listeners, counting connections per
+ * IP in iplimit (NULL: no per-IP limit); 0 or -errno. */
 int acceptor_create(const struct listener *ls, size_t count, unsigned max_connections,
-                    struct acceptor **out);
+                    struct iplimit *iplimit, struct acceptor **out);
+/* Classify accept4()'s errno err (accept(2): network errors a pending connection
+ * carries, and a firewall's EPERM, are retried at once). */
+enum acceptor_verdict acceptor_classify(int err);
 /* Start the thread, handing sockets to workers[0..nworkers); 0 or -errno. */
 int acceptor_start(struct acceptor *a, struct worker **workers, size_t nworkers);
 /* Take in what the kernel's backlog already holds, stop accepting, and join the thread. */

@@ -24,11 +24,13 @@ struct conf_service {
 };
 
 struct conf {
-    unsigned workers;             /* worker threads; 0 = one per CPU we may run on */
-    unsigned queue_capacity;      /* hand-off slots per worker */
-    unsigned max_connections;     /* open TCP connections; more wait in the backlog */
-    unsigned idle_timeout_ms;     /* close a silent connection; 0 = never */
-    unsigned shutdown_timeout_ms; /* how long SIGTERM waits for clients to finish */
+    unsigned workers;                /* worker threads; 0 = one per CPU we may run on */
+    unsigned queue_capacity;         /* hand-off slots per worker */
+    unsigned max_connections;        /* open TCP connections; more wait in the backlog */
+    unsigned idle_timeout_ms;        /* close a silent connection; 0 = never */
+    unsigned send_timeout_ms;        /* close a connection whose output is stuck; 0 = never */
+    unsigned max_connections_per_ip; /* open TCP connections per client IP; 0 = no limit */
+    unsigned shutdown_timeout_ms;    /* how long SIGTERM waits for clients to finish */
     enum log_level log_level;
     struct conf_service tcp;
     unsigned tcp_backlog;        /* listen(2) backlog */

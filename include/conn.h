@@ -1,5 +1,5 @@
 /* conn: one worker's TCP connections: the echo/greet state machine, the per-worker
- * scratch space and buffer pools they borrow, and their idle-timeout queue.
+ * scratch space and buffer pools they borrow, and their idle- and send-timeout queues.
  * Runs only on the owning worker thread; nothing here locks. */
 #ifndef ECHOD_CONN_H
 #define ECHOD_CONN_H
@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "iplimit.h"
 #include "proto.h"
 #include "stats.h"
 
@@ -14,7 +15,9 @@ struct conn_settings {
     enum proto_mode mode;
     struct proto_greet greet;
     size_t buffer_bytes;         /* pending-output bound per connection */
-    unsigned idle_timeout_ms;    /* 0 = never */
+    unsigned idle_timeout_ms;    /* no progress (see conn.c's DESIGN); 0 = never */
+    unsigned send_timeout_ms;    /* pending output sent nothing; 0 = never */
+    struct iplimit *iplimit;     /* released on each close; NULL when there is no limit */
     void (*on_close)(void *arg); /* told, on this thread, whenever a connection closes */
     void *on_close_arg;
 };

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "conf.h"
+#include "iplimit.h"
 #include "stats.h"
 
 struct worker;
@@ -14,7 +15,8 @@ struct worker;
 struct worker_hooks {
     void (*on_close)(void *arg); /* called on the worker thread after each close */
     void *arg;
-    int done_fd; /* eventfd the worker adds 1 to when its thread ends */
+    int done_fd;             /* eventfd the worker adds 1 to when its thread ends */
+    struct iplimit *iplimit; /* each close releases its IP's slot; NULL: no per-IP limit */
 };
 
 /* A worker (not yet running) for the TCP settings of c; 0 or -errno. */

@@ -1,13 +1,17 @@
 /* acceptor: one thread accepting on every TCP listener and handing each socket to the
  * least-loaded worker through that worker's hand-off queue (see handoff.h for the fd
- * ownership rule). It owns a socket only between accept4() and the push.
+ * ownership rule). It owns a socket only between accept4() and the push, and closes it
+ * itself only when refusing it (per-IP limit, fds exhausted), with a FIN, not a reset.
  *
  * DESIGN. `live` counts accepted connections not yet closed; the acceptor adds, and
  * workers subtract through acceptor_release() on their own threads. At max_connections
  * the acceptor takes its listeners out of epoll, so further clients wait in the kernel
  * backlog; the release that brings `live` back under the limit writes the acceptor's
  * eventfd and accepting resumes. Resource errors (EMFILE, ENOBUFS, ...) pause
- * accepting for a back-off instead of spinning on a listener that stays readable. */
+ * accepting for a back-off instead of spinning on a listener that stays readable. Out
+ * of fds, the acceptor first gives up its reserve fd for a moment to accept one waiting
+ * client and close it at once (so clients get EOF rather than hang); during that back-off
+ * any release also wakes it, since a closed connection frees an fd. */
 #include "config.h"
 
 #include "acceptor.h"
@@ -21,6 +25,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,20 +42,30 @@ struct acceptor {
     struct worker **workers;
     size_t nworkers;
     unsigned max_connections;
-    _Atomic unsigned live;    /* accepted, not yet closed: see DESIGN */
-    _Atomic bool is_stopping; /* set once by acceptor_stop() */
-    int wake_fd;              /* eventfd: stop requests and releases under the limit */
+    struct iplimit *iplimit;    /* NULL without max_connections_per_ip */
+    _Atomic unsigned live;      /* accepted, not yet closed: see DESIGN */
+    _Atomic bool is_stopping;   /* set once by acceptor_stop() */
+    _Atomic bool is_fd_starved; /* acceptor sets: backing off for EMFILE/ENFILE; releases read */
+    int wake_fd;                /* eventfd: stop requests and releases under the limit */
     int epfd;
     pthread_t thread;
     bool is_started;
     bool is_paused;        /* acceptor thread only: listeners out of epoll */
     uint64_t resume_at_ms; /* acceptor thread only: end of a back-off, or 0 */
+    int backoff_err;       /* acceptor thread only: the error of the logged episode, or 0 */
+    int reserve_fd;        /* acceptor thread only: /dev/null, given up when fds run out */
     size_t next_worker;    /* acceptor thread only: where the least-load scan starts */
     struct stats stats;    /* written by the acceptor thread only */
 };
 
+/* The fd kept in reserve for running out of fds; -1 if it cannot be had. */
+static int acceptor_open_reserve(void)
+{
+    return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 int acceptor_create(const struct listener *ls, size_t count, unsigned max_connections,
-                    struct acceptor **out)
+                    struct iplimit *iplimit, struct acceptor **out)
 {
     struct acceptor *a = calloc(1, sizeof(*a));
     if (a == NULL)
@@ -58,7 +73,9 @@ int acceptor_create(const struct listener *ls, size_t count, unsigned max_connec
     a->ls = ls;
     a->count = count;
     a->max_connections = max_connections;
-    int rc = listener_watch(ls, count, &a->epfd, &a->wake_fd);
+    a->iplimit = iplimit;
+    a->reserve_fd = acceptor_open_reserve();
+    int rc = a->reserve_fd < 0 ? -errno : listener_watch(ls, count, &a->epfd, &a->wake_fd);
     if (rc < 0) {
         acceptor_destroy(a);
         return rc;
@@ -97,11 +114,14 @@ static struct worker *acceptor_pick_worker(struct acceptor *a)
     return a->workers[best];
 }
 
-/* Errors after which the next accept may well succeed: accept(2) lists the network
- * errors a pending connection can carry, and a firewall can refuse one (EPERM). */
-static bool acceptor_is_retryable(int err)
+enum acceptor_verdict acceptor_classify(int err)
 {
     switch (err) {
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+        return ACCEPTOR_WAIT;
     case EINTR:
     case ECONNABORTED:
     case EPROTO:
@@ -113,22 +133,80 @@ static bool acceptor_is_retryable(int err)
     case EOPNOTSUPP:
     case ENETUNREACH:
     case EPERM:
-        return true;
+        return ACCEPTOR_RETRY;
     default:
-        return false;
+        return ACCEPTOR_BACK_OFF;
     }
 }
 
-/* Pause accepting for a back-off after a resource error such as EMFILE. */
+/* Pause accepting for a back-off after a resource error such as EMFILE. The warning is
+ * logged once per episode: until an accept succeeds, the same error stays quiet. */
 static void acceptor_back_off(struct acceptor *a, const struct listener *l, int err)
 {
     stats_add(&a->stats, STAT_tcp_accept_failures, 1);
-    char where[ADDR_STRLEN];
-    addr_format((const struct sockaddr *)&l->bound.ss, where, sizeof(where));
-    log_warn("accept on tcp %s: %s; pausing accepts for %d ms", where, strerror(err),
-             ACCEPTOR_BACKOFF_MS);
+    atomic_store_explicit(&a->is_fd_starved, err == EMFILE || err == ENFILE, memory_order_release);
+    if (a->backoff_err != err) {
+        char where[ADDR_STRLEN];
+        addr_format((const struct sockaddr *)&l->bound.ss, where, sizeof(where));
+        log_warn("accept on tcp %s: %s; pausing accepts for %d ms at a time until an accept "
+                 "succeeds",
+                 where, strerror(err), ACCEPTOR_BACKOFF_MS);
+        a->backoff_err = err;
+    }
     acceptor_set_listening(a, false);
     a->resume_at_ms = clock_now_ms() + ACCEPTOR_BACKOFF_MS;
+}
+
+/* An accept succeeded: a back-off episode, if any, is over. */
+static void acceptor_end_episode(struct acceptor *a)
+{
+    if (a->backoff_err == 0)
+        return;
+    log_info("accepting again after %s", strerror(a->backoff_err));
+    a->backoff_err = 0;
+    atomic_store_explicit(&a->is_fd_starved, false, memory_order_release);
+}
+
+/* Close a socket echod will not serve with a FIN, not a reset: closing with unread input
+ * sends RST, so first discard (MSG_TRUNC, no copy) what the client may have sent. */
+static void acceptor_close_clean(int fd)
+{
+    shutdown(fd, SHUT_WR);
+    for (int i = 0; i < 4; i++)
+        if (recv(fd, NULL, 1 << 16, MSG_TRUNC | MSG_DONTWAIT) <= 0)
+            break;
+    close(fd);
+}
+
+/* Out of fds: give up the reserve fd for a moment, accept one waiting client and close
+ * it at once, so it gets EOF instead of hanging in the backlog; then take the reserve
+ * back. */
+static void acceptor_shed_one(struct acceptor *a, const struct listener *l)
+{
+    if (a->reserve_fd < 0 && (a->reserve_fd = acceptor_open_reserve()) < 0)
+        return;
+    close(a->reserve_fd);
+    int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) {
+        acceptor_close_clean(fd);
+        stats_add(&a->stats, STAT_tcp_accepted, 1);
+        stats_add(&a->stats, STAT_tcp_accept_emfile, 1);
+    }
+    a->reserve_fd = acceptor_open_reserve();
+}
+
+/* Count fd against its IP's max_connections_per_ip; false (fd closed) if refused. */
+static bool acceptor_admit(struct acceptor *a, int fd, const struct sockaddr_storage *peer)
+{
+    struct iplimit_key key;
+    int rc = iplimit_key_of((const struct sockaddr *)peer, &key);
+    if (rc == -EAFNOSUPPORT)
+        return true; /* not an IP peer: nothing to count */
+    if (rc == 0 && (rc = iplimit_acquire(a->iplimit, &key, fd)) == 0)
+        return true;
+    stats_add(&a->stats, rc == -ENOMEM ? STAT_tcp_out_of_memory : STAT_tcp_per_ip_refused, 1);
+    acceptor_close_clean(fd);
+    return false;
 }
 
 /* Accept one socket from l and hand it over. 0 to go on, -EAGAIN to stop for now. */
@@ -140,22 +218,33 @@ static int acceptor_accept_one(struct acceptor *a, const struct listener *l)
         acceptor_set_listening(a, false);
         return -EAGAIN;
     }
-    int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof(peer);
+    bool has_limit = a->iplimit != NULL; /* the peer address costs nothing without it */
+    int fd = accept4(l->fd, has_limit ? (struct sockaddr *)&peer : NULL,
+                     has_limit ? &peer_len : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
         int err = errno;
-        if (err == EAGAIN || err == EWOULDBLOCK)
-            return -EAGAIN;
-        if (acceptor_is_retryable(err)) {
+        enum acceptor_verdict v = acceptor_classify(err);
+        if (v == ACCEPTOR_RETRY)
             stats_add(&a->stats, STAT_tcp_accept_retries, 1);
-            return 0;
-        }
+        if (v != ACCEPTOR_BACK_OFF)
+            return v == ACCEPTOR_RETRY ? 0 : -EAGAIN;
+        if (err == EMFILE || err == ENFILE)
+            acceptor_shed_one(a, l);
         acceptor_back_off(a, l, err);
         return -EAGAIN;
     }
-    atomic_fetch_add_explicit(&a->live, 1, memory_order_acq_rel);
+    acceptor_end_episode(a);
     stats_add(&a->stats, STAT_tcp_accepted, 1);
+    if (has_limit && !acceptor_admit(a, fd, &peer))
+        return 0;
+    atomic_fetch_add_explicit(&a->live, 1, memory_order_acq_rel);
     if (worker_push(acceptor_pick_worker(a), fd) < 0) {
-        /* The queue closed the socket; it never became a connection. */
+        /* The queue closed the socket; it never became a connection. Only this thread
+         * acquires, so the fd number cannot have been counted again meanwhile. */
+        if (has_limit)
+            iplimit_release(a->iplimit, fd);
         stats_add(&a->stats, STAT_tcp_handoff_refused, 1);
         atomic_fetch_sub_explicit(&a->live, 1, memory_order_acq_rel);
     }
@@ -196,8 +285,11 @@ static void *acceptor_main(void *arg)
         int n = epoll_wait(a->epfd, events, 16, wait);
         for (int i = 0; i < n; i++) {
             eventfd_t count;
-            if (events[i].data.ptr == NULL)
-                (void)eventfd_read(a->wake_fd, &count);
+            if (events[i].data.ptr != NULL)
+                continue;
+            (void)eventfd_read(a->wake_fd, &count);
+            if (atomic_load_explicit(&a->is_fd_starved, memory_order_acquire))
+                a->resume_at_ms = 0; /* a connection closed: an fd is free, try now */
         }
         acceptor_maybe_resume(a, clock_now_ms());
         for (int i = 0; i < n && !a->is_paused; i++)
@@ -236,7 +328,8 @@ void acceptor_release(void *acceptor)
 {
     struct acceptor *a = acceptor;
     unsigned before = atomic_fetch_sub_explicit(&a->live, 1, memory_order_acq_rel);
-    if (before >= a->max_connections)
+    if (before >= a->max_connections ||
+        atomic_load_explicit(&a->is_fd_starved, memory_order_acquire))
         (void)eventfd_write(a->wake_fd, 1);
 }
 
@@ -248,6 +341,8 @@ void acceptor_destroy(struct acceptor *a)
         close(a->wake_fd);
     if (a->epfd >= 0)
         close(a->epfd);
+    if (a->reserve_fd >= 0)
+        close(a->reserve_fd);
     free(a);
 }
 

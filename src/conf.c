@@ -46,6 +46,8 @@ static const struct conf_uint_key conf_root_uints[] = {
     {"queue_capacity", offsetof(struct conf, queue_capacity), 1, 1u << 20},
     {"max_connections", offsetof(struct conf, max_connections), 1, 10000000},
     {"idle_timeout_ms", offsetof(struct conf, idle_timeout_ms), 0, INT32_MAX},
+    {"send_timeout_ms", offsetof(struct conf, send_timeout_ms), 0, INT32_MAX},
+    {"max_connections_per_ip", offsetof(struct conf, max_connections_per_ip), 0, 10000000},
     {"shutdown_timeout_ms", offsetof(struct conf, shutdown_timeout_ms), 0, 3600000},
     {NULL, 0, 0, 0},
 };
@@ -309,6 +311,8 @@ int conf_init_defaults(struct conf *c)
     c->queue_capacity = 1024;
     c->max_connections = 10000;
     c->idle_timeout_ms = 300000;
+    c->send_timeout_ms = 30000;
+    c->max_connections_per_ip = 0;
     c->shutdown_timeout_ms = 5000;
     c->log_level = LOG_LEVEL_INFO;
     c->tcp_backlog = 4096;

@@ -9,8 +9,12 @@
  * when a line arrives in pieces (at most max_line_bytes + 1). An idle connection holds
  * neither. While output is pending the connection reads only into the free space of
  * its output ring, and not at all once the ring is full: that is the backpressure.
- * Idle and linger timeouts are two lists kept in deadline order (every entry of a list
- * has the same timeout), so refreshing a deadline and finding expiries are O(1). */
+ * Idle, linger and send timeouts are three lists kept in deadline order (every entry of
+ * a list has the same timeout), so refreshing a deadline and finding expiries are O(1).
+ * Idle means no progress: in echo mode any byte in or out; in greet mode only a byte
+ * out (a line answered, output draining), so a slowloris dribbling a line that never
+ * ends cannot hold its connection. A connection is in the send list only while output
+ * is pending; a send that moves a byte restarts its clock. */
 #include "config.h"
 
 #include "conn.h"
@@ -38,17 +42,23 @@
 /* Rounds of reading and answering each connection gets at the shutdown deadline. */
 #define CONN_FINAL_ROUNDS 8
 
+/* A place in one of the deadline-ordered lists. */
+struct conn_timer {
+    uint64_t deadline_ms;
+    struct list_node node;
+};
+
 struct conn {
     int fd;
-    uint32_t events;       /* interest registered with epoll */
-    bool is_read_closed;   /* the client sent FIN: nothing more will be read */
-    bool is_failing;       /* a protocol error: answer what came before, then close */
-    bool has_error_reply;  /* the error reply is queued in out */
-    bool is_lingering;     /* FIN sent after the error reply; discarding until EOF */
-    struct buf *out;       /* pending output, NULL when none (never empty) */
-    struct buf *in;        /* greet: unanswered input, linear, NULL when none */
-    uint64_t deadline_ms;  /* idle or linger expiry */
-    struct list_node node; /* in set->idle or set->linger, in deadline order */
+    uint32_t events;              /* interest registered with epoll */
+    bool is_read_closed;          /* the client sent FIN: nothing more will be read */
+    bool is_failing;              /* a protocol error: answer what came before, then close */
+    bool has_error_reply;         /* the error reply is queued in out */
+    bool is_lingering;            /* FIN sent after the error reply; discarding until EOF */
+    struct buf *out;              /* pending output, NULL when none (never empty) */
+    struct buf *in;               /* greet: unanswered input, linear, NULL when none */
+    struct conn_timer timer;      /* in set->idle or set->linger */
+    struct conn_timer send_timer; /* in set->sending while out is pending, else unlinked */
 };
 
 struct conn_set {
@@ -61,8 +71,9 @@ struct conn_set {
     struct buf scratch_out; /* where greet builds replies before one send */
     struct buf_pool out_pool;
     struct buf_pool in_pool;
-    struct list_node idle;   /* live connections, least recently active first */
-    struct list_node linger; /* lingering connections, oldest first */
+    struct list_node idle;    /* live connections, least recently active first */
+    struct list_node linger;  /* lingering connections, oldest first */
+    struct list_node sending; /* connections with pending output, least recent send first */
 };
 
 enum conn_result { CONN_OPEN, CONN_DONE };
@@ -79,6 +90,7 @@ int conn_set_create(const struct conn_settings *s, int epfd, struct stats *stats
     set->in_cap = s->greet.max_line_bytes + 1;
     list_init(&set->idle);
     list_init(&set->linger);
+    list_init(&set->sending);
     size_t in_bytes = s->buffer_bytes > set->in_cap ? s->buffer_bytes : set->in_cap;
     set->scratch_in.data = malloc(in_bytes);
     set->scratch_in.cap = in_bytes;
@@ -115,10 +127,13 @@ static void conn_close(struct conn_set *set, struct conn *c, enum stats_counter 
 {
     if (log_is_enabled(LOG_LEVEL_DEBUG))
         conn_log(c, "closed", reason == STAT_COUNT ? "done" : stats_name(reason));
-    list_unlink(&c->node);
+    list_unlink(&c->timer.node);
+    list_unlink(&c->send_timer.node);
     buf_pool_put(&set->out_pool, c->out);
     buf_pool_put(&set->in_pool, c->in);
-    close(c->fd); /* also removes it from epoll */
+    if (set->s.iplimit)
+        iplimit_release(set->s.iplimit, c->fd); /* before close frees the fd number */
+    close(c->fd);                               /* also removes it from epoll */
     free(c);
     set->count--;
     if (reason != STAT_COUNT)
@@ -153,8 +168,23 @@ static void conn_touch(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
     if (set->s.idle_timeout_ms == 0 || c->is_lingering)
         return;
-    c->deadline_ms = now_ms + set->s.idle_timeout_ms;
-    list_move_back(&set->idle, &c->node);
+    c->timer.deadline_ms = now_ms + set->s.idle_timeout_ms;
+    list_move_back(&set->idle, &c->timer.node);
+}
+
+/* Keep c in the send list exactly while output is pending; a send that moved bytes
+ * restarts its clock. No syscall: the echo fast path only tests c->out. */
+static void conn_watch_output(struct conn_set *set, struct conn *c, uint64_t now_ms, bool has_sent)
+{
+    struct list_node *n = &c->send_timer.node;
+    if (c->out == NULL) {
+        list_unlink(n);
+        return;
+    }
+    if (set->s.send_timeout_ms == 0 || (n->next != n && !has_sent))
+        return;
+    c->send_timer.deadline_ms = now_ms + set->s.send_timeout_ms;
+    list_move_back(&set->sending, n);
 }
 
 /* What a recv-like call returned: bytes (> 0) or 0 at EOF, -EAGAIN, or -errno. */
@@ -330,9 +360,8 @@ static void conn_start_linger(struct conn_set *set, struct conn *c, uint64_t now
 {
     shutdown(c->fd, SHUT_WR);
     c->is_lingering = true;
-    c->deadline_ms = now_ms + CONN_LINGER_MS;
-    list_unlink(&c->node);
-    list_push_back(&set->linger, &c->node);
+    c->timer.deadline_ms = now_ms + CONN_LINGER_MS;
+    list_move_back(&set->linger, &c->timer.node);
 }
 
 /* Lingering: read and discard; CONN_DONE at EOF or error. */
@@ -346,11 +375,13 @@ static enum conn_result conn_linger_read(struct conn_set *set, struct conn *c)
 }
 
 /* After I/O: close a finished connection, or set the epoll interest its state needs. */
-static enum conn_result conn_settle(struct conn_set *set, struct conn *c, uint64_t now_ms)
+static enum conn_result conn_settle(struct conn_set *set, struct conn *c, uint64_t now_ms,
+                                    bool has_sent)
 {
     if (c->is_failing && !c->has_error_reply)
         conn_queue_error_reply(set, c);
     conn_release_empty(set, c);
+    conn_watch_output(set, c, now_ms, has_sent);
     bool is_answered = c->out == NULL && c->in == NULL;
     if (is_answered && c->is_failing && c->has_error_reply && !c->is_lingering)
         conn_start_linger(set, c, now_ms);
@@ -396,11 +427,11 @@ static int conn_step(struct conn_set *set, struct conn *c, uint32_t events)
     return rc;
 }
 
-/* Bytes this worker has moved either way: a change means a connection made progress. */
-static uint64_t conn_bytes_moved(const struct conn_set *set)
+/* One of this worker's byte counters: a change during one connection's step means that
+ * connection moved bytes. */
+static uint64_t conn_bytes(const struct conn_set *set, enum stats_counter which)
 {
-    return atomic_load_explicit(&set->stats->v[STAT_tcp_bytes_in], memory_order_relaxed) +
-           atomic_load_explicit(&set->stats->v[STAT_tcp_bytes_out], memory_order_relaxed);
+    return atomic_load_explicit(&set->stats->v[which], memory_order_relaxed);
 }
 
 void conn_set_handle(struct conn_set *set, void *conn, uint32_t events, uint64_t now_ms)
@@ -415,15 +446,20 @@ void conn_set_handle(struct conn_set *set, void *conn, uint32_t events, uint64_t
             conn_close(set, c, STAT_COUNT);
         return;
     }
-    uint64_t moved = conn_bytes_moved(set);
+    uint64_t in = conn_bytes(set, STAT_tcp_bytes_in);
+    uint64_t out = conn_bytes(set, STAT_tcp_bytes_out);
     int rc = conn_step(set, c, events);
     if (rc < 0 && rc != -EAGAIN) {
         conn_close(set, c, rc == -ENOMEM ? STAT_tcp_out_of_memory : STAT_tcp_io_errors);
         return;
     }
-    if (conn_bytes_moved(set) != moved)
+    bool has_sent = conn_bytes(set, STAT_tcp_bytes_out) != out;
+    bool has_read = conn_bytes(set, STAT_tcp_bytes_in) != in;
+    /* Greet: a partial line is no progress, only an answer is (see DESIGN). */
+    if (has_sent || (has_read && set->s.mode == PROTO_ECHO))
         conn_touch(set, c, now_ms);
-    if (conn_settle(set, c, now_ms) == CONN_OPEN && (events & EPOLLHUP) && !c->is_lingering)
+    if (conn_settle(set, c, now_ms, has_sent) == CONN_OPEN && (events & EPOLLHUP) &&
+        !c->is_lingering)
         conn_close(set, c, STAT_tcp_io_errors); /* both directions are gone */
 }
 
@@ -443,14 +479,17 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
     }
     if (rc < 0) {
         free(c);
+        if (set->s.iplimit)
+            iplimit_release(set->s.iplimit, fd);
         close(fd);
         stats_add(set->stats, rc == -ENOMEM ? STAT_tcp_out_of_memory : STAT_tcp_io_errors, 1);
         stats_add(set->stats, STAT_tcp_closed, 1);
         set->s.on_close(set->s.on_close_arg);
         return rc;
     }
-    c->deadline_ms = now_ms + set->s.idle_timeout_ms;
-    list_push_back(&set->idle, &c->node);
+    c->timer.deadline_ms = now_ms + set->s.idle_timeout_ms;
+    list_push_back(&set->idle, &c->timer.node);
+    list_init(&c->send_timer.node);
     if (log_is_enabled(LOG_LEVEL_DEBUG))
         conn_log(c, "opened", proto_mode_name(set->s.mode));
     set->count++;
@@ -458,23 +497,27 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
     return 0;
 }
 
-/* Close the connections at the front of `list` whose deadline has passed. */
-static void conn_expire_list(struct conn_set *set, struct list_node *list, uint64_t now_ms,
-                             enum stats_counter reason)
+/* Close the connections at the front of `list` whose deadline has passed; the list
+ * links the conn_timer `timer_offset` bytes into each struct conn. */
+static void conn_expire_list(struct conn_set *set, struct list_node *list, size_t timer_offset,
+                             uint64_t now_ms, enum stats_counter reason)
 {
     while (!list_is_empty(list)) {
-        struct conn *c = list_entry(list->next, struct conn, node);
-        if (c->deadline_ms > now_ms)
+        struct conn_timer *t = list_entry(list->next, struct conn_timer, node);
+        if (t->deadline_ms > now_ms)
             break;
-        conn_close(set, c, reason);
+        conn_close(set, (struct conn *)(void *)((char *)t - timer_offset), reason);
     }
 }
 
 void conn_set_expire(struct conn_set *set, uint64_t now_ms)
 {
+    size_t timer = offsetof(struct conn, timer);
     if (set->s.idle_timeout_ms > 0)
-        conn_expire_list(set, &set->idle, now_ms, STAT_tcp_idle_timeouts);
-    conn_expire_list(set, &set->linger, now_ms, STAT_COUNT);
+        conn_expire_list(set, &set->idle, timer, now_ms, STAT_tcp_idle_timeouts);
+    conn_expire_list(set, &set->linger, timer, now_ms, STAT_COUNT);
+    conn_expire_list(set, &set->sending, offsetof(struct conn, send_timer), now_ms,
+                     STAT_tcp_send_timeouts);
 }
 
 /* Milliseconds from now until the first deadline of list, or -1 if it is empty. */
@@ -482,22 +525,28 @@ static int conn_list_wait_ms(const struct list_node *list, uint64_t now_ms)
 {
     if (list_is_empty(list))
         return -1;
-    const struct conn *c = list_entry(list->next, struct conn, node);
-    if (c->deadline_ms <= now_ms)
+    const struct conn_timer *t = list_entry(list->next, struct conn_timer, node);
+    if (t->deadline_ms <= now_ms)
         return 0;
-    uint64_t wait = c->deadline_ms - now_ms;
+    uint64_t wait = t->deadline_ms - now_ms;
     return wait > INT32_MAX ? INT32_MAX : (int)wait;
+}
+
+/* The earlier of two waits, where -1 means none. */
+static int conn_min_wait(int a, int b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
 }
 
 int conn_set_next_expiry_ms(const struct conn_set *set, uint64_t now_ms)
 {
     int idle = set->s.idle_timeout_ms > 0 ? conn_list_wait_ms(&set->idle, now_ms) : -1;
     int linger = conn_list_wait_ms(&set->linger, now_ms);
-    if (idle < 0)
-        return linger;
-    if (linger < 0)
-        return idle;
-    return idle < linger ? idle : linger;
+    return conn_min_wait(conn_min_wait(idle, linger), conn_list_wait_ms(&set->sending, now_ms));
 }
 
 /* The shutdown deadline for one connection: a few last rounds of reading and answering
@@ -524,7 +573,7 @@ void conn_set_close_all(struct conn_set *set)
     struct list_node *lists[] = {&set->idle, &set->linger};
     for (size_t i = 0; i < 2; i++)
         while (!list_is_empty(lists[i]))
-            conn_close_final(set, list_entry(lists[i]->next, struct conn, node));
+            conn_close_final(set, list_entry(lists[i]->next, struct conn, timer.node));
 }
 
 size_t conn_set_count(const struct conn_set *set)
@@ -539,7 +588,7 @@ void conn_set_destroy(struct conn_set *set)
     struct list_node *lists[] = {&set->idle, &set->linger};
     for (size_t i = 0; i < 2; i++)
         while (!list_is_empty(lists[i]))
-            conn_close(set, list_entry(lists[i]->next, struct conn, node), STAT_COUNT);
+            conn_close(set, list_entry(lists[i]->next, struct conn, timer.node), STAT_COUNT);
     buf_pool_destroy(&set->out_pool);
     buf_pool_destroy(&set->in_pool);
     free(set->scratch_in.data);

@@ -1,6 +1,7 @@
-/* fdlimit: raising the soft RLIMIT_NOFILE to the hard limit, for echod (which warns when
- * max_connections does not fit), echod-bench and the integration tests. Runs at start-up
- * on the main thread; owns nothing. */
+/* fdlimit: raising the soft RLIMIT_NOFILE to the hard limit, for echod (which refuses to
+ * start when max_connections does not fit), echod-bench and the integration tests, and
+ * counting the fds echod needs for itself. Runs at start-up on the main thread; owns
+ * nothing. */
 #include "config.h"
 
 #include "fdlimit.h"
@@ -23,4 +24,14 @@ int fdlimit_raise(uint64_t *out)
     }
     *out = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
     return rc;
+}
+
+uint64_t fdlimit_own_fds(uint64_t listeners, uint64_t workers, bool is_tcp, bool is_udp)
+{
+    uint64_t n = 3 + listeners + 1 /* signalfd */ + 1 /* done eventfd */ + 1 /* port file */;
+    if (is_tcp)
+        n += 3 /* acceptor epoll, eventfd, reserve */ + 2 * workers;
+    if (is_udp)
+        n += 2; /* UDP thread epoll, eventfd */
+    return n + FDLIMIT_SLACK;
 }

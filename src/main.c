@@ -6,7 +6,8 @@
  *   69 EX_UNAVAILABLE a listener cannot be bound
  *   71 EX_OSERR     threads or fds cannot be had at start-up
  *   73 EX_CANTCREAT the --port-file cannot be written
- *   78 EX_CONFIG    the configuration is invalid or unreadable */
+ *   78 EX_CONFIG    the configuration is invalid or unreadable, or max_connections
+ *                   does not fit the open file limit */
 #include "config.h"
 
 #include <errno.h>
@@ -114,18 +115,29 @@ static void main_parse_args(int argc, char **argv, struct options *o)
     }
 }
 
-/* Raise the soft fd limit to the hard one: each connection is an fd. */
-static void main_raise_fd_limit(const struct conf *c)
+/* Raise the soft fd limit to the hard one: each connection is an fd. Exits 78 saying
+ * what to change when max_connections and echod's own fds do not fit. */
+static void main_check_fd_limit(const struct conf *c)
 {
     uint64_t limit = 0;
     int rc = fdlimit_raise(&limit);
     if (rc < 0)
         log_warn("cannot raise the open file limit: %s", strerror(-rc));
-    uint64_t need = (uint64_t)c->max_connections + 64;
-    if (limit < need)
-        log_warn("open file limit %llu is below max_connections + 64 = %llu: accepts will "
-                 "pause when fds run out",
-                 (unsigned long long)limit, (unsigned long long)need);
+    bool is_tcp = c->tcp.listen_count > 0;
+    uint64_t own = fdlimit_own_fds(c->tcp.listen_count + c->udp.listen_count, conf_worker_count(c),
+                                   is_tcp, c->udp.listen_count > 0);
+    uint64_t conns = is_tcp ? c->max_connections : 0;
+    if (limit == 0 || limit >= conns + own)
+        return; /* it fits, or the limit is unknown */
+    unsigned long long need = conns + own, fit = limit > own ? limit - own : 0;
+    fprintf(stderr,
+            "echod: max_connections = %u needs %llu open files (%llu connections + %llu that "
+            "echod itself uses), but the open file limit is %llu.\n"
+            "echod: lower max_connections to %llu or less, or raise the limit to at least %llu "
+            "(ulimit -n %llu in the shell, or LimitNOFILE=%llu in the systemd unit).\n",
+            c->max_connections, need, (unsigned long long)conns, (unsigned long long)own,
+            (unsigned long long)limit, fit, need, need, need);
+    exit(EX_CONFIG);
 }
 
 /* Load the configuration (defaults without -c); exits 78 when it is invalid. */
@@ -171,15 +183,18 @@ int main(int argc, char **argv)
 {
     struct options o = {0};
     struct conf c;
+    /* A write to a closed stderr pipe must not kill echod: every thread blocks SIGPIPE
+     * and sends use MSG_NOSIGNAL, and this covers what happens before and besides. */
+    signal(SIGPIPE, SIG_IGN);
     main_parse_args(argc, argv, &o);
     main_load_conf(&o, &c);
+    log_set_level(c.log_level);
+    main_check_fd_limit(&c);
     if (o.is_check_only) {
         printf("configuration OK\n");
         conf_free(&c);
         return 0;
     }
-    log_set_level(c.log_level);
-    main_raise_fd_limit(&c);
 
     int exit_code = EX_OSERR;
     int sigfd = -1;

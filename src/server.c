@@ -23,6 +23,7 @@
 
 #include "acceptor.h"
 #include "clock.h"
+#include "iplimit.h"
 #include "log.h"
 #include "stats.h"
 #include "udp.h"
@@ -34,6 +35,7 @@ struct server {
     size_t tcp_count;
     size_t udp_count;
     struct acceptor *acceptor;
+    struct iplimit *iplimit; /* NULL without max_connections_per_ip; outlives the workers */
     struct worker **workers;
     unsigned nworkers;
     struct udp *udp;
@@ -103,8 +105,13 @@ static int server_start_tcp(struct server *s)
     s->workers = calloc(s->nworkers, sizeof(*s->workers));
     if (s->workers == NULL)
         return -ENOMEM;
-    int rc = acceptor_create(s->ls, s->tcp_count, s->conf->max_connections, &s->acceptor);
-    struct worker_hooks hooks = {acceptor_release, s->acceptor, s->done_fd};
+    int rc = 0;
+    if (s->conf->max_connections_per_ip > 0)
+        rc = iplimit_create(s->conf->max_connections_per_ip, s->conf->max_connections, &s->iplimit);
+    if (rc == 0)
+        rc = acceptor_create(s->ls, s->tcp_count, s->conf->max_connections, s->iplimit,
+                             &s->acceptor);
+    struct worker_hooks hooks = {acceptor_release, s->acceptor, s->done_fd, s->iplimit};
     for (unsigned i = 0; rc == 0 && i < s->nworkers; i++) {
         rc = worker_create(s->conf, &hooks, &s->workers[i]);
         if (rc == 0 && (rc = worker_start(s->workers[i])) < 0) {
@@ -222,6 +229,7 @@ void server_destroy(struct server *s)
         }
     }
     acceptor_destroy(s->acceptor);
+    iplimit_destroy(s->iplimit);
     udp_destroy(s->udp);
     for (size_t i = 0; i < s->tcp_count + s->udp_count; i++)
         listener_close(&s->ls[i]);

@@ -62,6 +62,8 @@ int worker_create(const struct conf *c, const struct worker_hooks *hooks, struct
         .greet = {c->tcp.greeting, c->tcp.greeting_len, c->tcp_max_line_bytes},
         .buffer_bytes = c->tcp_buffer_bytes,
         .idle_timeout_ms = c->idle_timeout_ms,
+        .send_timeout_ms = c->send_timeout_ms,
+        .iplimit = hooks->iplimit,
         .on_close = worker_on_close,
         .on_close_arg = w,
     };

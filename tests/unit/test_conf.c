@@ -116,6 +116,8 @@ static void check_defaults(const struct conf *c)
     assert_int_equal(c->queue_capacity, 1024);
     assert_int_equal(c->max_connections, 10000);
     assert_int_equal(c->idle_timeout_ms, 300000);
+    assert_int_equal(c->send_timeout_ms, 30000);
+    assert_int_equal(c->max_connections_per_ip, 0);
     assert_int_equal(c->shutdown_timeout_ms, 5000);
     assert_int_equal(c->log_level, LOG_LEVEL_INFO);
     check_listen_one(&c->tcp, "127.0.0.1:7007");
@@ -149,6 +151,8 @@ static const char full_config[] = "workers = 3;\n"
                                   "queue_capacity = 17;\n"
                                   "max_connections = 250;\n"
                                   "idle_timeout_ms = 1500;\n"
+                                  "send_timeout_ms = 700;\n"
+                                  "max_connections_per_ip = 12;\n"
                                   "shutdown_timeout_ms = 2500;\n"
                                   "log_level = \"debug\";\n"
                                   "tcp = {\n"
@@ -173,6 +177,8 @@ static void test_full_config(void **state)
     assert_int_equal(conf.queue_capacity, 17);
     assert_int_equal(conf.max_connections, 250);
     assert_int_equal(conf.idle_timeout_ms, 1500);
+    assert_int_equal(conf.send_timeout_ms, 700);
+    assert_int_equal(conf.max_connections_per_ip, 12);
     assert_int_equal(conf.shutdown_timeout_ms, 2500);
     assert_int_equal(conf.log_level, LOG_LEVEL_DEBUG);
     assert_int_equal(conf.tcp.listen_count, 2);
@@ -245,6 +251,11 @@ static void test_wrong_types(void **state)
         {"\nworkers = 2.0;\n", 2, "workers", "must be an integer"},
         {"queue_capacity = true;\n", 1, "queue_capacity", "must be an integer"},
         {"max_connections = [ 1 ];\n", 1, "max_connections", "must be an integer"},
+        {"send_timeout_ms = \"30s\";\n", 1, "send_timeout_ms", "must be an integer"},
+        {"\nsend_timeout_ms = 1.5;\n", 2, "send_timeout_ms", "must be an integer"},
+        {"max_connections_per_ip = false;\n", 1, "max_connections_per_ip", "must be an integer"},
+        {"tcp = {\n  max_connections_per_ip = 3;\n};\n", 2, "tcp.max_connections_per_ip",
+         "unknown key"},
         {"log_level = 3;\n", 1, "log_level", "must be a string"},
         {"# c\ntcp = 5;\n", 2, "tcp", "must be a group: tcp = { ... };"},
         {"udp = [ 1 ];\n", 1, "udp", "must be a group: udp = { ... };"},
@@ -271,6 +282,8 @@ static const struct range_case ranges[] = {
     {NULL, "queue_capacity", 1, 1048576, offsetof(struct conf, queue_capacity)},
     {NULL, "max_connections", 1, 10000000, offsetof(struct conf, max_connections)},
     {NULL, "idle_timeout_ms", 0, 2147483647, offsetof(struct conf, idle_timeout_ms)},
+    {NULL, "send_timeout_ms", 0, 2147483647, offsetof(struct conf, send_timeout_ms)},
+    {NULL, "max_connections_per_ip", 0, 10000000, offsetof(struct conf, max_connections_per_ip)},
     {NULL, "shutdown_timeout_ms", 0, 3600000, offsetof(struct conf, shutdown_timeout_ms)},
     {"tcp", "backlog", 1, 65535, offsetof(struct conf, tcp_backlog)},
     {"tcp", "max_line_bytes", 1, 16777216, offsetof(struct conf, tcp_max_line_bytes)},
