@@ -220,4 +220,11 @@ double h_cpu_seconds(pid_t pid);
  * each batch is started, then waited for (10 s); fails on any error. */
 void h_tcp_connect_paced(int *fds, size_t n, const struct sockaddr_storage *sa, size_t batch);
 
+/* ---- limits */
+
+/* Like h_spawn, but stdin and stdout are /dev/null, stderr goes to err_fd (or, if
+ * err_fd < 0, to the file err_path), and the child runs with RLIMIT_NOFILE's soft and
+ * hard limits set to nofile when nofile > 0 (exit 126 if that fails). Tracked. */
+pid_t h_spawn_limited(char *const argv[], int err_fd, const char *err_path, long nofile);
+
 #endif

@@ -1,7 +1,8 @@
 /* test_options: echod's command line and configuration errors, run as a user would.
  * Bad options exit 64 with a message; -t prints "configuration OK" or FILE:LINE: naming
  * the key and exits 78; a listener that cannot be bound exits 69 naming the address;
- * --help/--version exit 0; the port file and "listening" lines; -l and log_level.
+ * --help/--version exit 0; the port file and "listening" lines; -l and log_level; a
+ * max_connections that does not fit RLIMIT_NOFILE exits 78 saying what to change.
  * Every run that could start serving passes -t or a port-0 config, never a fixed port. */
 #include "config.h"
 
@@ -402,6 +403,66 @@ static void log_level_option_and_key(void **state)
     assert_true(logs_listening(NULL, "debug"));
 }
 
+/* ---------------------------------------------------------------- fd limit */
+
+/* Run echod with RLIMIT_NOFILE at nofile (soft and hard) and the config text; returns
+ * the exit code and stderr (free it). */
+static int run_limited(const char *config, long nofile, bool is_check_only, char **err_out)
+{
+    char path[512], port_path[600], err_path[600];
+    h_write_temp("fdlimit.conf", config, strlen(config), path, sizeof(path));
+    snprintf(port_path, sizeof(port_path), "%s.ports", path);
+    snprintf(err_path, sizeof(err_path), "%s.err", path);
+    char *check[] = {(char *)h_env("ECHOD_BIN"), (char *)"-t", (char *)"-c", path, NULL};
+    char *run[] = {(char *)h_env("ECHOD_BIN"), (char *)"-c", path,
+                   (char *)"--port-file",      port_path,    NULL};
+    pid_t pid = h_spawn_limited(is_check_only ? check : run, -1, err_path, nofile);
+    int code = h_wait_exit(pid, 10000);
+    if (code < 0) {
+        h_kill(pid);
+        fail_msg("echod with RLIMIT_NOFILE %ld did not exit within 10 s", nofile);
+    }
+    if (access(port_path, F_OK) == 0)
+        fail_msg("echod wrote its port file although max_connections does not fit");
+    *err_out = h_read_file(err_path, NULL);
+    assert_non_null(*err_out);
+    return code;
+}
+
+/* With 64 fds, the default max_connections (10000) cannot fit: echod and echod -t exit
+ * 78 naming max_connections, the fds needed and the limit, and both remedies. With
+ * max_connections = 20 the same limit is enough. */
+static void fd_limit_too_low_exits_78(void **state)
+{
+    (void)state;
+    const char *config = LISTEN_0;
+    for (int check = 0; check < 2; check++) {
+        char *err;
+        int code = run_limited(config, 64, check, &err);
+        const char *needles[] = {"max_connections = 10000", "open file limit is 64",
+                                 "lower max_connections to", "ulimit -n", "LimitNOFILE="};
+        if (code != 78)
+            fail_msg("%s: expected exit 78, got %d: %s", check ? "-t" : "start", code, err);
+        for (size_t i = 0; i < sizeof(needles) / sizeof(needles[0]); i++)
+            if (!strstr(err, needles[i]))
+                fail_msg("%s: the message lacks '%s': \"%s\"", check ? "-t" : "start", needles[i],
+                         err);
+        /* The count includes echod's own fds: more than max_connections alone. */
+        unsigned long long need = 0;
+        const char *at = strstr(err, "needs ");
+        assert_non_null(at);
+        need = strtoull(at + 6, NULL, 10);
+        if (need <= 10000 || need > 10000 + 64)
+            fail_msg("fds needed %llu: expected 10000 plus echod's own few", need);
+        free(err);
+    }
+    char *err;
+    int code = run_limited("max_connections = 20;\n" LISTEN_0, 64, true, &err);
+    if (code != 0)
+        fail_msg("max_connections = 20 with 64 fds: expected -t to pass, got %d: %s", code, err);
+    free(err);
+}
+
 int main(void)
 {
     h_init("test_options", 120);
@@ -415,6 +476,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(busy_port_exits_69, setup, h_teardown),
         cmocka_unit_test_setup_teardown(port_file_and_listening_lines, setup, h_teardown),
         cmocka_unit_test_setup_teardown(log_level_option_and_key, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(fd_limit_too_low_exits_78, setup, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,10 @@
  * send, no malloc and no epoll_ctl; accepted sockets get TCP_NODELAY; a client that
  * does not read is held to buffer_bytes of pending output and then gets every byte back;
  * the buffer goes back to the pool once drained, so an idle connection holds none.
+ * Timeouts run on a fake clock: in greet mode a slowloris dribbling an unfinished line
+ * is closed by idle_timeout_ms while whole lines (and echo-mode bytes) keep a connection
+ * alive; send_timeout_ms closes a client that never reads, not one that reads slowly.
+ * The cost tests run with send_timeout_ms on, as it is by default.
  * The test's own client I/O uses read/write, which are not wrapped. Built without
  * _FORTIFY_SOURCE so recv/send are not renamed to their _chk forms. */
 #include "config.h"
@@ -114,6 +118,10 @@ static int server_fd = -1; /* the accepted end, owned by the set once adopted */
 static struct stats stats;
 static struct conn_set *set;
 static unsigned closes;
+static unsigned idle_timeout_ms; /* for the next start(); teardown resets it */
+static unsigned send_timeout_ms = 30000;
+static uint64_t adopted_ms; /* when start() adopted the connection: the fake clock's zero */
+static size_t buffer_bytes = BUFFER_BYTES; /* for the next start(); teardown resets it */
 
 static void on_close(void *arg)
 {
@@ -145,8 +153,9 @@ static void start(enum proto_mode mode, const char *greeting)
     struct conn_settings s = {
         .mode = mode,
         .greet = {greeting, strlen(greeting), 256},
-        .buffer_bytes = BUFFER_BYTES,
-        .idle_timeout_ms = 0,
+        .buffer_bytes = buffer_bytes,
+        .idle_timeout_ms = idle_timeout_ms,
+        .send_timeout_ms = send_timeout_ms,
         .on_close = on_close,
     };
     memset(&stats, 0, sizeof(stats));
@@ -155,7 +164,8 @@ static void start(enum proto_mode mode, const char *greeting)
     assert_true(epfd >= 0);
     assert_int_equal(conn_set_create(&s, epfd, &stats, &set), 0);
     tcp_pair();
-    assert_int_equal(conn_set_adopt(set, server_fd, clock_now_ms()), 0);
+    adopted_ms = clock_now_ms();
+    assert_int_equal(conn_set_adopt(set, server_fd, adopted_ms), 0);
 }
 
 static int teardown(void **state)
@@ -169,18 +179,28 @@ static int teardown(void **state)
     if (epfd >= 0)
         close(epfd);
     client = epfd = server_fd = -1;
+    idle_timeout_ms = 0;
+    send_timeout_ms = 30000;
+    buffer_bytes = BUFFER_BYTES;
     return 0;
 }
 
-/* Handle what epoll reports within wait_ms; how many events there were. */
-static int serve(int wait_ms)
+/* Handle what epoll reports within wait_ms as if the time were now_ms; how many events
+ * there were. */
+static int serve_at(int wait_ms, uint64_t now_ms)
 {
     struct epoll_event ev[4];
     int n = epoll_wait(epfd, ev, 4, wait_ms);
     assert_true(n >= 0);
     for (int i = 0; i < n; i++)
-        conn_set_handle(set, ev[i].data.ptr, ev[i].events, clock_now_ms());
+        conn_set_handle(set, ev[i].data.ptr, ev[i].events, now_ms);
     return n;
+}
+
+/* Handle what epoll reports within wait_ms; how many events there were. */
+static int serve(int wait_ms)
+{
+    return serve_at(wait_ms, clock_now_ms());
 }
 
 static void write_all(const void *data, size_t len)
@@ -271,14 +291,9 @@ static void test_greet_one_recv_one_send(void **state)
     expect_calls(0, MESSAGES, MESSAGES);
 }
 
-/* A client that writes 256 KiB without reading: echod stops reading once buffer_bytes
- * are pending, then returns every byte in order as the client reads; the output
- * buffer goes back to the pool, so the next stall needs no malloc. */
-static void test_backpressure_bounded_and_lossless(void **state)
+/* Small kernel buffers at both ends, so a client that does not read stalls soon. */
+static void shrink_buffers(void)
 {
-    (void)state;
-    start(PROTO_ECHO, "");
-    /* Small kernel buffers at both ends, so the kernel cannot absorb the stall. */
     int small = 8192;
     int ends[] = {client, server_fd};
     for (int i = 0; i < 2; i++) {
@@ -286,6 +301,16 @@ static void test_backpressure_bounded_and_lossless(void **state)
         setsockopt(ends[i], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
     }
     fcntl(client, F_SETFL, O_NONBLOCK);
+}
+
+/* A client that writes 256 KiB without reading: echod stops reading once buffer_bytes
+ * are pending, then returns every byte in order as the client reads; the output
+ * buffer goes back to the pool, so the next stall needs no malloc. */
+static void test_backpressure_bounded_and_lossless(void **state)
+{
+    (void)state;
+    start(PROTO_ECHO, "");
+    shrink_buffers(); /* so the kernel cannot absorb the stall */
     size_t len = 256u << 10, sent = 0;
     uint8_t *data = malloc(len), *back = malloc(len);
     assert_non_null(data);
@@ -337,6 +362,160 @@ static void test_eof_closes_once(void **state)
     assert_int_equal(read(client, &b, 1), 0);
 }
 
+/* ---------------------------------------------------------------- timeouts */
+
+/* Greet mode, idle_timeout_ms 250 on a fake clock: a client sending one byte of a line
+ * every 100 ms, never ending it, is closed once 250 ms pass without an answer, although
+ * a byte arrived 50 ms before. */
+static void test_greet_slowloris_closed(void **state)
+{
+    (void)state;
+    idle_timeout_ms = 250;
+    start(PROTO_GREET, "Hi, ");
+    uint64_t now = adopted_ms;
+    for (int i = 1; i <= 2; i++) {
+        write_all("x", 1);
+        assert_int_equal(serve_at(5000, now + 100 * (uint64_t)i), 1);
+        conn_set_expire(set, now + 100 * (uint64_t)i);
+        assert_int_equal(conn_set_count(set), 1);
+    }
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_bytes_in]), 2);
+    conn_set_expire(set, now + 249);
+    assert_int_equal(conn_set_count(set), 1);
+    conn_set_expire(set, now + 250);
+    assert_int_equal(conn_set_count(set), 0);
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_idle_timeouts]), 1);
+    char b;
+    assert_int_equal(read(client, &b, 1), 0); /* closed, and no reply was owed */
+}
+
+/* The same timing with whole lines: each answer is progress, so the connection outlives
+ * many idle timeouts; and in echo mode every byte is progress. */
+static void check_dribble_survives(enum proto_mode mode)
+{
+    idle_timeout_ms = 250;
+    start(mode, "Hi, ");
+    uint64_t now = adopted_ms;
+    const char *msg = mode == PROTO_GREET ? "a\n" : "x";
+    size_t want_len = mode == PROTO_GREET ? 6 : 1;
+    for (int i = 1; i <= 20; i++) {
+        char got[8];
+        now += 100;
+        write_all(msg, strlen(msg));
+        assert_int_equal(serve_at(5000, now), 1);
+        assert_int_equal(read(client, got, want_len), (ssize_t)want_len);
+        conn_set_expire(set, now + 249);
+        assert_int_equal(conn_set_count(set), 1);
+    }
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_idle_timeouts]), 0);
+    conn_set_expire(set, now + 250);
+    assert_int_equal(conn_set_count(set), 0); /* silence still times out */
+}
+
+static void test_greet_whole_lines_are_progress(void **state)
+{
+    (void)state;
+    check_dribble_survives(PROTO_GREET);
+}
+
+static void test_echo_bytes_are_progress(void **state)
+{
+    (void)state;
+    check_dribble_survives(PROTO_ECHO);
+}
+
+/* Write without reading, serving at fake time now, until echod holds output it cannot
+ * send (bytes in > bytes out), then until nothing moves any more. With buffers this
+ * small the kernel may hold the window shut until a zero-window probe, so this waits
+ * on the counters rather than on a quiet spell alone. */
+static void write_until_stalled(uint64_t now)
+{
+    static uint8_t junk[65536];
+    int idle_rounds = 0;
+    for (int rounds = 0; idle_rounds < 3; rounds++) {
+        assert_true(rounds < 1000);
+        ssize_t n = write(client, junk, sizeof(junk));
+        bool is_pending =
+            atomic_load(&stats.v[STAT_tcp_bytes_in]) > atomic_load(&stats.v[STAT_tcp_bytes_out]);
+        idle_rounds = serve_at(20, now) == 0 && n <= 0 && is_pending ? idle_rounds + 1 : 0;
+    }
+}
+
+/* Serve at fake time now until echod has sent something (5 s at most, real time), if it
+ * has anything to send. */
+static void serve_until_sent(uint64_t now)
+{
+    uint64_t before = atomic_load(&stats.v[STAT_tcp_bytes_out]);
+    if (before == atomic_load(&stats.v[STAT_tcp_bytes_in])) {
+        serve_at(50, now);
+        return;
+    }
+    int64_t deadline = (int64_t)clock_now_ms() + 5000;
+    while (atomic_load(&stats.v[STAT_tcp_bytes_out]) == before) {
+        assert_true((int64_t)clock_now_ms() < deadline);
+        serve_at(50, now);
+    }
+}
+
+/* send_timeout_ms 300: a client that writes and never reads is closed 300 ms after its
+ * output last moved, and counted; idle_timeout_ms (off here) plays no part. */
+static void test_send_timeout_closes_non_reader(void **state)
+{
+    (void)state;
+    send_timeout_ms = 300;
+    start(PROTO_ECHO, "");
+    shrink_buffers();
+    uint64_t now = adopted_ms;
+    write_until_stalled(now);
+    assert_int_equal(conn_set_next_expiry_ms(set, now), 300);
+    conn_set_expire(set, now + 299);
+    assert_int_equal(conn_set_count(set), 1);
+    conn_set_expire(set, now + 300);
+    assert_int_equal(conn_set_count(set), 0);
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_send_timeouts]), 1);
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_idle_timeouts]), 0);
+}
+
+/* A slow reader is not a non-reader: the client keeps writing and reads what has come,
+ * and each 100 fake ms brings a send that moves bytes (however long the kernel takes in
+ * real time). Each such send restarts the clock, so with the output never drained in
+ * between, the connection outlives ten send timeouts. Once drained, nothing is pending and
+ * nothing can expire, however long it stays quiet. */
+static void test_send_timeout_spares_slow_reader(void **state)
+{
+    (void)state;
+    send_timeout_ms = 300;
+    buffer_bytes = 65536; /* more than a round reads: the output never drains meanwhile */
+    start(PROTO_ECHO, "");
+    /* echod's send buffer small, so one round sends less than its 64 KiB ring holds; the
+     * client's receive side as the kernel sizes it, so reading reopens its window. */
+    int small = 8192;
+    setsockopt(server_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    fcntl(client, F_SETFL, O_NONBLOCK);
+    uint64_t now = adopted_ms;
+    write_until_stalled(now);
+    static uint8_t sink[65536];
+    uint64_t got = 0;
+    /* 30 rounds (3 s, ten timeouts) of writing on while reading slowly, so output stays
+     * pending throughout; then stop writing and drain. */
+    for (int rounds = 0; rounds < 30 || got < atomic_load(&stats.v[STAT_tcp_bytes_in]); rounds++) {
+        assert_true(rounds < 2000);
+        if (rounds < 30)
+            (void)!write(client, sink, sizeof(sink));
+        ssize_t n;
+        while ((n = read(client, sink, sizeof(sink))) > 0)
+            got += (uint64_t)n;
+        now += 100;
+        serve_until_sent(now);
+        conn_set_expire(set, now);
+        assert_int_equal(conn_set_count(set), 1);
+    }
+    assert_int_equal(conn_set_next_expiry_ms(set, now), -1); /* drained: off the list */
+    conn_set_expire(set, now + 100000);
+    assert_int_equal(conn_set_count(set), 1);
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_send_timeouts]), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -345,6 +524,11 @@ int main(void)
         cmocka_unit_test_teardown(test_greet_one_recv_one_send, teardown),
         cmocka_unit_test_teardown(test_backpressure_bounded_and_lossless, teardown),
         cmocka_unit_test_teardown(test_eof_closes_once, teardown),
+        cmocka_unit_test_teardown(test_greet_slowloris_closed, teardown),
+        cmocka_unit_test_teardown(test_greet_whole_lines_are_progress, teardown),
+        cmocka_unit_test_teardown(test_echo_bytes_are_progress, teardown),
+        cmocka_unit_test_teardown(test_send_timeout_closes_non_reader, teardown),
+        cmocka_unit_test_teardown(test_send_timeout_spares_slow_reader, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
