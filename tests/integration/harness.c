@@ -515,7 +515,9 @@ void h_echod_dump_log(struct echod *e)
     free(text);
 }
 
-void h_echod_start(struct echod *e, const char *config_text, const char *const *extra_args)
+/* h_echod_start, with RLIMIT_NOFILE set to nofile in the child when nofile > 0. */
+static void h_echod_launch(struct echod *e, const char *config_text, const char *const *extra_args,
+                           long nofile)
 {
     memset(e, 0, sizeof(*e));
     const char *bin = h_env("ECHOD_BIN");
@@ -536,7 +538,8 @@ void h_echod_start(struct echod *e, const char *config_text, const char *const *
     for (size_t i = 0; extra_args && extra_args[i] && argc < 31; i++)
         argv[argc++] = (char *)extra_args[i];
     argv[argc] = NULL;
-    e->pid = h_spawn(argv, -1, e->out_path, e->log_path);
+    e->pid = nofile > 0 ? h_spawn_limited(argv, -1, e->log_path, nofile)
+                        : h_spawn(argv, -1, e->out_path, e->log_path);
 
     int64_t deadline = h_now_ms() + 5000;
     for (;;) {
@@ -561,6 +564,11 @@ void h_echod_start(struct echod *e, const char *config_text, const char *const *
         fail_msg("cannot read the port file %s: %s", e->port_path, strerror(errno));
     h_parse_port_file(e, ports);
     free(ports);
+}
+
+void h_echod_start(struct echod *e, const char *config_text, const char *const *extra_args)
+{
+    h_echod_launch(e, config_text, extra_args, 0);
 }
 
 int h_echod_signal_wait(struct echod *e, int sig, int timeout_ms)
@@ -1313,4 +1321,9 @@ pid_t h_spawn_limited(char *const argv[], int err_fd, const char *err_path, long
     }
     h_track_child(pid);
     return pid;
+}
+
+void h_echod_start_limited(struct echod *e, const char *config_text, long nofile)
+{
+    h_echod_launch(e, config_text, NULL, nofile);
 }

@@ -226,5 +226,7 @@ void h_tcp_connect_paced(int *fds, size_t n, const struct sockaddr_storage *sa, 
  * err_fd < 0, to the file err_path), and the child runs with RLIMIT_NOFILE's soft and
  * hard limits set to nofile when nofile > 0 (exit 126 if that fails). Tracked. */
 pid_t h_spawn_limited(char *const argv[], int err_fd, const char *err_path, long nofile);
+/* h_echod_start with RLIMIT_NOFILE (soft and hard) set to nofile before the exec. */
+void h_echod_start_limited(struct echod *e, const char *config_text, long nofile);
 
 #endif
