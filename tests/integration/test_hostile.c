@@ -6,11 +6,15 @@
  * the control loses nothing, echod stays up (and exits 0 on SIGTERM at teardown), its
  * RSS and fd count come back to their baseline, and its CPU time stays flat while the
  * attackers only wait. Each test prints one grep-able line:
- *   # hostile NAME: control_bytes=N rss_kib=B/D/A fds=B/D/A cpu_s=attack X idle Y after Z ...
- * (B = baseline, D = peak during the attack, A = after it).
+ *   # hostile NAME: control_bytes=N control_msgs=N rss_kib=B/D/A fds=B/D/A
+ *     cpu_s=attack X idle Y after Z elapsed_ms=T          (all on one line)
+ * B = baseline, D = peak during the attack, A = after it; cpu_s: seconds used during
+ * the whole attack, and per second of wall time while the attackers only waited (n/a
+ * where they never do) and after the attack. Run one test: ECHOD_TEST_FILTER=NAME.
  * The control is a forked child of this binary (no threads here), paced at one message
  * per connection every CONTROL_PACE_MS, so echod's CPU figures measure the attack and
- * not the control. Spoofed UDP sources (multicast, broadcast, low or reflector ports)
+ * not the control; it speaks greet mode too, which echod-bench (exact echo) cannot.
+ * Spoofed UDP sources (multicast, broadcast, low or reflector ports)
  * cannot be sent from loopback: the guard's unit tests (tests/unit/test_guard.c) cover
  * them; here the UDP flood comes from 127.0.1.1, another /24 on loopback. */
 #include "config.h"
@@ -1098,6 +1102,9 @@ static void hostile_connect_close_cycles(void **state)
     assert_int_equal(after[0] - before[0], CYCLES);
     assert_int_equal(after[1] - before[1], CYCLES);
     vitals_settle(2048);
+    /* The control has closed too: everything accepted is closed, nothing more. */
+    assert_int_equal(wait_stat("tcp_closed", CYCLES + CONTROL_CONNS), CYCLES + CONTROL_CONNS);
+    assert_int_equal(h_echod_stat(&echod, "tcp_accepted"), CYCLES + CONTROL_CONNS);
 }
 
 /* ---------------------------------------------------------------- 9. flood past max */
