@@ -307,29 +307,41 @@ bool h_file_contains(const char *path, const char *needle)
 
 /* ------------------------------------------------------------------ processes */
 
+/* The child side of a spawn: only async-signal-safe calls until exec. stdin from in_fd
+ * (-1: /dev/null), stdout to out_path, stderr to err_fd or else err_path (NULL:
+ * /dev/null), RLIMIT_NOFILE set to nofile when nofile > 0. */
+static void h_spawn_child(pid_t parent, char *const argv[], int in_fd, const char *out_path,
+                          int err_fd, const char *err_path, long nofile)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    struct rlimit rl = {(rlim_t)nofile, (rlim_t)nofile};
+    if (nofile > 0 && setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        _exit(126);
+    int in = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY);
+    int out = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = err_fd >= 0
+                  ? err_fd
+                  : open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+        _exit(127);
+    execv(argv[0], argv);
+    _exit(127);
+}
+
 pid_t h_spawn(char *const argv[], int stdin_fd, const char *out_path, const char *err_path)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         fail_msg("fork: %s", strerror(errno));
-    if (pid == 0) {
-        /* Child: only async-signal-safe calls until exec. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        int in = stdin_fd >= 0 ? stdin_fd : open("/dev/null", O_RDONLY);
-        int out = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int err = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
-            _exit(127);
-        execv(argv[0], argv);
-        _exit(127);
-    }
+    if (pid == 0)
+        h_spawn_child(parent, argv, stdin_fd, out_path, -1, err_path, 0);
     h_track_child(pid);
     return pid;
 }
@@ -1299,26 +1311,8 @@ pid_t h_spawn_limited(char *const argv[], int err_fd, const char *err_path, long
     pid_t pid = fork();
     if (pid < 0)
         fail_msg("fork: %s", strerror(errno));
-    if (pid == 0) {
-        /* Child: only async-signal-safe calls until exec. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        struct rlimit rl = {(rlim_t)nofile, (rlim_t)nofile};
-        if (nofile > 0 && setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            _exit(126);
-        int in = open("/dev/null", O_RDONLY);
-        int out = open("/dev/null", O_WRONLY);
-        int err = err_fd >= 0 ? err_fd : open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
-            _exit(127);
-        execv(argv[0], argv);
-        _exit(127);
-    }
+    if (pid == 0)
+        h_spawn_child(parent, argv, -1, NULL, err_fd, err_path, nofile);
     h_track_child(pid);
     return pid;
 }

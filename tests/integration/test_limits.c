@@ -1,0 +1,340 @@
+/* test_limits: echod against clients that try to hold its resources, run as a real
+ * daemon on loopback. send_timeout_ms closes a client that writes and never reads
+ * while a normal client echoes on; greet mode closes a slowloris that dribbles a line it
+ * never ends; max_connections_per_ip refuses the connection over the limit with a clean
+ * EOF, spares another IP and admits again after a close; with its fd limit cut at run
+ * time (prlimit), echod sheds extra clients with EOF through its reserve fd, keeps a
+ * connection it already had echoing, does not spin, and resumes by itself; and a
+ * closed stderr pipe cannot kill it. */
+#include "config.h"
+
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define TCP_ONLY "udp = { listen = [ ]; };\n"
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Connect to echod's first TCP listener from source address src ("127.0.0.2"): the
+ * tracked non-blocking fd, or fail. */
+static int connect_from(const char *src)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    h_track_fd(fd);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, src, &sa.sin_addr), 1);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        fail_msg("bind %s: %s", src, strerror(errno));
+    if (connect(fd, (const struct sockaddr *)&echod.tcp[0], sizeof(struct sockaddr_in)) != 0)
+        fail_msg("connect from %s: %s", src, strerror(errno));
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    return fd;
+}
+
+/* Whether fd is closed by echod: EOF or a reset within timeout_ms (false: still open). */
+static bool is_closed_within(int fd, int timeout_ms)
+{
+    char buf[4096];
+    int64_t deadline = h_now_ms() + timeout_ms;
+    for (;;) {
+        int left = (int)(deadline - h_now_ms());
+        ssize_t n = h_recv_some(fd, buf, sizeof(buf), left > 0 ? left : 0);
+        if (n == 0 || (n < 0 && n != -1))
+            return true;
+        if (n == -1 || h_now_ms() >= deadline)
+            return false;
+    }
+}
+
+/* Poll a counter until it reaches want, for up to timeout_ms; its last value. */
+static uint64_t wait_stat(const char *name, uint64_t want, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    uint64_t v;
+    while ((v = h_echod_stat(&echod, name)) < want && h_now_ms() < deadline)
+        h_sleep_ms(50);
+    return v;
+}
+
+/* ---------------------------------------------------------------- send timeout */
+
+/* send_timeout_ms 500: a client that writes and never reads is closed once its output
+ * stops moving, and counted; a normal client echoing meanwhile is unaffected. */
+static void send_timeout_closes_non_reader(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  TCP_ONLY "send_timeout_ms = 500;\n"
+                           "tcp = { listen = [ \"127.0.0.1:0\" ]; buffer_bytes = 4096; };\n",
+                  NULL);
+    int hog = h_tcp_connect_sized(&echod.tcp[0], 4096);
+    int normal = h_tcp_connect_ok(&echod.tcp[0]);
+    static uint8_t junk[65536];
+    int64_t start = h_now_ms();
+    int64_t deadline = start + 10000;
+    bool is_closed = false;
+    while (!is_closed && h_now_ms() < deadline) {
+        ssize_t n = send(hog, junk, sizeof(junk), MSG_NOSIGNAL);
+        is_closed = n < 0 && errno != EAGAIN; /* EPIPE or ECONNRESET: echod closed it */
+        h_echo_roundtrip(normal, "still here\n", 11, 2000);
+        h_sleep_ms(50);
+    }
+    assert_true(is_closed);
+    int64_t after = h_now_ms() - start;
+    h_note("the non-reader was closed %lld ms after it connected", (long long)after);
+    assert_true(after >= 500); /* not before send_timeout_ms */
+    assert_int_equal(h_echod_stat(&echod, "tcp_send_timeouts"), 1);
+    h_echo_roundtrip(normal, "and after\n", 10, 2000);
+}
+
+/* ---------------------------------------------------------------- slowloris */
+
+/* Greet mode, idle_timeout_ms 800: a byte every 200 ms of a line that never ends does
+ * not keep the connection; a whole line every 200 ms does. */
+static void greet_slowloris_closed(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  TCP_ONLY "idle_timeout_ms = 800;\n"
+                           "tcp = { listen = [ \"127.0.0.1:0\" ]; mode = \"greet\"; };\n",
+                  NULL);
+    int loris = h_tcp_connect_ok(&echod.tcp[0]);
+    int polite = h_tcp_connect_ok(&echod.tcp[0]);
+    int64_t start = h_now_ms();
+    bool is_closed = false;
+    for (int i = 0; i < 15 && !is_closed; i++) { /* 3 s: four idle timeouts */
+        if (send(loris, "x", 1, MSG_NOSIGNAL) != 1)
+            is_closed = true;
+        char want[16] = "Hello, hi\n";
+        h_send_all(polite, "hi\n", 3, 1000);
+        char got[16];
+        h_recv_exact(polite, got, 10, 2000);
+        assert_memory_equal(got, want, 10);
+        is_closed = is_closed || is_closed_within(loris, 200);
+    }
+    assert_true(is_closed);
+    h_note("the slowloris was closed after %lld ms", (long long)(h_now_ms() - start));
+    assert_int_equal(h_echod_stat(&echod, "tcp_idle_timeouts"), 1);
+}
+
+/* ---------------------------------------------------------------- per-IP limit */
+
+/* max_connections_per_ip 3: three connections from 127.0.0.1 echo, the fourth gets EOF
+ * without a byte and is counted; 127.0.0.2 is another IP and is served; after one of the
+ * three closes, 127.0.0.1 is admitted again. */
+static void per_ip_limit(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  TCP_ONLY "max_connections_per_ip = 3;\n"
+                           "tcp = { listen = [ \"127.0.0.1:0\" ]; };\n",
+                  NULL);
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = connect_from("127.0.0.1");
+        h_echo_roundtrip(fds[i], "within the limit\n", 17, 2000);
+    }
+    int over = connect_from("127.0.0.1");
+    h_expect_eof(over, 2000);
+    assert_int_equal(h_echod_stat(&echod, "tcp_per_ip_refused"), 1);
+    int other = connect_from("127.0.0.2");
+    h_echo_roundtrip(other, "another IP\n", 11, 2000);
+    h_close(fds[0]);
+    assert_int_equal(wait_stat("tcp_closed", 1, 5000), 1);
+    int again = connect_from("127.0.0.1");
+    h_echo_roundtrip(again, "admitted again\n", 15, 2000);
+    for (int i = 1; i < 3; i++)
+        h_echo_roundtrip(fds[i], "still served\n", 13, 2000);
+    assert_int_equal(h_echod_stat(&echod, "tcp_per_ip_refused"), 1);
+}
+
+/* ---------------------------------------------------------------- fds run out */
+
+/* utime + stime of pid, in seconds. */
+static double cpu_seconds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    char *text = h_read_file(path, NULL);
+    assert_non_null(text);
+    const char *p = strrchr(text, ')');
+    assert_non_null(p);
+    unsigned long utime = 0, stime = 0;
+    /* After "pid (comm)": state is field 3; utime and stime are fields 14 and 15. */
+    int n = sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime);
+    free(text);
+    assert_int_equal(n, 2);
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+#define ATTACK 80
+
+/* Whether each of fds[0..n) is shed (EOF) or served; counts the shed. */
+static int count_shed(const int *fds, int n)
+{
+    int shed = 0;
+    for (int i = 0; i < n; i++)
+        shed += is_closed_within(fds[i], 0);
+    return shed;
+}
+
+/* echod with max_connections 200 has its RLIMIT_NOFILE cut to 64 at run time: of 80
+ * more clients, those that find no fd get EOF (tcp_accept_emfile), the rest and an
+ * earlier connection echo exactly, echod's CPU stays flat, the pause is logged once,
+ * and once the clients close, new ones are served without any signal. */
+static void fds_exhausted_shed_and_resume(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  TCP_ONLY "workers = 1;\nmax_connections = 200;\n"
+                           "tcp = { listen = [ \"127.0.0.1:0\" ]; };\n",
+                  NULL);
+    int control = h_tcp_connect_ok(&echod.tcp[0]);
+    h_echo_roundtrip(control, "before\n", 7, 2000);
+    struct rlimit rl;
+    assert_int_equal(prlimit(echod.pid, RLIMIT_NOFILE, NULL, &rl), 0);
+    rl.rlim_cur = 64;
+    assert_int_equal(prlimit(echod.pid, RLIMIT_NOFILE, &rl, NULL), 0);
+    h_note("echod holds %d fds; its limit is now 64", h_fd_count(echod.pid));
+
+    double cpu0 = cpu_seconds(echod.pid);
+    int fds[ATTACK];
+    for (int i = 0; i < ATTACK; i++)
+        fds[i] = h_tcp_connect_ok(&echod.tcp[0]);
+    h_sleep_ms(2000);
+    double cpu = cpu_seconds(echod.pid) - cpu0;
+    h_note("echod used %.3f s of CPU over 2 s out of fds", cpu);
+    if (cpu >= 0.2)
+        fail_msg("echod used %.3f s of CPU in 2 s out of fds: it spins", cpu);
+
+    /* Every attack client is accounted for: served (a worker opened it) or shed. */
+    const char *names[] = {"tcp_opened", "tcp_accept_emfile"};
+    uint64_t v[2] = {0, 0};
+    for (int64_t deadline = h_now_ms() + 20000; h_now_ms() < deadline; h_sleep_ms(100)) {
+        h_echod_stats(&echod, names, v, 2);
+        if (v[0] + v[1] >= ATTACK + 1)
+            break;
+    }
+    h_note("served %llu, shed %llu", (unsigned long long)v[0] - 1, (unsigned long long)v[1]);
+    assert_int_equal(v[0] + v[1], ATTACK + 1);
+    assert_true(v[1] > 0);
+    assert_int_equal(count_shed(fds, ATTACK), (int)v[1]);
+
+    static uint8_t data[256 * KIB];
+    h_fill_random(data, sizeof(data));
+    h_echo_roundtrip(control, data, sizeof(data), 5000);
+    for (int i = 0; i < ATTACK; i++)
+        if (!is_closed_within(fds[i], 0))
+            h_echo_roundtrip(fds[i], "served\n", 7, 2000);
+    char *log = h_read_file(echod.log_path, NULL);
+    assert_non_null(log);
+    int pauses = 0;
+    for (const char *p = log; (p = strstr(p, "pausing accepts")) != NULL; p++)
+        pauses++;
+    free(log);
+    assert_int_equal(pauses, 1);
+
+    for (int i = 0; i < ATTACK; i++)
+        h_close(fds[i]);
+    int late = -1;
+    for (int64_t deadline = h_now_ms() + 5000; late < 0 && h_now_ms() < deadline;) {
+        int fd = h_tcp_connect_ok(&echod.tcp[0]);
+        if (!is_closed_within(fd, 200))
+            late = fd; /* not shed: served */
+        else
+            h_close(fd);
+    }
+    if (late < 0)
+        fail_msg("no new connection was served within 5 s of the clients closing");
+    h_echo_roundtrip(late, "resumed\n", 8, 2000);
+}
+
+/* ---------------------------------------------------------------- SIGPIPE */
+
+/* Wait up to 5 s for the port file at path and return the first TCP listener in sa. */
+static void read_tcp_port(const char *path, struct sockaddr_storage *sa)
+{
+    for (int64_t deadline = h_now_ms() + 5000; access(path, F_OK) != 0; h_sleep_ms(5))
+        if (h_now_ms() >= deadline)
+            fail_msg("no port file %s within 5 s", path);
+    char *text = h_read_file(path, NULL);
+    assert_non_null(text);
+    unsigned port = 0;
+    assert_int_equal(sscanf(text, "tcp 127.0.0.1:%u", &port), 1);
+    free(text);
+    h_loopback(sa, AF_INET, (uint16_t)port);
+}
+
+/* Start echod with argv and its stderr a pipe whose reader is already gone. */
+static pid_t spawn_with_broken_stderr(char *const argv[])
+{
+    int pipefd[2];
+    assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+    close(pipefd[0]); /* the reader is gone before echod writes a byte */
+    pid_t pid = h_spawn_limited(argv, pipefd[1], NULL, 0);
+    close(pipefd[1]);
+    return pid;
+}
+
+/* echod's stderr is a pipe whose reader is gone: every log line (debug per connection,
+ * the stats line of SIGUSR1) fails with EPIPE, and echod keeps serving and stops with
+ * exit 0. Before its threads block signals, a config error written to that stderr
+ * still ends in exit 78, not in death by SIGPIPE. */
+static void closed_stderr_pipe_does_not_kill(void **state)
+{
+    (void)state;
+    char conf[512], ports[600], bad[512];
+    const char *text =
+        TCP_ONLY "log_level = \"debug\";\ntcp = { listen = [ \"127.0.0.1:0\" ]; };\n";
+    h_write_temp("sigpipe.conf", text, strlen(text), conf, sizeof(conf));
+    h_write_temp("sigpipe-bad.conf", "bogus = 1;\n", 11, bad, sizeof(bad));
+    snprintf(ports, sizeof(ports), "%s.ports", conf);
+    char *check[] = {(char *)h_env("ECHOD_BIN"), (char *)"-t", (char *)"-c", bad, NULL};
+    assert_int_equal(h_wait_exit(spawn_with_broken_stderr(check), 5000), 78);
+    char *argv[] = {(char *)h_env("ECHOD_BIN"), (char *)"-c", conf,
+                    (char *)"--port-file",      ports,        NULL};
+    pid_t pid = spawn_with_broken_stderr(argv);
+    struct sockaddr_storage sa;
+    read_tcp_port(ports, &sa);
+    for (int i = 0; i < 5; i++) {
+        int fd = h_tcp_connect_ok(&sa);
+        h_echo_roundtrip(fd, "log me\n", 7, 2000);
+        kill(pid, SIGUSR1);
+        h_close(fd);
+    }
+    h_sleep_ms(200);
+    int fd = h_tcp_connect_ok(&sa);
+    h_echo_roundtrip(fd, "alive\n", 6, 2000);
+    h_close(fd);
+    assert_int_equal(h_wait_exit(pid, 0), -1); /* still running */
+    kill(pid, SIGTERM);
+    int code = h_wait_exit(pid, 5000);
+    if (code < 0)
+        h_kill(pid);
+    assert_int_equal(code, 0);
+}
+
+int main(void)
+{
+    h_init("test_limits", 240);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(send_timeout_closes_non_reader, h_teardown),
+        cmocka_unit_test_teardown(greet_slowloris_closed, h_teardown),
+        cmocka_unit_test_teardown(per_ip_limit, h_teardown),
+        cmocka_unit_test_teardown(fds_exhausted_shed_and_resume, h_teardown),
+        cmocka_unit_test_teardown(closed_stderr_pipe_does_not_kill, h_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
