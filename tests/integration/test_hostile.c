@@ -1372,9 +1372,11 @@ static void hostile_udp_flood(void **state)
     h_note("udp_flood: sent %llu in %.2f s, %llu answered (at most %llu allowed)",
            (unsigned long long)sent, seconds, (unsigned long long)replies,
            (unsigned long long)most);
-    if (replies > most || replies < (sent < UDP_BURST ? sent : UDP_BURST))
+    /* At least half the burst: the guard must not refuse a new source's burst, but on a
+     * loaded machine the kernel may drop part of the flood before echod reads it. */
+    if (replies > most || replies < UDP_BURST / 2)
         fail_msg("the flood got %llu replies, expected %d to %llu", (unsigned long long)replies,
-                 UDP_BURST, (unsigned long long)most);
+                 UDP_BURST / 2, (unsigned long long)most);
     h_close(fd);
     vitals_settle(2048);
     const char *names[] = {"udp_datagrams_in", "udp_datagrams_out", "udp_drop_rate",
