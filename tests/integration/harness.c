@@ -527,7 +527,9 @@ void h_echod_dump_log(struct echod *e)
     free(text);
 }
 
-void h_echod_start(struct echod *e, const char *config_text, const char *const *extra_args)
+/* h_echod_start, with RLIMIT_NOFILE set to nofile in the child when nofile > 0. */
+static void h_echod_launch(struct echod *e, const char *config_text, const char *const *extra_args,
+                           long nofile)
 {
     memset(e, 0, sizeof(*e));
     const char *bin = h_env("ECHOD_BIN");
@@ -548,7 +550,8 @@ void h_echod_start(struct echod *e, const char *config_text, const char *const *
     for (size_t i = 0; extra_args && extra_args[i] && argc < 31; i++)
         argv[argc++] = (char *)extra_args[i];
     argv[argc] = NULL;
-    e->pid = h_spawn(argv, -1, e->out_path, e->log_path);
+    e->pid = nofile > 0 ? h_spawn_limited(argv, -1, e->log_path, nofile)
+                        : h_spawn(argv, -1, e->out_path, e->log_path);
 
     int64_t deadline = h_now_ms() + 5000;
     for (;;) {
@@ -573,6 +576,11 @@ void h_echod_start(struct echod *e, const char *config_text, const char *const *
         fail_msg("cannot read the port file %s: %s", e->port_path, strerror(errno));
     h_parse_port_file(e, ports);
     free(ports);
+}
+
+void h_echod_start(struct echod *e, const char *config_text, const char *const *extra_args)
+{
+    h_echod_launch(e, config_text, extra_args, 0);
 }
 
 int h_echod_signal_wait(struct echod *e, int sig, int timeout_ms)
@@ -710,13 +718,20 @@ uint64_t h_echod_stat(struct echod *e, const char *name)
 
 /* ------------------------------------------------------------------ /proc */
 
+/* The text of /proc/PID/FILE, or fail the test; *path_out names it for messages. */
+static char *h_read_proc(pid_t pid, const char *file, char *path_out, size_t size)
+{
+    snprintf(path_out, size, "/proc/%d/%s", (int)pid, file);
+    char *text = h_read_file(path_out, NULL);
+    if (!text)
+        fail_msg("cannot read %s", path_out);
+    return text;
+}
+
 long h_rss_kib(pid_t pid)
 {
     char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    char *text = h_read_file(path, NULL);
-    if (!text)
-        fail_msg("cannot read %s", path);
+    char *text = h_read_proc(pid, "status", path, sizeof(path));
     const char *at = strstr(text, "VmRSS:");
     if (!at) {
         free(text);
@@ -1231,6 +1246,63 @@ void h_output_free(struct h_output *o)
     free(o->err);
 }
 
+/* ------------------------------------------------------------------ hostile-client suite */
+
+double h_cpu_seconds(pid_t pid)
+{
+    char path[64];
+    char *text = h_read_proc(pid, "stat", path, sizeof(path));
+    /* The command name may hold spaces and ')': the fields start after the last ')'.
+     * utime and stime are fields 14 and 15, the 12th and 13th after it. */
+    const char *p = strrchr(text, ')');
+    unsigned long long ticks[2] = {0, 0};
+    int field = 2;
+    for (; p && *p && field < 15; p++) {
+        if (*p != ' ')
+            continue;
+        field++;
+        if (field == 14 || field == 15)
+            ticks[field - 14] = strtoull(p + 1, NULL, 10);
+    }
+    free(text);
+    if (field < 15)
+        fail_msg("%s: no utime and stime", path);
+    return (double)(ticks[0] + ticks[1]) / (double)sysconf(_SC_CLK_TCK);
+}
+
+void h_tcp_connect_paced(int *fds, size_t n, const struct sockaddr_storage *sa, size_t batch)
+{
+    struct pollfd *pfd = h_xmalloc(batch * sizeof(*pfd));
+    for (size_t base = 0; base < n; base += batch) {
+        size_t count = n - base < batch ? n - base : batch;
+        for (size_t i = 0; i < count; i++) {
+            fds[base + i] = h_tcp_start(sa, 0);
+            if (fds[base + i] < 0)
+                fail_msg("connect %zu of %zu: %s", base + i, n, strerror(-fds[base + i]));
+            pfd[i] = (struct pollfd){fds[base + i], POLLOUT, 0};
+        }
+        int64_t deadline = h_now_ms() + 10000;
+        for (size_t done = 0; done < count;) {
+            if (h_now_ms() >= deadline)
+                fail_msg("connects %zu..%zu: %zu done after 10 s", base, base + count, done);
+            if (poll(pfd, count, 100) < 0 && errno != EINTR)
+                fail_msg("poll: %s", strerror(errno));
+            for (size_t i = 0; i < count; i++) {
+                if (pfd[i].fd < 0 || !pfd[i].revents)
+                    continue;
+                int err = 0;
+                socklen_t len = sizeof(err);
+                getsockopt(pfd[i].fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                if (err)
+                    fail_msg("connect %zu of %zu: %s", base + i, n, strerror(err));
+                pfd[i].fd = -1;
+                done++;
+            }
+        }
+    }
+    free(pfd);
+}
+
 /* ------------------------------------------------------------------ limits */
 
 pid_t h_spawn_limited(char *const argv[], int err_fd, const char *err_path, long nofile)
@@ -1243,4 +1315,9 @@ pid_t h_spawn_limited(char *const argv[], int err_fd, const char *err_path, long
         h_spawn_child(parent, argv, -1, NULL, err_fd, err_path, nofile);
     h_track_child(pid);
     return pid;
+}
+
+void h_echod_start_limited(struct echod *e, const char *config_text, long nofile)
+{
+    h_echod_launch(e, config_text, NULL, nofile);
 }

@@ -212,11 +212,21 @@ void h_udp_expect(int fd, const void *req, size_t req_len, const void *want, siz
  * or -1 on timeout; fails on a socket error. */
 ssize_t h_udp_recv(int fd, void *buf, size_t cap, int timeout_ms);
 
+/* ---- hostile-client suite */
+
+/* CPU time (utime + stime, from /proc/PID/stat) pid has used, in seconds. */
+double h_cpu_seconds(pid_t pid);
+/* Connect fds[0..n) to sa, `batch` at a time so the listen backlog never overflows:
+ * each batch is started, then waited for (10 s); fails on any error. */
+void h_tcp_connect_paced(int *fds, size_t n, const struct sockaddr_storage *sa, size_t batch);
+
 /* ---- limits */
 
 /* Like h_spawn, but stdin and stdout are /dev/null, stderr goes to err_fd (or, if
  * err_fd < 0, to the file err_path), and the child runs with RLIMIT_NOFILE's soft and
  * hard limits set to nofile when nofile > 0 (exit 126 if that fails). Tracked. */
 pid_t h_spawn_limited(char *const argv[], int err_fd, const char *err_path, long nofile);
+/* h_echod_start with RLIMIT_NOFILE (soft and hard) set to nofile before the exec. */
+void h_echod_start_limited(struct echod *e, const char *config_text, long nofile);
 
 #endif

@@ -8,7 +8,6 @@
 #include "harness.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,41 +33,6 @@ static int wait_fds(int want, bool exact, const char *what)
     }
 }
 
-/* Connect fds[0..n) in batches of BATCH: start a batch, wait for each to complete. */
-static void connect_paced(int *fds, size_t n, const struct sockaddr_storage *sa)
-{
-    struct pollfd pfd[BATCH];
-    for (size_t base = 0; base < n; base += BATCH) {
-        size_t count = n - base < BATCH ? n - base : BATCH;
-        for (size_t i = 0; i < count; i++) {
-            fds[base + i] = h_tcp_connect_start(sa);
-            if (fds[base + i] < 0)
-                fail_msg("connect %zu: %s", base + i, strerror(-fds[base + i]));
-            pfd[i] = (struct pollfd){fds[base + i], POLLOUT, 0};
-        }
-        int64_t deadline = h_now_ms() + 10000;
-        size_t done = 0;
-        while (done < count) {
-            if (h_now_ms() >= deadline)
-                fail_msg("connects %zu..%zu: %zu of %zu done after 10 s", base, base + count, done,
-                         count);
-            if (poll(pfd, count, 100) < 0 && errno != EINTR)
-                fail_msg("poll: %s", strerror(errno));
-            for (size_t i = 0; i < count; i++) {
-                if (pfd[i].fd < 0 || !pfd[i].revents)
-                    continue;
-                int err = 0;
-                socklen_t len = sizeof(err);
-                getsockopt(pfd[i].fd, SOL_SOCKET, SO_ERROR, &err, &len);
-                if (err)
-                    fail_msg("connect %zu of %d: %s", base + i, CONNECTIONS, strerror(err));
-                pfd[i].fd = -1;
-                done++;
-            }
-        }
-    }
-}
-
 /* 5,000 clients connected at once to an echod with 2 workers; each sends a distinct
  * message and gets exactly it back; RSS with all of them idle is printed; all fds are
  * released once they close. */
@@ -90,7 +54,7 @@ static void load_5000_concurrent_connections(void **state)
     static char msgs[CONNECTIONS][MSG_LEN + 1];
 
     int64_t t0 = h_now_ms();
-    connect_paced(fds, CONNECTIONS, &echod.tcp[0]);
+    h_tcp_connect_paced(fds, CONNECTIONS, &echod.tcp[0], BATCH);
     int64_t t_connected = h_now_ms();
     wait_fds(fds_before + CONNECTIONS, false, "all 5000 clients connected");
 
