@@ -162,23 +162,6 @@ static void per_ip_limit(void **state)
 
 /* ---------------------------------------------------------------- fds run out */
 
-/* utime + stime of pid, in seconds. */
-static double cpu_seconds(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    char *text = h_read_file(path, NULL);
-    assert_non_null(text);
-    const char *p = strrchr(text, ')');
-    assert_non_null(p);
-    unsigned long utime = 0, stime = 0;
-    /* After "pid (comm)": state is field 3; utime and stime are fields 14 and 15. */
-    int n = sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime);
-    free(text);
-    assert_int_equal(n, 2);
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
 #define ATTACK 80
 
 /* Whether each of fds[0..n) is shed (EOF) or served; counts the shed. */
@@ -209,12 +192,12 @@ static void fds_exhausted_shed_and_resume(void **state)
     assert_int_equal(prlimit(echod.pid, RLIMIT_NOFILE, &rl, NULL), 0);
     h_note("echod holds %d fds; its limit is now 64", h_fd_count(echod.pid));
 
-    double cpu0 = cpu_seconds(echod.pid);
+    double cpu0 = h_cpu_seconds(echod.pid);
     int fds[ATTACK];
     for (int i = 0; i < ATTACK; i++)
         fds[i] = h_tcp_connect_ok(&echod.tcp[0]);
     h_sleep_ms(2000);
-    double cpu = cpu_seconds(echod.pid) - cpu0;
+    double cpu = h_cpu_seconds(echod.pid) - cpu0;
     h_note("echod used %.3f s of CPU over 2 s out of fds", cpu);
     if (cpu >= 0.2)
         fail_msg("echod used %.3f s of CPU in 2 s out of fds: it spins", cpu);
