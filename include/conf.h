@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "addr.h"
+#include "guard.h"
 #include "log.h"
 #include "proto.h"
 
@@ -35,6 +36,8 @@ struct conf {
     unsigned tcp_max_line_bytes; /* greet mode: longest line, not counting '\n' */
     unsigned tcp_buffer_bytes;   /* pending-output bound per connection */
     struct conf_service udp;
+    unsigned udp_max_reply_bytes; /* a larger reply is not sent (udp_reply_too_large) */
+    struct guard_conf udp_guard;  /* the reflection guard, udp.guard */
 };
 
 /* Fill c with the built-in defaults; 0 or -ENOMEM. */

@@ -10,9 +10,9 @@
 
 struct udp;
 
-/* A UDP service (not yet running) over the given listeners; 0 or -errno. */
-int udp_create(const struct conf_service *svc, const struct listener *ls, size_t count,
-               struct udp **out);
+/* A UDP service (not yet running) over the given bound listeners, configured by c's
+ * udp group (its guard treats every listener's port as its own); 0 or -errno. */
+int udp_create(const struct conf *c, const struct listener *ls, size_t count, struct udp **out);
 /* Start the thread; 0 or -errno. */
 int udp_start(struct udp *u);
 /* Answer the datagrams already queued, then end the thread and wait for it. */

@@ -57,6 +57,33 @@ static const struct conf_uint_key conf_tcp_uints[] = {
     {NULL, 0, 0, 0},
 };
 
+static const struct conf_uint_key conf_udp_uints[] = {
+    {"max_reply_bytes", offsetof(struct conf, udp_max_reply_bytes), 1, 65527},
+    {NULL, 0, 0, 0},
+};
+
+static const struct conf_uint_key conf_guard_uints[] = {
+    {"rate", offsetof(struct conf, udp_guard.rate), 1, 10000000},
+    {"burst", offsetof(struct conf, udp_guard.burst), 1, 10000000},
+    {"max_rate", offsetof(struct conf, udp_guard.max_rate), 0, 100000000},
+    {"table_size", offsetof(struct conf, udp_guard.table_size), 16, 1u << 20},
+    {"log_interval_ms", offsetof(struct conf, udp_guard.log_interval_ms), 100, 86400000},
+    {NULL, 0, 0, 0},
+};
+
+/* A boolean key: its name within its group and where it lives. */
+struct conf_bool_key {
+    const char *name;
+    size_t offset; /* of a bool in struct conf */
+};
+
+static const struct conf_bool_key conf_guard_bools[] = {
+    {"enabled", offsetof(struct conf, udp_guard.is_enabled)},
+    {"allow_loopback", offsetof(struct conf, udp_guard.is_loopback_allowed)},
+    {"limit_loopback", offsetof(struct conf, udp_guard.is_loopback_limited)},
+    {NULL, 0},
+};
+
 /* Write "NAME:LINE: group.key: message" and return -EINVAL. */
 __attribute__((format(printf, 4, 5))) static int conf_fail(const struct conf_ctx *ctx,
                                                            const config_setting_t *s,
@@ -199,6 +226,43 @@ static int conf_apply_uint(const struct conf_ctx *ctx, const config_setting_t *s
     return 0;
 }
 
+/* Apply s if its name is one of the boolean keys of `table`; 1 if it was, 0 if not, or -errno. */
+static int conf_apply_bool(const struct conf_ctx *ctx, const config_setting_t *s, const char *group,
+                           const struct conf_bool_key *table, struct conf *c)
+{
+    const char *name = config_setting_name(s);
+    for (const struct conf_bool_key *k = table; k->name; k++) {
+        if (strcmp(name, k->name) == 0) {
+            if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+                return conf_fail(ctx, s, group, "must be true or false");
+            *(bool *)(void *)((char *)c + k->offset) = config_setting_get_bool(s) != 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Apply s if it is the udp.guard group; 1 if it was, 0 if not, or -errno. */
+static int conf_apply_guard(const struct conf_ctx *ctx, const config_setting_t *g, struct conf *c)
+{
+    if (strcmp(config_setting_name(g), "guard") != 0)
+        return 0;
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+        return conf_fail(ctx, g, "udp", "must be a group: guard = { ... };");
+    int n = config_setting_length(g);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+        int rc = conf_apply_uint(ctx, s, "udp.guard", conf_guard_uints, c);
+        if (rc == 0)
+            rc = conf_apply_bool(ctx, s, "udp.guard", conf_guard_bools, c);
+        if (rc == 0)
+            rc = conf_fail(ctx, s, "udp.guard", "unknown key");
+        if (rc < 0)
+            return rc;
+    }
+    return 1;
+}
+
 /* Apply one member of the tcp or udp group; the keys both groups share come first. */
 static int conf_apply_service_key(const struct conf_ctx *ctx, const config_setting_t *s,
                                   const char *group, struct conf_service *svc)
@@ -230,7 +294,9 @@ static int conf_apply_service(const struct conf_ctx *ctx, const config_setting_t
     int n = config_setting_length(g);
     for (int i = 0; i < n; i++) {
         const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
-        int rc = is_tcp ? conf_apply_uint(ctx, s, group, conf_tcp_uints, c) : 0;
+        int rc = conf_apply_uint(ctx, s, group, is_tcp ? conf_tcp_uints : conf_udp_uints, c);
+        if (rc == 0 && !is_tcp)
+            rc = conf_apply_guard(ctx, s, c);
         if (rc == 0)
             rc = conf_apply_service_key(ctx, s, group, svc);
         if (rc < 0)
@@ -252,6 +318,14 @@ static int conf_check_whole(const struct conf_ctx *ctx, const config_t *cfg, con
                          "greet mode needs tcp.buffer_bytes of at least greeting +"
                          " max_line_bytes + 1 = %zu bytes",
                          greet_need);
+    }
+    if (c->udp.mode == PROTO_GREET && c->udp_max_reply_bytes <= c->udp.greeting_len) {
+        const config_setting_t *s = config_lookup(cfg, "udp.max_reply_bytes");
+        if (s == NULL)
+            s = config_lookup(cfg, "udp.mode");
+        return conf_fail(ctx, s, "udp",
+                         "greet mode needs udp.max_reply_bytes above the greeting's %zu bytes",
+                         c->udp.greeting_len);
     }
     return 0;
 }
@@ -314,6 +388,8 @@ int conf_init_defaults(struct conf *c)
     c->tcp_backlog = 4096;
     c->tcp_max_line_bytes = 8192;
     c->tcp_buffer_bytes = 65536;
+    c->udp_max_reply_bytes = 65507;
+    guard_conf_defaults(&c->udp_guard);
     if (conf_service_defaults(&c->tcp, "Hello, ") < 0 ||
         conf_service_defaults(&c->udp, "Hello, client! You sent: ") < 0) {
         conf_free(c);

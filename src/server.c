@@ -121,7 +121,7 @@ int server_start(struct server *s)
 {
     int rc = 0;
     if (s->udp_count > 0) {
-        rc = udp_create(&s->conf->udp, s->ls + s->tcp_count, s->udp_count, &s->udp);
+        rc = udp_create(s->conf, s->ls + s->tcp_count, s->udp_count, &s->udp);
         if (rc == 0 && (rc = udp_start(s->udp)) < 0)
             log_error("cannot start the UDP thread: %s", strerror(-rc));
     }

@@ -3,7 +3,10 @@
  * listener sockets. Echo sends the datagram back; greet sends greeting + datagram,
  * gathered from two iovecs so nothing is copied. A reply the kernel refuses (a full
  * send buffer, an unreachable peer) is dropped and counted: UDP promises no delivery,
- * and the thread must never block on one client. */
+ * and the thread must never block on one client. The guard (guard.h), when enabled,
+ * judges each datagram's source before any reply: a refused one is counted under its
+ * reason and dropped. The clock is read once per batch; drop lines are logged from the
+ * loop, waking epoll_wait only while some wait to be logged. */
 #include "config.h"
 
 #include "udp.h"
@@ -20,6 +23,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "guard.h"
 #include "log.h"
 
 #define UDP_BATCH     64    /* datagrams per socket per wake-up, for fairness */
@@ -34,6 +39,8 @@ struct udp {
     enum proto_mode mode;
     const char *greeting;
     size_t greeting_len;
+    size_t max_reply_bytes; /* udp.max_reply_bytes */
+    struct guard *guard;    /* NULL when udp.guard.enabled is false */
     int epfd;
     int wake_fd;              /* eventfd: written once to stop the thread */
     _Atomic bool is_stopping; /* set once by udp_stop() */
@@ -43,18 +50,48 @@ struct udp {
     uint8_t data[UDP_BUF_BYTES];
 };
 
-int udp_create(const struct conf_service *svc, const struct listener *ls, size_t count,
-               struct udp **out)
+/* The counter for each guard verdict but GUARD_PASS. */
+static const enum stats_counter udp_drop_counters[GUARD_VERDICT_COUNT] = {
+    [GUARD_DROP_PORT] = STAT_udp_drop_port,
+    [GUARD_DROP_REFLECTOR] = STAT_udp_drop_reflector,
+    [GUARD_DROP_OWN_PORT] = STAT_udp_drop_own_port,
+    [GUARD_DROP_ADDRESS] = STAT_udp_drop_address,
+    [GUARD_DROP_RATE] = STAT_udp_drop_rate,
+    [GUARD_DROP_GLOBAL_RATE] = STAT_udp_drop_global_rate,
+};
+
+/* The guard configured in c, with every bound listener's port as an own port. */
+static int udp_create_guard(struct udp *u, const struct conf *c)
+{
+    if (!c->udp_guard.is_enabled)
+        return 0;
+    struct guard_policy policy;
+    guard_policy_init(&policy);
+    policy.is_loopback_allowed = c->udp_guard.is_loopback_allowed;
+    for (size_t i = 0; i < u->count; i++) {
+        int rc = guard_policy_add_own_port(&policy,
+                                           addr_port((const struct sockaddr *)&u->ls[i].bound.ss));
+        if (rc < 0)
+            return rc;
+    }
+    return guard_create(&c->udp_guard, &policy, &u->guard);
+}
+
+int udp_create(const struct conf *c, const struct listener *ls, size_t count, struct udp **out)
 {
     struct udp *u = calloc(1, sizeof(*u));
     if (u == NULL)
         return -ENOMEM;
     u->ls = ls;
     u->count = count;
-    u->mode = svc->mode;
-    u->greeting = svc->greeting;
-    u->greeting_len = svc->greeting_len;
-    int rc = listener_watch(ls, count, &u->epfd, &u->wake_fd);
+    u->mode = c->udp.mode;
+    u->greeting = c->udp.greeting;
+    u->greeting_len = c->udp.greeting_len;
+    u->max_reply_bytes = c->udp_max_reply_bytes;
+    u->epfd = u->wake_fd = -1;
+    int rc = udp_create_guard(u, c);
+    if (rc == 0)
+        rc = listener_watch(ls, count, &u->epfd, &u->wake_fd);
     if (rc < 0) {
         udp_destroy(u);
         return rc;
@@ -68,6 +105,8 @@ static void udp_reply(struct udp *u, const struct listener *l, size_t n,
                       const struct sockaddr_storage *src, socklen_t src_len)
 {
     size_t max = l->bound.ss.ss_family == AF_INET6 ? UDP_MAX_V6 : UDP_MAX_V4;
+    if (u->max_reply_bytes < max)
+        max = u->max_reply_bytes;
     struct iovec iov[2];
     size_t k = 0;
     if (u->mode == PROTO_GREET) {
@@ -94,6 +133,7 @@ static void udp_reply(struct udp *u, const struct listener *l, size_t n,
 /* Answer up to `max` queued datagrams on l; stop early when none is left. */
 static void udp_serve(struct udp *u, const struct listener *l, size_t max)
 {
+    uint64_t now_ms = u->guard ? clock_now_ms() : 0; /* one reading per batch */
     for (size_t i = 0; i < max; i++) {
         struct sockaddr_storage src;
         socklen_t src_len = sizeof(src);
@@ -106,6 +146,14 @@ static void udp_serve(struct udp *u, const struct listener *l, size_t max)
         }
         stats_add(&u->stats, STAT_udp_datagrams_in, 1);
         stats_add(&u->stats, STAT_udp_bytes_in, (uint64_t)n);
+        if (u->guard) {
+            enum guard_verdict v =
+                guard_admit(u->guard, (const struct sockaddr *)&src, src_len, now_ms);
+            if (v != GUARD_PASS) {
+                stats_add(&u->stats, udp_drop_counters[v], 1);
+                continue;
+            }
+        }
         udp_reply(u, l, (size_t)n, &src, src_len);
     }
 }
@@ -114,17 +162,22 @@ static void *udp_main(void *arg)
 {
     struct udp *u = arg;
     struct epoll_event events[16];
+    int timeout_ms = -1; /* until a drop line is due */
     while (!atomic_load(&u->is_stopping)) {
-        int n = epoll_wait(u->epfd, events, 16, -1);
+        int n = epoll_wait(u->epfd, events, 16, timeout_ms);
         if (n < 0 && errno != EINTR)
             log_error("udp: epoll_wait: %s", strerror(errno));
         for (int i = 0; i < n; i++)
             if (events[i].data.ptr != NULL)
                 udp_serve(u, events[i].data.ptr, UDP_BATCH);
+        if (u->guard)
+            timeout_ms = guard_log_drops(u->guard, clock_now_ms(), false);
     }
     /* Answer what arrived before the stop rather than drop it. */
     for (size_t i = 0; i < u->count; i++)
         udp_serve(u, &u->ls[i], UDP_DRAIN_MAX);
+    if (u->guard)
+        guard_log_drops(u->guard, clock_now_ms(), true);
     return NULL;
 }
 
@@ -155,6 +208,7 @@ void udp_destroy(struct udp *u)
         close(u->wake_fd);
     if (u->epfd >= 0)
         close(u->epfd);
+    guard_destroy(u->guard);
     free(u);
 }
 

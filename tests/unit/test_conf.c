@@ -128,6 +128,15 @@ static void check_defaults(const struct conf *c)
     check_listen_one(&c->udp, "127.0.0.1:7007");
     assert_int_equal(c->udp.mode, PROTO_ECHO);
     check_greeting(&c->udp, "Hello, client! You sent: ");
+    assert_int_equal(c->udp_max_reply_bytes, 65507);
+    assert_true(c->udp_guard.is_enabled);
+    assert_true(c->udp_guard.is_loopback_allowed);
+    assert_false(c->udp_guard.is_loopback_limited);
+    assert_int_equal(c->udp_guard.rate, 1000);
+    assert_int_equal(c->udp_guard.burst, 2000);
+    assert_int_equal(c->udp_guard.max_rate, 100000);
+    assert_int_equal(c->udp_guard.table_size, 4096);
+    assert_int_equal(c->udp_guard.log_interval_ms, 10000);
 }
 
 static void test_defaults(void **state)
@@ -285,7 +294,11 @@ static const struct range_case ranges[] = {
 static void range_text(const struct range_case *r, long long v, char *text, size_t size)
 {
     const char *suffix = v > INT32_MAX || v < INT32_MIN ? "L" : "";
-    if (r->group != NULL)
+    const char *dot = r->group != NULL ? strchr(r->group, '.') : NULL;
+    if (dot != NULL) /* "udp.guard": a group in a group, the key still on line 3 */
+        snprintf(text, size, "# range\n%.*s = { %s = {\n  %s = %lld%s;\n}; };\n",
+                 (int)(dot - r->group), r->group, dot + 1, r->key, v, suffix);
+    else if (r->group != NULL)
         snprintf(text, size, "# range\n%s = {\n  %s = %lld%s;\n};\n", r->group, r->key, v, suffix);
     else
         snprintf(text, size, "# range\n\n%s = %lld%s;\n", r->key, v, suffix);
@@ -333,6 +346,86 @@ static void test_range_ends_accepted(void **state)
     }
     load_ok("workers = 7L;\n"); /* a 64-bit literal is an integer too */
     assert_int_equal(conf.workers, 7);
+}
+
+/* udp.max_reply_bytes and the udp.guard group: ranges, types, unknown keys. */
+static const struct range_case udp_ranges[] = {
+    {"udp", "max_reply_bytes", 1, 65527, offsetof(struct conf, udp_max_reply_bytes)},
+    {"udp.guard", "rate", 1, 10000000, offsetof(struct conf, udp_guard.rate)},
+    {"udp.guard", "burst", 1, 10000000, offsetof(struct conf, udp_guard.burst)},
+    {"udp.guard", "max_rate", 0, 100000000, offsetof(struct conf, udp_guard.max_rate)},
+    {"udp.guard", "table_size", 16, 1048576, offsetof(struct conf, udp_guard.table_size)},
+    {"udp.guard", "log_interval_ms", 100, 86400000,
+     offsetof(struct conf, udp_guard.log_interval_ms)},
+};
+
+static void test_udp_guard_ranges(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(udp_ranges) / sizeof(udp_ranges[0]); i++) {
+        check_out_of_range(&udp_ranges[i], udp_ranges[i].min - 1);
+        check_out_of_range(&udp_ranges[i], udp_ranges[i].max + 1);
+        check_in_range(&udp_ranges[i], udp_ranges[i].min);
+        check_in_range(&udp_ranges[i], udp_ranges[i].max);
+    }
+}
+
+static void test_udp_guard_keys(void **state)
+{
+    (void)state;
+    load_ok("udp = {\n"
+            "  max_reply_bytes = 1400;\n"
+            "  guard = {\n"
+            "    enabled = false; allow_loopback = false; limit_loopback = true;\n"
+            "    rate = 50; burst = 60; max_rate = 0; table_size = 128; log_interval_ms = 200;\n"
+            "  };\n"
+            "};\n");
+    assert_int_equal(conf.udp_max_reply_bytes, 1400);
+    assert_false(conf.udp_guard.is_enabled);
+    assert_false(conf.udp_guard.is_loopback_allowed);
+    assert_true(conf.udp_guard.is_loopback_limited);
+    assert_int_equal(conf.udp_guard.rate, 50);
+    assert_int_equal(conf.udp_guard.burst, 60);
+    assert_int_equal(conf.udp_guard.max_rate, 0);
+    assert_int_equal(conf.udp_guard.table_size, 128);
+    assert_int_equal(conf.udp_guard.log_interval_ms, 200);
+    load_ok("udp = { guard = { }; };\n"); /* an empty group keeps the defaults */
+    check_defaults(&conf);
+    static const struct error_case cases[] = {
+        {"udp = {\n  guard = {\n    colour = 1;\n  };\n};\n", 3, "udp.guard.colour", "unknown key"},
+        {"udp = { guard = { listen = [ ]; }; };\n", 1, "udp.guard.listen", "unknown key"},
+        {"tcp = {\n  guard = { };\n};\n", 2, "tcp.guard", "unknown key"},
+        {"tcp = { max_reply_bytes = 100; };\n", 1, "tcp.max_reply_bytes", "unknown key"},
+        {"guard = { };\n", 1, "guard", "unknown key"},
+        {"udp = {\n  guard = 1;\n};\n", 2, "udp.guard", "must be a group: guard = { ... };"},
+        {"udp = { guard = { enabled = 1; }; };\n", 1, "udp.guard.enabled", "must be true or false"},
+        {"udp = { guard = { allow_loopback = \"yes\"; }; };\n", 1, "udp.guard.allow_loopback",
+         "must be true or false"},
+        {"udp = { guard = {\n limit_loopback = 0.0; }; };\n", 2, "udp.guard.limit_loopback",
+         "must be true or false"},
+        {"udp = { guard = { rate = \"5\"; }; };\n", 1, "udp.guard.rate", "must be an integer"},
+        {"udp = { guard = { burst = true; }; };\n", 1, "udp.guard.burst", "must be an integer"},
+        {"udp = { max_reply_bytes = 1.5; };\n", 1, "udp.max_reply_bytes", "must be an integer"},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
+/* Greet mode needs max_reply_bytes above the greeting, or no reply could ever be sent. */
+static void test_udp_greet_reply_rule(void **state)
+{
+    (void)state;
+    /* "Hello, client! You sent: " is 25 bytes. */
+    load_ok("udp = { mode = \"greet\"; max_reply_bytes = 26; };");
+    assert_int_equal(conf.udp_max_reply_bytes, 26);
+    static const struct error_case cases[] = {
+        {"udp = {\n  mode = \"greet\";\n  max_reply_bytes = 25;\n};\n", 3, "udp.max_reply_bytes",
+         "greet mode needs udp.max_reply_bytes above the greeting's 25 bytes"},
+        {"udp = {\n  max_reply_bytes = 4;\n  greeting = \"Hello\";\n  mode = \"greet\";\n};\n", 2,
+         "udp.max_reply_bytes",
+         "greet mode needs udp.max_reply_bytes above the greeting's 5 bytes"},
+    };
+    CHECK_ERROR_CASES(cases);
+    load_ok("udp = { mode = \"echo\"; max_reply_bytes = 1; };"); /* echo mode does not care */
 }
 
 static void test_bad_mode_and_level(void **state)
@@ -640,6 +733,9 @@ int main(void)
         TEST(test_wrong_types),
         TEST(test_out_of_range),
         TEST(test_range_ends_accepted),
+        TEST(test_udp_guard_ranges),
+        TEST(test_udp_guard_keys),
+        TEST(test_udp_greet_reply_rule),
         TEST(test_bad_mode_and_level),
         TEST(test_bad_listen_address),
         TEST(test_listen_count_limit),
