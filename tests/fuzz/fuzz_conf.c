@@ -76,6 +76,12 @@ static void fuzz_check_conf(const struct conf *c)
     FUZZ_ASSERT(c->tcp_buffer_bytes >= 1024 && c->tcp_buffer_bytes <= 64u << 20);
     if (c->tcp.mode == PROTO_GREET)
         FUZZ_ASSERT(c->tcp_buffer_bytes >= c->tcp.greeting_len + c->tcp_max_line_bytes + 1);
+    FUZZ_ASSERT(c->udp_max_reply_bytes >= 1 && c->udp_max_reply_bytes <= 65527);
+    const struct guard_conf *g = &c->udp_guard;
+    FUZZ_ASSERT(g->rate >= 1 && g->rate <= 10000000 && g->burst >= 1 && g->burst <= 10000000);
+    FUZZ_ASSERT(g->max_rate <= 100000000);
+    FUZZ_ASSERT(g->table_size >= 16 && g->table_size <= 1u << 20);
+    FUZZ_ASSERT(g->log_interval_ms >= 100 && g->log_interval_ms <= 86400000);
     fuzz_check_service(&c->tcp);
     fuzz_check_service(&c->udp);
 }
