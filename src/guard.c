@@ -1,17 +1,12 @@
-/* guard: the UDP reflection guard. Run by the UDP thread only, which owns the guard: its
- * prefix table, its global bucket and its pending drop counts, so nothing is locked.
- *
- * DESIGN. The source check is pure and reads the sockaddr through memcpy, never past len.
- * Token buckets count milli-tokens, so a refill of `rate` per second is exact at 1 ms
- * steps. The prefix table is a fixed array of table_size slots, allocated once: a prefix
- * (IPv4 /24, IPv6 /64, v4-mapped counted as IPv4) hashes with SipHash-2-4 under a random
- * per-process key to a window of GUARD_PROBE consecutive slots and lives in one of them.
- * A new prefix takes a free slot of its window, else one whose bucket has refilled
- * (forgetting it loses nothing), else the least recently seen. Evicting a prefix that is
- * still being limited hands it a fresh full bucket when it returns: eviction can make
- * the guard more lenient (at most `burst` datagrams per eviction), never deny a source.
- * A spoofer cycling prefixes only churns slots, bounded by table_size and held by the
- * global cap; the secret key keeps it from aiming its prefixes at one window. */
+/* guard: the UDP reflection guard. Run by the UDP thread only, which owns the guard (its
+ * prefix table, global bucket and pending drop counts), so nothing is locked.
+ * DESIGN. The source check is pure and reads the sockaddr by memcpy, never past len.
+ * Buckets count milli-tokens, exact at 1 ms steps. The prefix table is one fixed array:
+ * a prefix hashes (SipHash-2-4, random key) to a window of GUARD_PROBE slots; a new one
+ * takes a free slot there, else a refilled one (nothing lost), else the least recently
+ * seen. Evicting a prefix still being limited gives it a fresh bucket later: eviction
+ * can make the guard more lenient (by at most `burst`), never refuse a source, and what
+ * passes still meets the global cap. Spoofed prefixes churn slots but never add any. */
 #include "config.h"
 
 #include "guard.h"
@@ -245,9 +240,12 @@ static uint64_t guard_refilled(uint64_t tokens_milli, uint64_t seen_ms, uint64_t
 {
     if (now_ms <= seen_ms || tokens_milli >= cap_milli)
         return tokens_milli;
-    uint64_t room = cap_milli - tokens_milli;
-    uint64_t elapsed = now_ms - seen_ms; /* rate tokens/s = rate milli-tokens/ms */
-    return elapsed >= room / rate + 1 ? cap_milli : tokens_milli + elapsed * rate;
+    uint64_t room = cap_milli - tokens_milli; /* at most 10^11 milli-tokens */
+    uint64_t elapsed = now_ms - seen_ms;      /* rate tokens/s = rate milli-tokens/ms */
+    if (elapsed >= room)
+        return cap_milli; /* rate >= 1: full, and elapsed * rate cannot overflow below */
+    uint64_t add = elapsed * rate;
+    return add >= room ? cap_milli : tokens_milli + add;
 }
 
 /* Refill the bucket to now and take one token from it; false when it has none. */
@@ -279,12 +277,15 @@ static struct guard_slot *guard_slot_for(struct guard *g, const struct guard_sou
     size_t size = g->conf.table_size;
     size_t start = (size_t)(guard_siphash(g->key, src->prefix, src->family) % size);
     size_t probe = size < GUARD_PROBE ? size : GUARD_PROBE;
+    for (size_t k = 0; k < probe; k++) {
+        struct guard_slot *s = &g->slots[start + k < size ? start + k : start + k - size];
+        if (s->family == src->family && s->prefix == src->prefix)
+            return s;
+    }
     struct guard_slot *victim = NULL;
     int victim_cost = 3;
     for (size_t k = 0; k < probe; k++) {
-        struct guard_slot *s = &g->slots[(start + k) % size];
-        if (s->family == src->family && s->prefix == src->prefix)
-            return s;
+        struct guard_slot *s = &g->slots[start + k < size ? start + k : start + k - size];
         int cost = guard_slot_cost(g, s, now_ms);
         if (cost < victim_cost || (cost == victim_cost && s->seen_ms < victim->seen_ms)) {
             victim = s;
@@ -350,7 +351,8 @@ static void guard_note_drop(struct guard *g, enum guard_verdict v, const struct 
     g->has_drops = true;
     size_t n = sa == NULL ? 0 : len < sizeof(d->last) ? len : sizeof(d->last);
     memset(&d->last, 0, sizeof(d->last));
-    memcpy(&d->last, sa, n);
+    if (n > 0)
+        memcpy(&d->last, sa, n);
 }
 
 enum guard_verdict guard_admit(struct guard *g, const struct sockaddr *sa, socklen_t len,
@@ -377,7 +379,7 @@ int guard_log_drops(struct guard *g, uint64_t now_ms, bool is_final)
             continue;
         char from[ADDR_STRLEN];
         addr_format((const struct sockaddr *)&d->last, from, sizeof(from));
-        uint64_t span_ms = now_ms - d->first_ms;
+        uint64_t span_ms = now_ms > d->first_ms ? now_ms - d->first_ms : 0;
         log_warn("udp guard: dropped %llu datagram%s in the last %llu.%llu s: %s (last from %s)",
                  (unsigned long long)d->count, d->count == 1 ? "" : "s",
                  (unsigned long long)(span_ms / 1000), (unsigned long long)(span_ms % 1000 / 100),
