@@ -76,7 +76,7 @@ log_level = "warn";
 tcp = { listen = ["127.0.0.1:0"]; };
 udp = { listen = ["127.0.0.1:0"]; };
 EOF
-./echod -c "$tmp/echod.conf" --port-file "$tmp/echod.ports" 2>"$tmp/echod.log" &
+build/default/echod -c "$tmp/echod.conf" --port-file "$tmp/echod.ports" 2>"$tmp/echod.log" &
 pids="$pids $!"
 wait_lines "$tmp/echod.ports" 2 echod
 
@@ -120,7 +120,7 @@ port_of() {
 # Run echod-bench against port $2, named $1; its output into $tmp/$1.out.
 run_bench() {
     echo "== $1 ($proto, $conns connections, $size-byte messages, pipeline $pipeline, ${duration} s)"
-    if ! ./echod-bench $udp -p "$2" -c "$conns" -s "$size" -P "$pipeline" -d "$duration" \
+    if ! build/default/echod-bench $udp -p "$2" -c "$conns" -s "$size" -P "$pipeline" -d "$duration" \
         >"$tmp/$1.out"; then
         cat "$tmp/$1.out"
         echo "bench: echod-bench against $1 failed" >&2

@@ -3,7 +3,9 @@
 # Quiet when everything is there already; needs root (or sudo) only when installing.
 set -eu
 
-PACKAGES="build-essential autoconf automake autoconf-archive pkg-config libconfig-dev libcmocka-dev"
+# clang and libclang-rt-14-dev (libFuzzer) build the harnesses of make fuzz.
+PACKAGES="build-essential autoconf automake autoconf-archive pkg-config libconfig-dev libcmocka-dev
+    clang libclang-rt-14-dev"
 
 missing=""
 for p in $PACKAGES; do

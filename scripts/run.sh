@@ -5,4 +5,4 @@
 set -eu
 cd "$(dirname "$0")/.."
 scripts/build.sh
-exec ./echod "$@"
+exec build/default/echod "$@"

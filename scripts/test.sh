@@ -1,25 +1,117 @@
 #!/bin/sh
-# Quick start 2: install what is missing, build with warnings as errors, and run the
-# whole test suite (make check: cmocka unit tests and integration tests that drive the
-# real binaries on loopback). Ends with "N passed, N failed"; exits non-zero on failure.
+# Quick start 2 and CI: install what is missing, then build with warnings as errors and
+# run the whole test suite (make check) three times, each out of tree in its own
+# build/NAME: plain, with AddressSanitizer + UndefinedBehaviorSanitizer, and with
+# ThreadSanitizer. Any sanitizer report fails the run: the report makes the process
+# (a test, or echod under a test) exit non-zero, and every report is also written to
+# build/NAME/sanitizer/ so one from a process whose exit nobody checks still counts.
+# Then `make fuzz` runs every libFuzzer harness for FUZZ_SECONDS (default 30) each.
+# One summary line per configuration; full logs only of what failed.
+# Usage: scripts/test.sh [CONFIG...]  (plain asan tsan fuzz; default all four)
 set -eu
 cd "$(dirname "$0")/.."
-scripts/build.sh --enable-werror
-status=0
-make -s -j"$(nproc)" check >check.out 2>&1 || status=$?
-grep -E '^(PASS|FAIL|XPASS|ERROR|SKIP):' check.out || true
-if [ "$status" -ne 0 ]; then
-    for log in $(grep -lE '^(not ok|Bail out)' tests/*/*.log 2>/dev/null); do
-        echo "---- $log"
-        cat "$log"
-    done
-    grep -vE '^(PASS|SKIP):' check.out | tail -40
-fi
-pass=$(grep -c '^PASS:' check.out || true)
-fail=$(grep -cE '^(FAIL|XPASS|ERROR):' check.out || true)
-skip=$(grep -c '^SKIP:' check.out || true)
-rm -f check.out
-[ "$pass" -gt 0 ] || { echo "no test ran" >&2; status=1; }
-[ "$fail" -eq 0 ] || status=1
-echo "$pass passed, $fail failed, $skip skipped"
-exit "$status"
+configs=${*:-plain asan tsan fuzz}
+overall=0
+
+# The sanitizer runtime options for build dir $1: stop at the first report, exit
+# non-zero, and keep a copy of every report.
+san_env() {
+    reports="$(pwd)/$1/sanitizer/report"
+    ASAN_OPTIONS="halt_on_error=1:abort_on_error=0:exitcode=23:detect_leaks=1:log_path=$reports"
+    UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=23:log_path=$reports"
+    TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:log_path=$reports"
+    export ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS
+}
+
+# ThreadSanitizer maps its shadow memory at fixed addresses; a kernel with more ASLR
+# bits (vm.mmap_rnd_bits > 28) can place a mapping there and TSan dies with
+# "unexpected memory mapping". Then run the suite without ASLR (setarch -R).
+tsan_wrapper() {
+    out=$(TSAN_OPTIONS= "$1/echod" --version 2>&1) && return 0
+    case "$out" in
+        *"unexpected memory mapping"* | *"FATAL: ThreadSanitizer"*) ;;
+        *) return 0 ;; # another failure: make check will show it
+    esac
+    no_aslr="setarch $(uname -m) -R"
+    if TSAN_OPTIONS= $no_aslr "$1/echod" --version >/dev/null 2>&1; then
+        echo "$no_aslr"
+        return 0
+    fi
+    echo "test: ThreadSanitizer cannot map its shadow memory, even under $no_aslr:" \
+        "$out; try: sysctl vm.mmap_rnd_bits=28" >&2
+    return 1
+}
+
+# Build into build/$1 with configure arguments $3.., run make check; summary named $2.
+run_suite() {
+    dir=build/$1 name=$2
+    shift 2
+    start=$(date +%s)
+    if ! BUILD_DIR=$dir scripts/build.sh --enable-werror "$@"; then
+        echo "$name: build failed"
+        return 1
+    fi
+    rm -rf "$dir/sanitizer"
+    mkdir -p "$dir/sanitizer"
+    wrapper=""
+    if [ "${1:-}" = "--enable-sanitizers=thread" ]; then
+        wrapper=$(tsan_wrapper "$dir") || { echo "$name: cannot run ThreadSanitizer"; return 1; }
+        [ -z "$wrapper" ] || echo "$name: TSan needs ASLR off on this kernel: running under $wrapper"
+    fi
+    status=0
+    (san_env "$dir" && $wrapper make -C "$dir" -s -j"$(nproc)" check) >"$dir/check.out" 2>&1 ||
+        status=$?
+    pass=$(grep -c '^PASS:' "$dir/check.out" || true)
+    fail=$(grep -cE '^(FAIL|XPASS):' "$dir/check.out" || true)
+    errors=$(grep -c '^ERROR:' "$dir/check.out" || true) # a test program that died
+    skip=$(grep -c '^SKIP:' "$dir/check.out" || true)
+    reports=$(find "$dir/sanitizer" -type f | sort)
+    if [ "$status" -ne 0 ] || [ "$fail" -ne 0 ] || [ "$errors" -ne 0 ] || [ "$pass" -eq 0 ] ||
+        [ -n "$reports" ]; then
+        grep -E '^(FAIL|XPASS|ERROR):' "$dir/check.out" || true
+        for log in $(grep -lE '^(not ok|Bail out)' "$dir"/tests/*/*.log 2>/dev/null); do
+            echo "---- $log"
+            cat "$log"
+        done
+        # The first reports in full; the rest are usually the same one again.
+        for report in $(echo "$reports" | head -10); do
+            echo "---- sanitizer report $report"
+            cat "$report"
+        done
+        echo "---- make check output (last 40 lines)"
+        grep -vE '^(PASS|SKIP):' "$dir/check.out" | tail -40
+        [ "$pass" -gt 0 ] || echo "$name: no test ran"
+        [ -z "$reports" ] || echo "$name: $(echo "$reports" | wc -l) sanitizer report(s)"
+        status=1
+    fi
+    summary="$pass passed, $fail failed"
+    [ "$errors" -eq 0 ] || summary="$summary, $errors test programs exited early"
+    echo "$name: $summary, $skip skipped ($(($(date +%s) - start)) s)"
+    return "$status"
+}
+
+# Build and run every fuzzer for FUZZ_SECONDS; make fuzz prints each one's executions.
+run_fuzz() {
+    start=$(date +%s)
+    status=0
+    BUILD_DIR=build/plain scripts/build.sh --enable-werror || status=$?
+    [ "$status" -ne 0 ] ||
+        make -C build/plain -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}" || status=$?
+    if [ "$status" -eq 0 ]; then
+        echo "fuzz: all fuzzers passed ($(($(date +%s) - start)) s)"
+    else
+        echo "fuzz: FAILED ($(($(date +%s) - start)) s)"
+    fi
+    return "$status"
+}
+
+for config in $configs; do
+    case "$config" in
+        plain) run_suite plain plain || overall=1 ;;
+        asan) run_suite asan asan+ubsan --enable-sanitizers=address,undefined || overall=1 ;;
+        tsan) run_suite tsan tsan --enable-sanitizers=thread || overall=1 ;;
+        fuzz) run_fuzz || overall=1 ;;
+        *) echo "test: unknown configuration $config (plain, asan, tsan, fuzz)" >&2; exit 64 ;;
+    esac
+done
+exit "$overall"

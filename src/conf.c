@@ -480,7 +480,9 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t err_size)
  * and silently wraps it: "workers = 4294967297;" would load as 1. This lexer pass finds
  * such literals before libconfig sees the text. It skips strings and comments, takes
  * names whole (so "key2" is no number), and leaves floats and L-suffixed integers to
- * libconfig. Returns the literal's line (1-based) and its setting's name, or 0. */
+ * libconfig. It also stops at a directive (@include): libconfig would read that file with
+ * its own reader, which exits the process on a directory and blocks on a FIFO; then num
+ * is NULL. Returns the literal's line (1-based) and its setting's name, or 0. */
 struct conf_literal {
     unsigned line;
     const char *key, *num; /* the last name before it, and the literal, in text */
@@ -536,6 +538,11 @@ static bool conf_find_wrapping_int(const char *text, struct conf_literal *lit)
                        1;
             lit->key = p;
             lit->key_len = (int)n;
+            if (*p == '@') { /* @include: libconfig would read that file itself */
+                lit->line = line;
+                lit->num = NULL;
+                return true;
+            }
             p += n;
         } else if (isdigit((unsigned char)*p) ||
                    ((*p == '-' || *p == '+') && isdigit((unsigned char)p[1]))) {
@@ -558,8 +565,12 @@ int conf_load_string(struct conf *c, const char *text, const char *name, char *e
 {
     struct conf_literal lit = {0, "", "", 0, 0};
     if (conf_find_wrapping_int(text, &lit)) {
-        snprintf(err, err_size, "%s:%u: %.*s: %.*s is out of range (integers are 32-bit)", name,
-                 lit.line, lit.key_len, lit.key, lit.num_len, lit.num);
+        if (lit.num == NULL)
+            snprintf(err, err_size, "%s:%u: %.*s: is not supported (echod reads one file)", name,
+                     lit.line, lit.key_len, lit.key);
+        else
+            snprintf(err, err_size, "%s:%u: %.*s: %.*s is out of range (integers are 32-bit)", name,
+                     lit.line, lit.key_len, lit.key, lit.num_len, lit.num);
         return -EINVAL;
     }
     struct conf_ctx ctx = {name, err, err_size};

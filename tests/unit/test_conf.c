@@ -4,7 +4,8 @@
  * bad mode or level, bad listen address, too many addresses, greeting limits, the greet
  * buffer rule, syntax) gives -EINVAL and exactly "NAME:LINE: key: message" and leaves the
  * struct as it was; an empty listen list turns a service off; conf_worker_count;
- * a missing file; and the shipped etc/echod.conf, which must load to the defaults. */
+ * a missing file; @include refused; and the shipped etc/echod.conf, which must load to
+ * the defaults. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -685,6 +686,19 @@ static void test_wrapping_integer_literals(void **state)
                 "must be between 0 and 1024, not 4294967297");
 }
 
+/* @include is refused before libconfig sees it: its reader exits the process when the
+ * included path is a directory. In strings and comments "@include" is just text. */
+static void test_include_refused(void **state)
+{
+    (void)state;
+    check_error("workers = 2;\n@include \"/\"\n", 2, "@include",
+                "is not supported (echod reads one file)");
+    check_error("  @include \"/etc/echod/other.conf\"\n", 1, "@include",
+                "is not supported (echod reads one file)");
+    load_ok("# @include \"/\"\ntcp = { greeting = \"@include \\\"/\\\"\"; };\n");
+    assert_string_equal(conf.tcp.greeting, "@include \"/\"");
+}
+
 /* A path that is not a regular file, or a file with a NUL byte, is refused with its
  * path and reason: libconfig's reader would exit the process on a directory. */
 static void test_unreadable_file(void **state)
@@ -747,6 +761,7 @@ int main(void)
         TEST(test_worker_count),
         TEST(test_missing_file),
         TEST(test_wrapping_integer_literals),
+        TEST(test_include_refused),
         TEST(test_unreadable_file),
         TEST(test_shipped_conf),
     };
