@@ -133,13 +133,15 @@ static void conn_close(struct conn_set *set, struct conn *c, enum stats_counter 
     buf_pool_put(&set->in_pool, c->in);
     if (set->s.iplimit)
         iplimit_release(set->s.iplimit, c->fd); /* before close frees the fd number */
-    close(c->fd);                               /* also removes it from epoll */
-    free(c);
-    set->count--;
+    /* Counted before the client can see the close, so a reader that saw EOF and then
+     * asks for the counters finds this close in them. */
     if (reason != STAT_COUNT)
         stats_add(set->stats, reason, 1);
     stats_add(set->stats, STAT_tcp_closed, 1);
-    set->s.on_close(set->s.on_close_arg);
+    close(c->fd); /* also removes it from epoll */
+    free(c);
+    set->count--;
+    set->s.on_close(set->s.on_close_arg); /* after close: the fd is free for the acceptor */
 }
 
 /* Give back buffers that hold nothing, so idle connections keep none. */

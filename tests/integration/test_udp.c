@@ -163,6 +163,16 @@ static void udp_echo_ipv6(void **state)
     h_note("IPv6 [::1]: every size echoed exactly");
 }
 
+/* Wait up to 2 s for counter `name` to reach want; its last value. */
+static uint64_t wait_stat(const char *name, uint64_t want)
+{
+    int64_t deadline = h_now_ms() + 2000;
+    uint64_t v;
+    while ((v = h_echod_stat(&echod, name)) < want && h_now_ms() < deadline)
+        h_sleep_ms(50);
+    return v;
+}
+
 /* 40 datagrams from one socket: the counters account for every one of them. */
 static void udp_counters(void **state)
 {
@@ -174,6 +184,7 @@ static void udp_counters(void **state)
         h_fill_random(data, SMALL);
         h_udp_expect(fd, data, SMALL, data, SMALL, 1, 2000);
     }
+    wait_stat("udp_datagrams_out", COUNT); /* counted once sendmsg returns, after the reply */
     const char *names[] = {"udp_datagrams_in", "udp_datagrams_out", "udp_bytes_in",
                            "udp_bytes_out"};
     uint64_t v[4];
@@ -211,16 +222,6 @@ static unsigned drain_count(int fd, int quiet_ms)
     while (h_udp_recv(fd, reply, sizeof(reply), quiet_ms) >= 0 && h_now_ms() < give_up)
         n++;
     return n;
-}
-
-/* Wait up to 2 s for counter `name` to reach want; its last value. */
-static uint64_t wait_stat(const char *name, uint64_t want)
-{
-    int64_t deadline = h_now_ms() + 2000;
-    uint64_t v;
-    while ((v = h_echod_stat(&echod, name)) < want && h_now_ms() < deadline)
-        h_sleep_ms(50);
-    return v;
 }
 
 enum { FLOOD = 2000, OTHER = 20, RATE = 50, BURST = 50, DGRAM_LEN = 32 };
