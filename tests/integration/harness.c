@@ -716,6 +716,15 @@ uint64_t h_echod_stat(struct echod *e, const char *name)
     return v;
 }
 
+uint64_t h_echod_wait_stat(struct echod *e, const char *name, uint64_t want, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    uint64_t v;
+    while ((v = h_echod_stat(e, name)) < want && h_now_ms() < deadline)
+        h_sleep_ms(50);
+    return v;
+}
+
 /* ------------------------------------------------------------------ /proc */
 
 /* The text of /proc/PID/FILE, or fail the test; *path_out names it for messages. */

@@ -140,6 +140,10 @@ int h_teardown(void **state);
 void h_echod_assert_alive(struct echod *e);
 /* Send SIGUSR1 and wait (5 s) for a new "stats" line; parse counter `name` from it. */
 uint64_t h_echod_stat(struct echod *e, const char *name);
+/* Poll counter `name` until it reaches want, for up to timeout_ms; its last value. A
+ * counter may move just after the client sees the effect (a reply counted once sendmsg
+ * returns), so tests that expect a count wait for it. */
+uint64_t h_echod_wait_stat(struct echod *e, const char *name, uint64_t want, int timeout_ms);
 /* Like h_echod_stat for several counters from one stats line; values[i] for names[i]. */
 void h_echod_stats(struct echod *e, const char *const *names, uint64_t *values, size_t count);
 /* Whether echod's stderr holds needle. */

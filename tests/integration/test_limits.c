@@ -58,16 +58,6 @@ static bool is_closed_within(int fd, int timeout_ms)
     }
 }
 
-/* Poll a counter until it reaches want, for up to timeout_ms; its last value. */
-static uint64_t wait_stat(const char *name, uint64_t want, int timeout_ms)
-{
-    int64_t deadline = h_now_ms() + timeout_ms;
-    uint64_t v;
-    while ((v = h_echod_stat(&echod, name)) < want && h_now_ms() < deadline)
-        h_sleep_ms(50);
-    return v;
-}
-
 /* ---------------------------------------------------------------- send timeout */
 
 /* send_timeout_ms 500: a client that writes and never reads is closed once its output
@@ -152,7 +142,7 @@ static void per_ip_limit(void **state)
     int other = connect_from("127.0.0.2");
     h_echo_roundtrip(other, "another IP\n", 11, 2000);
     h_close(fds[0]);
-    assert_int_equal(wait_stat("tcp_closed", 1, 5000), 1);
+    assert_int_equal(h_echod_wait_stat(&echod, "tcp_closed", 1, 5000), 1);
     int again = connect_from("127.0.0.1");
     h_echo_roundtrip(again, "admitted again\n", 15, 2000);
     for (int i = 1; i < 3; i++)

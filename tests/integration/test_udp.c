@@ -163,16 +163,6 @@ static void udp_echo_ipv6(void **state)
     h_note("IPv6 [::1]: every size echoed exactly");
 }
 
-/* Wait up to 2 s for counter `name` to reach want; its last value. */
-static uint64_t wait_stat(const char *name, uint64_t want)
-{
-    int64_t deadline = h_now_ms() + 2000;
-    uint64_t v;
-    while ((v = h_echod_stat(&echod, name)) < want && h_now_ms() < deadline)
-        h_sleep_ms(50);
-    return v;
-}
-
 /* 40 datagrams from one socket: the counters account for every one of them. */
 static void udp_counters(void **state)
 {
@@ -184,7 +174,8 @@ static void udp_counters(void **state)
         h_fill_random(data, SMALL);
         h_udp_expect(fd, data, SMALL, data, SMALL, 1, 2000);
     }
-    wait_stat("udp_datagrams_out", COUNT); /* counted once sendmsg returns, after the reply */
+    h_echod_wait_stat(&echod, "udp_datagrams_out", COUNT,
+                      2000); /* counted once sendmsg returns, after the reply */
     const char *names[] = {"udp_datagrams_in", "udp_datagrams_out", "udp_bytes_in",
                            "udp_bytes_out"};
     uint64_t v[4];
@@ -342,15 +333,16 @@ static void udp_guard_own_port(void **state)
     if (send(fd, "ping", 4, 0) != 4)
         fail_msg("udp send: %s", strerror(errno));
     h_expect_silence(fd, 300);
-    assert_int_equal(wait_stat("udp_drop_own_port", 1), 1);
+    assert_int_equal(h_echod_wait_stat(&echod, "udp_drop_own_port", 1, 2000), 1);
     int back = udp_connect_from("127.0.0.2", p1, &echod.udp[1]);
     if (send(back, "pong", 4, 0) != 4)
         fail_msg("udp send: %s", strerror(errno));
     h_expect_silence(back, 300);
-    assert_int_equal(wait_stat("udp_drop_own_port", 2), 2);
+    assert_int_equal(h_echod_wait_stat(&echod, "udp_drop_own_port", 2, 2000), 2);
     int ok = h_udp_connect(&echod.udp[0]);
     h_udp_expect(ok, "hello", 5, "hello", 5, TRIES, WAIT_MS);
-    wait_stat("udp_datagrams_out", 1); /* counted once sendmsg returns, after the reply */
+    h_echod_wait_stat(&echod, "udp_datagrams_out", 1,
+                      2000); /* counted once sendmsg returns, after the reply */
     const char *names[] = {"udp_datagrams_in", "udp_datagrams_out", "udp_drop_own_port"};
     uint64_t v[3];
     h_echod_stats(&echod, names, v, 3);
@@ -371,7 +363,7 @@ static void udp_guard_switches(void **state)
     if (send(fd, "ping", 4, 0) != 4)
         fail_msg("udp send: %s", strerror(errno));
     h_expect_silence(fd, 300);
-    assert_int_equal(wait_stat("udp_drop_address", 1), 1);
+    assert_int_equal(h_echod_wait_stat(&echod, "udp_drop_address", 1, 2000), 1);
     h_echod_teardown(&echod);
 
     h_echod_start(&echod,
@@ -406,7 +398,7 @@ static void udp_max_reply_bytes(void **state)
     if (send(fd, data, 94, 0) != 94)
         fail_msg("udp send: %s", strerror(errno));
     h_expect_silence(fd, 300);
-    assert_int_equal(wait_stat("udp_reply_too_large", 1), 1);
+    assert_int_equal(h_echod_wait_stat(&echod, "udp_reply_too_large", 1, 2000), 1);
     h_udp_expect(fd, data, 1, want, 8, TRIES, WAIT_MS); /* and it keeps answering */
 }
 
