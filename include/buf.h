@@ -41,11 +41,14 @@ void buf_commit(struct buf *b, size_t n);
 /* Make the pending bytes contiguous from data[0] (for linear parsers). */
 void buf_linearize(struct buf *b);
 
-/* A free list of equally sized bufs, so the echo path never mallocs per message. */
+/* A free list of equally sized bufs, so the echo path never mallocs per message. Kept
+ * bufs that no get needed for a whole interval are surplus: buf_pool_trim frees them, so
+ * memory a burst of clients took returns once the burst is over. */
 struct buf_pool {
     size_t buf_bytes; /* capacity of every buf handed out */
     size_t max_free;  /* bufs kept for reuse; the rest are freed */
     size_t nfree;
+    size_t min_free; /* the fewest kept since the last trim: bufs no get has needed */
     struct buf **free;
 };
 
@@ -57,5 +60,8 @@ void buf_pool_destroy(struct buf_pool *p);
 struct buf *buf_pool_get(struct buf_pool *p);
 /* Return b (which must come from p) to the pool; NULL is ignored. */
 void buf_pool_put(struct buf_pool *p, struct buf *b);
+/* Free the bufs kept since the last trim that no get needed meanwhile, and start the next
+ * interval. Returns how many were freed. */
+size_t buf_pool_trim(struct buf_pool *p);
 
 #endif

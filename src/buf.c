@@ -101,6 +101,7 @@ int buf_pool_init(struct buf_pool *p, size_t buf_bytes, size_t max_free)
     p->buf_bytes = buf_bytes;
     p->max_free = max_free;
     p->nfree = 0;
+    p->min_free = 0;
     p->free = calloc(max_free ? max_free : 1, sizeof(*p->free));
     return p->free ? 0 : -ENOMEM;
 }
@@ -118,6 +119,8 @@ struct buf *buf_pool_get(struct buf_pool *p)
     struct buf *b;
     if (p->nfree > 0) {
         b = p->free[--p->nfree];
+        if (p->nfree < p->min_free)
+            p->min_free = p->nfree;
     } else {
         /* One allocation: the header, then the bytes. */
         b = malloc(sizeof(*b) + p->buf_bytes);
@@ -138,4 +141,16 @@ void buf_pool_put(struct buf_pool *p, struct buf *b)
         p->free[p->nfree++] = b;
     else
         free(b);
+}
+
+size_t buf_pool_trim(struct buf_pool *p)
+{
+    /* The bottom min_free entries sat in the list for the whole interval: free those. */
+    size_t surplus = p->min_free;
+    for (size_t i = 0; i < surplus; i++)
+        free(p->free[i]);
+    memmove(p->free, p->free + surplus, (p->nfree - surplus) * sizeof(*p->free));
+    p->nfree -= surplus;
+    p->min_free = p->nfree;
+    return surplus;
 }

@@ -14,12 +14,16 @@
  * Idle means no progress: in echo mode any byte in or out; in greet mode only a byte
  * out (a line answered, output draining), so a slowloris dribbling a line that never
  * ends cannot hold its connection. A connection is in the send list only while output
- * is pending; a send that moves a byte restarts its clock. */
+ * is pending; a send that moves a byte restarts its clock. Buffers a burst of clients
+ * borrowed go back to the pools; those no connection needs for CONN_POOL_TRIM_MS are
+ * freed and the heap trimmed, so memory returns once the burst is over. The trim timer
+ * runs only while a pool keeps something, so an idle worker never wakes for it. */
 #include "config.h"
 
 #include "conn.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
@@ -39,6 +43,8 @@
 #define CONN_LINGER_MS 2000
 /* Output buffers a worker keeps for reuse; the rest go back to malloc. */
 #define CONN_POOL_KEEP 64
+/* How long a kept buffer may go unused before it is freed. */
+#define CONN_POOL_TRIM_MS 1000
 /* Rounds of reading and answering each connection gets at the shutdown deadline. */
 #define CONN_FINAL_ROUNDS 8
 
@@ -74,6 +80,7 @@ struct conn_set {
     struct list_node idle;    /* live connections, least recently active first */
     struct list_node linger;  /* lingering connections, oldest first */
     struct list_node sending; /* connections with pending output, least recent send first */
+    uint64_t trim_at_ms;      /* when the pools are next trimmed; 0 while they keep nothing */
 };
 
 enum conn_result { CONN_OPEN, CONN_DONE };
@@ -512,8 +519,30 @@ static void conn_expire_list(struct conn_set *set, struct list_node *list, size_
     }
 }
 
+/* Free the kept buffers no connection has needed for a whole trim interval, and give
+ * the heap's free pages back to the system when that freed any. */
+static void conn_trim_pools(struct conn_set *set, uint64_t now_ms)
+{
+    if (set->out_pool.nfree == 0 && set->in_pool.nfree == 0) {
+        set->trim_at_ms = 0;
+        return;
+    }
+    if (set->trim_at_ms == 0) { /* start an interval: what is kept now is on probation */
+        set->out_pool.min_free = set->out_pool.nfree;
+        set->in_pool.min_free = set->in_pool.nfree;
+    } else if (now_ms >= set->trim_at_ms) {
+        if (buf_pool_trim(&set->out_pool) + buf_pool_trim(&set->in_pool) > 0)
+            malloc_trim(0);
+    } else {
+        return;
+    }
+    bool is_keeping = set->out_pool.nfree > 0 || set->in_pool.nfree > 0;
+    set->trim_at_ms = is_keeping ? now_ms + CONN_POOL_TRIM_MS : 0;
+}
+
 void conn_set_expire(struct conn_set *set, uint64_t now_ms)
 {
+    conn_trim_pools(set, now_ms);
     size_t timer = offsetof(struct conn, timer);
     if (set->s.idle_timeout_ms > 0)
         conn_expire_list(set, &set->idle, timer, now_ms, STAT_tcp_idle_timeouts);
@@ -548,7 +577,11 @@ int conn_set_next_expiry_ms(const struct conn_set *set, uint64_t now_ms)
 {
     int idle = set->s.idle_timeout_ms > 0 ? conn_list_wait_ms(&set->idle, now_ms) : -1;
     int linger = conn_list_wait_ms(&set->linger, now_ms);
-    return conn_min_wait(conn_min_wait(idle, linger), conn_list_wait_ms(&set->sending, now_ms));
+    int trim = -1;
+    if (set->trim_at_ms != 0)
+        trim = set->trim_at_ms <= now_ms ? 0 : (int)(set->trim_at_ms - now_ms);
+    int wait = conn_min_wait(idle, linger);
+    return conn_min_wait(conn_min_wait(wait, trim), conn_list_wait_ms(&set->sending, now_ms));
 }
 
 /* The shutdown deadline for one connection: a few last rounds of reading and answering

@@ -341,15 +341,21 @@ static bool control_stop(struct control *c)
  * tenth of the time. */
 #define CPU_IDLE_BOUND_S_PER_S 0.10
 #define CPU_WINDOW_MS          1000
-/* RSS after an attack: each worker's pools keep up to 64 freed buffers for reuse (by
- * design, conn.c) and glibc keeps freed heap that is not at the top, so RSS need not fall
- * all the way back. Measured with 2 workers from a ~1.9 MiB baseline: +850 KiB after the
- * slowloris (200 partial-line buffers touched, 128 of them kept by the pools; repeated
- * rounds against one echod stay there, so it is not a leak), +400 KiB after the
- * non-readers, under +300 KiB after every other attack, +32 KiB after 20,000 cycles.
- * 1.5 MiB is that worst case plus 80 %; a leak of one buffer per attacking client, or
- * of 100 bytes per cycle, exceeds it. */
-#define RSS_TOLERANCE_KIB 1536
+/* RSS after an attack: the buffers the attackers borrowed go back to each worker's
+ * pools, which free those unused for a second and trim the heap (conn.c), so RSS comes
+ * back within two seconds: vitals_settle reads it RSS_TRIM_MS after the fds are back (and
+ * waits up to RSS_SETTLE_MS more if it is still over the tolerance).
+ * Measured with 2 workers from a ~1.9 MiB baseline, what stays is each worker's scratch
+ * space (allocated at start, its pages first touched by a large read: up to 128 KiB per
+ * worker, once) and heap glibc cannot hand back: +120 KiB after the slowloris (200
+ * partial-line buffers), +260 KiB after the non-readers (64 KiB reads), +190 KiB after
+ * the oversize lines, under +130 KiB after every other attack. Before the pools were
+ * trimmed the slowloris left +850 KiB. 512 KiB is the worst case doubled; a leak of one
+ * 8 KiB buffer per slowloris client (1.6 MiB), or of 100 bytes per connect-close cycle
+ * (2 MiB), exceeds it. */
+#define RSS_TOLERANCE_KIB 512
+#define RSS_TRIM_MS       2200
+#define RSS_SETTLE_MS     2000
 /* Under ASan freed memory sits in a quarantine of up to 256 MiB, and TSan keeps shadow
  * memory: RSS there measures the sanitizer, so it is printed but not asserted. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -455,14 +461,17 @@ static void vitals_settle(long growth_bound_kib)
     int64_t deadline = h_now_ms() + SETTLE_MS;
     while ((vit.fds_after = h_fd_count(echod.pid)) != vit.fds_base && h_now_ms() < deadline)
         h_sleep_ms(10);
-    deadline = h_now_ms() + 2000;
-    while ((vit.rss_after = h_rss_kib(echod.pid)) > vit.rss_base + RSS_TOLERANCE_KIB &&
-           h_now_ms() < deadline)
-        h_sleep_ms(50);
     double cpu0 = h_cpu_seconds(echod.pid);
     int64_t t0 = h_now_ms();
     h_sleep_ms(CPU_WINDOW_MS);
     vit.cpu_after_s = (h_cpu_seconds(echod.pid) - cpu0) / ((double)(h_now_ms() - t0) / 1000.0);
+    int64_t trimmed = t0 + RSS_TRIM_MS - h_now_ms(); /* by then the pools are trimmed */
+    if (trimmed > 0)
+        h_sleep_ms((int)trimmed);
+    deadline = h_now_ms() + RSS_SETTLE_MS;
+    while ((vit.rss_after = h_rss_kib(echod.pid)) > vit.rss_base + RSS_TOLERANCE_KIB &&
+           h_now_ms() < deadline)
+        h_sleep_ms(50);
     bool is_control_ok = control_stop(&vit.ctl);
     char idle[32] = "n/a";
     if (vit.cpu_idle_s >= 0)

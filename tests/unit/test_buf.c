@@ -2,7 +2,8 @@
  * point; the pending and free iovecs (one or two, exact bases and lengths); linearize
  * when the pending bytes are contiguous and when they wrap; a randomized run against a
  * flat reference model; and the pool: bufs are reused (same pointer back), come back
- * empty, have the pool's capacity, and at most max_free are kept. */
+ * empty, have the pool's capacity, at most max_free are kept, and a trim frees those
+ * no get needed for a whole interval. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -354,6 +355,36 @@ static void test_pool_keeps_none(void **state)
     buf_pool_destroy(&p);
 }
 
+/* A trim frees exactly the kept bufs no get needed since the last trim, the ones at the
+ * bottom of the list, and keeps the recently used ones in place. */
+static void test_pool_trim_frees_unused(void **state)
+{
+    (void)state;
+    struct buf_pool p;
+    assert_int_equal(buf_pool_init(&p, 64, 8), 0);
+    struct buf *bufs[5];
+    for (int i = 0; i < 5; i++)
+        bufs[i] = buf_pool_get(&p);
+    for (int i = 0; i < 5; i++)
+        buf_pool_put(&p, bufs[i]);
+    assert_int_equal(buf_pool_trim(&p), 0); /* the five arrived during this interval */
+    assert_int_equal(p.nfree, 5);
+    struct buf *a = buf_pool_get(&p); /* two are used again: three sat out the interval */
+    struct buf *b = buf_pool_get(&p);
+    assert_ptr_equal(a, bufs[4]);
+    assert_ptr_equal(b, bufs[3]);
+    buf_pool_put(&p, b);
+    buf_pool_put(&p, a);
+    assert_int_equal(buf_pool_trim(&p), 3);
+    assert_int_equal(p.nfree, 2);
+    assert_ptr_equal(p.free[0], bufs[3]);
+    assert_ptr_equal(p.free[1], bufs[4]);
+    assert_int_equal(buf_pool_trim(&p), 2); /* unused for a whole interval now */
+    assert_int_equal(p.nfree, 0);
+    assert_int_equal(buf_pool_trim(&p), 0);
+    buf_pool_destroy(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -370,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_pool_reuses),
         cmocka_unit_test(test_pool_max_free),
         cmocka_unit_test(test_pool_keeps_none),
+        cmocka_unit_test(test_pool_trim_frees_unused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

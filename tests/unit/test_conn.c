@@ -510,10 +510,12 @@ static void test_send_timeout_spares_slow_reader(void **state)
         conn_set_expire(set, now);
         assert_int_equal(conn_set_count(set), 1);
     }
-    assert_int_equal(conn_set_next_expiry_ms(set, now), -1); /* drained: off the list */
-    conn_set_expire(set, now + 100000);
+    conn_set_expire(set, now + 100000); /* far past any send timeout */
     assert_int_equal(conn_set_count(set), 1);
     assert_int_equal(atomic_load(&stats.v[STAT_tcp_send_timeouts]), 0);
+    /* Drained: off the send list, and the output buffer it gave back, unused since, was
+     * freed by that expiry, so nothing is left that can expire. */
+    assert_int_equal(conn_set_next_expiry_ms(set, now + 100000), -1);
 }
 
 int main(void)
