@@ -11,7 +11,9 @@
  * accepting for a back-off instead of spinning on a listener that stays readable. Out
  * of fds, the acceptor first gives up its reserve fd for a moment to accept one waiting
  * client and close it at once (so clients get EOF rather than hang); during that back-off
- * any release also wakes it, since a closed connection frees an fd. */
+ * any release also wakes it, since a closed connection frees an fd. Sockets it refuses
+ * (per-IP limit, hand-off queue full) go to a droplog, written from the epoll loop at most
+ * once per reason per ACCEPTOR_LOG_MS. */
 #include "config.h"
 
 #include "acceptor.h"
@@ -30,11 +32,16 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "droplog.h"
 #include "log.h"
 
 #define ACCEPTOR_BATCH      64    /* accepts per listener per wake-up, for fairness */
 #define ACCEPTOR_BACKOFF_MS 100   /* pause after a resource error */
 #define ACCEPTOR_SWEEP_MAX  65536 /* accepts at most in the final sweep */
+#define ACCEPTOR_LOG_MS     10000 /* at most one refusal line per reason this often */
+
+/* Why the acceptor closed a socket it had accepted, for the refusal log. */
+enum acceptor_refusal { ACCEPTOR_REFUSED_PER_IP, ACCEPTOR_REFUSED_HANDOFF };
 
 struct acceptor {
     const struct listener *ls;
@@ -50,13 +57,21 @@ struct acceptor {
     int epfd;
     pthread_t thread;
     bool is_started;
-    bool is_paused;        /* acceptor thread only: listeners out of epoll */
-    uint64_t resume_at_ms; /* acceptor thread only: end of a back-off, or 0 */
-    int backoff_err;       /* acceptor thread only: the error of the logged episode, or 0 */
-    int reserve_fd;        /* acceptor thread only: /dev/null, given up when fds run out */
-    size_t next_worker;    /* acceptor thread only: where the least-load scan starts */
-    struct stats stats;    /* written by the acceptor thread only */
+    bool is_paused;         /* acceptor thread only: listeners out of epoll */
+    uint64_t resume_at_ms;  /* acceptor thread only: end of a back-off, or 0 */
+    int backoff_err;        /* acceptor thread only: the error of the logged episode, or 0 */
+    int reserve_fd;         /* acceptor thread only: /dev/null, given up when fds run out */
+    size_t next_worker;     /* acceptor thread only: where the least-load scan starts */
+    struct droplog refused; /* acceptor thread only: by enum acceptor_refusal */
+    struct stats stats;     /* written by the acceptor thread only */
 };
+
+/* What the refusal log says for each enum acceptor_refusal. */
+static const char *acceptor_describe_refusal(unsigned reason)
+{
+    return reason == ACCEPTOR_REFUSED_PER_IP ? "client IP at max_connections_per_ip"
+                                             : "worker hand-off queue full (queue_capacity)";
+}
 
 /* The fd kept in reserve for running out of fds; -1 if it cannot be had. */
 static int acceptor_open_reserve(void)
@@ -74,6 +89,8 @@ int acceptor_create(const struct listener *ls, size_t count, unsigned max_connec
     a->count = count;
     a->max_connections = max_connections;
     a->iplimit = iplimit;
+    droplog_init(&a->refused, "tcp: refused", "connection", acceptor_describe_refusal,
+                 ACCEPTOR_LOG_MS);
     a->reserve_fd = acceptor_open_reserve();
     int rc = a->reserve_fd < 0 ? -errno : listener_watch(ls, count, &a->epfd, &a->wake_fd);
     if (rc < 0) {
@@ -205,6 +222,9 @@ static bool acceptor_admit(struct acceptor *a, int fd, const struct sockaddr_sto
     if (rc == 0 && (rc = iplimit_acquire(a->iplimit, &key, fd)) == 0)
         return true;
     stats_add(&a->stats, rc == -ENOMEM ? STAT_tcp_out_of_memory : STAT_tcp_per_ip_refused, 1);
+    if (rc != -ENOMEM)
+        droplog_note(&a->refused, ACCEPTOR_REFUSED_PER_IP, (const struct sockaddr *)peer,
+                     sizeof(*peer), clock_now_ms());
     acceptor_close_clean(fd);
     return false;
 }
@@ -246,6 +266,8 @@ static int acceptor_accept_one(struct acceptor *a, const struct listener *l)
         if (has_limit)
             iplimit_release(a->iplimit, fd);
         stats_add(&a->stats, STAT_tcp_handoff_refused, 1);
+        droplog_note(&a->refused, ACCEPTOR_REFUSED_HANDOFF, has_limit ? (void *)&peer : NULL,
+                     sizeof(peer), clock_now_ms());
         atomic_fetch_sub_explicit(&a->live, 1, memory_order_acq_rel);
     }
     return 0;
@@ -272,17 +294,23 @@ static void acceptor_maybe_resume(struct acceptor *a, uint64_t now_ms)
     acceptor_set_listening(a, true);
 }
 
+/* How long epoll_wait may sleep: until a back-off ends or refusal lines are due. Writes
+ * the refusal lines that are due now. */
+static int acceptor_wait_ms(struct acceptor *a, uint64_t now_ms)
+{
+    int wait = droplog_flush(&a->refused, now_ms, false);
+    if (a->resume_at_ms == 0)
+        return wait;
+    int resume = now_ms >= a->resume_at_ms ? 0 : (int)(a->resume_at_ms - now_ms);
+    return wait < 0 || resume < wait ? resume : wait;
+}
+
 static void *acceptor_main(void *arg)
 {
     struct acceptor *a = arg;
     struct epoll_event events[16];
     while (!atomic_load(&a->is_stopping)) {
-        int wait = -1;
-        if (a->resume_at_ms != 0) {
-            uint64_t now = clock_now_ms();
-            wait = now >= a->resume_at_ms ? 0 : (int)(a->resume_at_ms - now);
-        }
-        int n = epoll_wait(a->epfd, events, 16, wait);
+        int n = epoll_wait(a->epfd, events, 16, acceptor_wait_ms(a, clock_now_ms()));
         for (int i = 0; i < n; i++) {
             eventfd_t count;
             if (events[i].data.ptr != NULL)
@@ -300,6 +328,7 @@ static void *acceptor_main(void *arg)
      * take them in (within the limit) rather than let closing the listener reset them. */
     for (size_t i = 0; i < a->count; i++)
         acceptor_accept_batch(a, &a->ls[i], ACCEPTOR_SWEEP_MAX);
+    droplog_flush(&a->refused, clock_now_ms(), true);
     return NULL;
 }
 

@@ -12,14 +12,13 @@
 #include "guard.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
 #include "addr.h"
-#include "log.h"
+#include "droplog.h"
 
 #define GUARD_PROBE      8    /* slots a prefix may live in */
 #define GUARD_MILLI      1000 /* milli-tokens per token */
@@ -35,23 +34,14 @@ struct guard_slot {
     sa_family_t family;    /* AF_INET or AF_INET6; 0 = free */
 };
 
-/* The datagrams dropped for one reason since the last log line. */
-struct guard_drops {
-    uint64_t count;
-    uint64_t first_ms;            /* when the first of them came */
-    struct sockaddr_storage last; /* the last one's source, zero-padded */
-};
-
 struct guard {
     struct guard_conf conf;
     struct guard_policy policy;
     uint64_t key[2]; /* SipHash key, from getrandom(2) */
     uint64_t global_tokens_milli;
     uint64_t global_seen_ms;
-    uint64_t log_due_ms; /* no drop line before this */
-    bool has_drops;      /* some drops[].count > 0 */
-    struct guard_drops drops[GUARD_VERDICT_COUNT];
-    size_t tracked; /* slots in use */
+    struct droplog drops; /* by verdict */
+    size_t tracked;       /* slots in use */
     struct guard_slot slots[];
 };
 
@@ -200,6 +190,14 @@ const char *guard_verdict_describe(enum guard_verdict v)
     return "unknown";
 }
 
+_Static_assert(GUARD_VERDICT_COUNT <= DROPLOG_MAX_REASONS, "a drop reason per verdict");
+
+/* guard_verdict_describe, as the drop log asks for it. */
+static const char *guard_describe_reason(unsigned reason)
+{
+    return guard_verdict_describe((enum guard_verdict)reason);
+}
+
 #define GUARD_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 
 static void guard_sip_round(uint64_t v[4])
@@ -332,6 +330,8 @@ int guard_create(const struct guard_conf *c, const struct guard_policy *p, struc
     g->conf = *c;
     g->policy = *p;
     g->global_tokens_milli = (uint64_t)c->max_rate * GUARD_MILLI;
+    droplog_init(&g->drops, "udp guard: dropped", "datagram", guard_describe_reason,
+                 c->log_interval_ms);
     *out = g;
     return 0;
 }
@@ -339,20 +339,6 @@ int guard_create(const struct guard_conf *c, const struct guard_policy *p, struc
 void guard_destroy(struct guard *g)
 {
     free(g);
-}
-
-/* Remember a drop for the next log line. */
-static void guard_note_drop(struct guard *g, enum guard_verdict v, const struct sockaddr *sa,
-                            socklen_t len, uint64_t now_ms)
-{
-    struct guard_drops *d = &g->drops[v];
-    if (d->count++ == 0)
-        d->first_ms = now_ms;
-    g->has_drops = true;
-    size_t n = sa == NULL ? 0 : len < sizeof(d->last) ? len : sizeof(d->last);
-    memset(&d->last, 0, sizeof(d->last));
-    if (n > 0)
-        memcpy(&d->last, sa, n);
 }
 
 enum guard_verdict guard_admit(struct guard *g, const struct sockaddr *sa, socklen_t len,
@@ -363,32 +349,13 @@ enum guard_verdict guard_admit(struct guard *g, const struct sockaddr *sa, sockl
     if (v == GUARD_PASS && (g->conf.is_loopback_limited || !src.is_loopback))
         v = guard_limit(g, &src, now_ms);
     if (v != GUARD_PASS)
-        guard_note_drop(g, v, sa, len, now_ms);
+        droplog_note(&g->drops, v, sa, len, now_ms);
     return v;
 }
 
 int guard_log_drops(struct guard *g, uint64_t now_ms, bool is_final)
 {
-    if (!g->has_drops)
-        return -1;
-    if (!is_final && now_ms < g->log_due_ms)
-        return g->log_due_ms - now_ms > INT_MAX ? INT_MAX : (int)(g->log_due_ms - now_ms);
-    for (int v = GUARD_PASS + 1; v < GUARD_VERDICT_COUNT; v++) {
-        struct guard_drops *d = &g->drops[v];
-        if (d->count == 0)
-            continue;
-        char from[ADDR_STRLEN];
-        addr_format((const struct sockaddr *)&d->last, from, sizeof(from));
-        uint64_t span_ms = now_ms > d->first_ms ? now_ms - d->first_ms : 0;
-        log_warn("udp guard: dropped %llu datagram%s in the last %llu.%llu s: %s (last from %s)",
-                 (unsigned long long)d->count, d->count == 1 ? "" : "s",
-                 (unsigned long long)(span_ms / 1000), (unsigned long long)(span_ms % 1000 / 100),
-                 guard_verdict_describe((enum guard_verdict)v), from);
-        d->count = 0;
-    }
-    g->has_drops = false;
-    g->log_due_ms = now_ms + g->conf.log_interval_ms;
-    return -1;
+    return droplog_flush(&g->drops, now_ms, is_final);
 }
 
 size_t guard_tracked(const struct guard *g)

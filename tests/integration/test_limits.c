@@ -124,6 +124,36 @@ static void greet_slowloris_closed(void **state)
 /* max_connections_per_ip 3: three connections from 127.0.0.1 echo, the fourth gets EOF
  * without a byte and is counted; 127.0.0.2 is another IP and is served; after one of the
  * three closes, 127.0.0.1 is admitted again. */
+/* Lines of echod's log holding needle. */
+static unsigned log_lines_with(const char *needle)
+{
+    char *text = h_read_file(echod.log_path, NULL);
+    assert_non_null(text);
+    unsigned n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+/* After per_ip_limit's one refusal, with 127.0.0.1 at its limit: that refusal was logged
+ * at once; five more within the 10 s log interval add no line, and shutdown writes what
+ * is left as one line. */
+static void per_ip_refusals_logged(void)
+{
+    const char *first = "tcp: refused 1 connection in the last 0.0 s: client IP at "
+                        "max_connections_per_ip (last from 127.0.0.1:";
+    assert_int_equal(log_lines_with(first), 1);
+    for (int i = 0; i < 5; i++)
+        h_expect_eof(connect_from("127.0.0.1"), 2000);
+    assert_int_equal(h_echod_wait_stat(&echod, "tcp_per_ip_refused", 6, 2000), 6);
+    assert_int_equal(log_lines_with("tcp: refused"), 1);
+    h_close_all(); /* the clients leave, so echod stops at once */
+    assert_int_equal(h_echod_stop(&echod), 0);
+    assert_int_equal(log_lines_with("tcp: refused 5 connections in the last "), 1);
+    assert_int_equal(log_lines_with("tcp: refused"), 2);
+}
+
 static void per_ip_limit(void **state)
 {
     (void)state;
@@ -148,6 +178,7 @@ static void per_ip_limit(void **state)
     for (int i = 1; i < 3; i++)
         h_echo_roundtrip(fds[i], "still served\n", 13, 2000);
     assert_int_equal(h_echod_stat(&echod, "tcp_per_ip_refused"), 1);
+    per_ip_refusals_logged();
 }
 
 /* ---------------------------------------------------------------- fds run out */
