@@ -1,5 +1,6 @@
-/* log: leveled logging to stderr, one write(2) per line so threads never interleave.
- * Any thread may log; the level is an atomic set once at start-up. */
+/* log: leveled logging to stderr, whole lines so threads never interleave, through a
+ * log thread between log_start and log_stop. Any thread may log; the level is an atomic
+ * set once at start-up. */
 #ifndef ECHOD_LOG_H
 #define ECHOD_LOG_H
 
@@ -13,6 +14,13 @@ const char *log_level_name(enum log_level level);
 void log_set_level(enum log_level level);
 /* Whether a message at this level would be printed. */
 int log_is_enabled(enum log_level level);
+/* From now on, hand lines to a log thread through a bounded queue, so a stderr that does
+ * not drain never blocks the caller (lines that find it full are dropped and counted).
+ * Call with every signal blocked, so the thread inherits the mask; 0 or -errno. */
+int log_start(void);
+/* Write what is queued (waiting up to a second for stderr), end the log thread and write
+ * lines directly again. If stderr never takes them, later lines are dropped instead. */
+void log_stop(void);
 /* Print one line: "TIME echod[PID]: LEVEL: message". */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -1,21 +1,47 @@
-/* log: leveled logging to stderr.
- * Any thread. Each line is formatted into a stack buffer and written with one write(2),
- * so lines from different threads never interleave. The level is an atomic int written
- * at start-up and read everywhere. */
+/* log: leveled logging to stderr. Any thread may log.
+ * Until log_start() (and after log_stop()) each line is written at once with one
+ * write(2), so lines never interleave. In between, a log thread owns stderr: log_msg
+ * appends the line to a bounded ring under log_q.lock and returns, so a stderr that
+ * stops draining (a stalled journald, a pager nobody reads) can never block a worker,
+ * the acceptor or the UDP thread. A line that finds the ring full is dropped and
+ * counted, and the log thread says how many once it can write again. The level is an
+ * atomic int written at start-up and read everywhere. */
 #include "config.h"
 
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
-#define LOG_LINE_MAX 1024
+#define LOG_LINE_MAX    1024
+#define LOG_QUEUE_BYTES (256 * 1024) /* lines waiting for the log thread */
+#define LOG_DRAIN_MS    1000         /* how long log_stop waits for stderr to take them */
+
+/* The queue between every logging thread and the log thread. */
+static struct {
+    pthread_mutex_t lock;   /* guards every field below */
+    pthread_cond_t wake;    /* signalled when lines arrive or the queue should stop */
+    pthread_cond_t drained; /* signalled when the log thread has written everything */
+    char *ring;             /* LOG_QUEUE_BYTES; NULL while lines are written directly */
+    size_t head, len;       /* the pending bytes, from head, wrapping */
+    uint64_t dropped;       /* lines dropped for a full ring since the last notice */
+    bool is_writing;        /* the log thread holds a chunk it has not written yet */
+    bool is_stopping;
+    bool is_stalled; /* log_stop gave up on stderr: drop what comes after */
+    pthread_t thread;
+} log_q = {.lock = PTHREAD_MUTEX_INITIALIZER,
+           .wake = PTHREAD_COND_INITIALIZER,
+           .drained = PTHREAD_COND_INITIALIZER};
 
 static const char *const log_names[] = {"error", "warn", "info", "debug"};
 
@@ -48,6 +74,129 @@ int log_is_enabled(enum log_level level)
     return (int)level <= atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
+/* Write all n bytes to stderr, or as many as it takes before an error. */
+static void log_write_all(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* EPIPE, a full disk, ...: nowhere to say so */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Queue one line for the log thread, or write it now when there is none. */
+static void log_emit(const char *line, size_t n)
+{
+    pthread_mutex_lock(&log_q.lock);
+    if (log_q.ring == NULL) {
+        bool is_stalled = log_q.is_stalled;
+        pthread_mutex_unlock(&log_q.lock);
+        if (!is_stalled)
+            log_write_all(line, n);
+        return;
+    }
+    if (LOG_QUEUE_BYTES - log_q.len < n) {
+        log_q.dropped++;
+    } else {
+        size_t tail = (log_q.head + log_q.len) % LOG_QUEUE_BYTES;
+        size_t first = LOG_QUEUE_BYTES - tail < n ? LOG_QUEUE_BYTES - tail : n;
+        memcpy(log_q.ring + tail, line, first);
+        memcpy(log_q.ring, line + first, n - first);
+        log_q.len += n;
+        pthread_cond_signal(&log_q.wake);
+    }
+    pthread_mutex_unlock(&log_q.lock);
+}
+
+/* The log thread: take what is queued, write it without the lock, repeat. */
+static void *log_main(void *arg)
+{
+    (void)arg;
+    static char chunk[LOG_QUEUE_BYTES];
+    pthread_mutex_lock(&log_q.lock);
+    for (;;) {
+        while (log_q.len == 0 && log_q.dropped == 0 && !log_q.is_stopping)
+            pthread_cond_wait(&log_q.wake, &log_q.lock);
+        if (log_q.len == 0 && log_q.dropped == 0)
+            break; /* stopping, and everything is written */
+        size_t n = log_q.len;
+        size_t first = LOG_QUEUE_BYTES - log_q.head < n ? LOG_QUEUE_BYTES - log_q.head : n;
+        memcpy(chunk, log_q.ring + log_q.head, first);
+        memcpy(chunk + first, log_q.ring, n - first);
+        log_q.head = (log_q.head + n) % LOG_QUEUE_BYTES;
+        log_q.len = 0;
+        uint64_t dropped = log_q.dropped;
+        log_q.dropped = 0;
+        log_q.is_writing = true;
+        pthread_mutex_unlock(&log_q.lock);
+        log_write_all(chunk, n);
+        if (dropped > 0) {
+            char note[128];
+            int k = snprintf(note, sizeof(note),
+                             "echod: %llu log line%s dropped: stderr was not keeping up\n",
+                             (unsigned long long)dropped, dropped == 1 ? "" : "s");
+            log_write_all(note, (size_t)k);
+        }
+        pthread_mutex_lock(&log_q.lock);
+        log_q.is_writing = false;
+        if (log_q.len == 0)
+            pthread_cond_broadcast(&log_q.drained);
+    }
+    pthread_cond_broadcast(&log_q.drained);
+    pthread_mutex_unlock(&log_q.lock);
+    return NULL;
+}
+
+int log_start(void)
+{
+    char *ring = malloc(LOG_QUEUE_BYTES);
+    if (ring == NULL)
+        return -ENOMEM;
+    pthread_mutex_lock(&log_q.lock);
+    log_q.ring = ring;
+    log_q.head = log_q.len = 0;
+    log_q.is_stopping = false;
+    int rc = pthread_create(&log_q.thread, NULL, log_main, NULL);
+    if (rc != 0)
+        log_q.ring = NULL;
+    pthread_mutex_unlock(&log_q.lock);
+    if (rc != 0)
+        free(ring);
+    return -rc;
+}
+
+void log_stop(void)
+{
+    pthread_mutex_lock(&log_q.lock);
+    if (log_q.ring == NULL) {
+        pthread_mutex_unlock(&log_q.lock);
+        return;
+    }
+    log_q.is_stopping = true;
+    pthread_cond_signal(&log_q.wake);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += LOG_DRAIN_MS / 1000;
+    int rc = 0;
+    while ((log_q.len > 0 || log_q.dropped > 0 || log_q.is_writing) && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&log_q.drained, &log_q.lock, &until);
+    char *ring = log_q.ring;
+    bool is_drained = rc != ETIMEDOUT;
+    if (is_drained)
+        log_q.ring = NULL; /* the thread is ending: write directly again */
+    else
+        log_q.is_stalled = true; /* a write is stuck: the thread and ring stay behind */
+    pthread_mutex_unlock(&log_q.lock);
+    if (is_drained) {
+        pthread_join(log_q.thread, NULL);
+        free(ring);
+    }
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     if (!log_is_enabled(level))
@@ -71,7 +220,6 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if (n > sizeof(line) - 2)
         n = sizeof(line) - 2; /* truncated: keep room for the newline */
     line[n++] = '\n';
-    ssize_t ignored = write(STDERR_FILENO, line, n);
-    (void)ignored;
+    log_emit(line, n);
     errno = saved_errno;
 }

@@ -205,6 +205,11 @@ int main(int argc, char **argv)
         log_error("cannot set up signals: %s", strerror(-rc));
         goto done;
     }
+    /* Started with every signal blocked, as all of echod's threads are. */
+    if ((rc = log_start()) < 0) {
+        log_error("cannot start the log thread: %s", strerror(-rc));
+        goto done;
+    }
     if ((rc = server_open(&c, &s, err, sizeof(err))) < 0) {
         log_error("%s", err);
         exit_code = EX_UNAVAILABLE;
@@ -233,5 +238,6 @@ done:
     conf_free(&c);
     if (exit_code == 0)
         log_info("stopped");
+    log_stop();
     return exit_code;
 }

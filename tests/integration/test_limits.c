@@ -330,6 +330,76 @@ static void closed_stderr_pipe_does_not_kill(void **state)
     assert_int_equal(code, 0);
 }
 
+/* Everything left in the pipe's read end rfd until EOF (10 s at most), NUL-terminated. */
+static char *read_to_eof(int rfd)
+{
+    size_t cap = 4 * MIB, len = 0;
+    char *text = h_xmalloc(cap + 1);
+    for (int64_t deadline = h_now_ms() + 10000; h_now_ms() < deadline;) {
+        struct pollfd p = {rfd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t n = read(rfd, text + len, cap - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len == cap)
+            break;
+    }
+    text[len] = '\0';
+    return text;
+}
+
+#define STALL_CLIENTS 3000
+
+/* echod's stderr is a pipe nobody reads while 3,000 clients connect, echo and close at
+ * log level debug: two lines each, some 500 KB, far past what the pipe (64 KiB) and
+ * echod's log queue (256 KiB) hold. No client waits for the log: a worker that wrote its
+ * debug lines to stderr itself would block on the full pipe and the next echo would time
+ * out. Once the pipe is read again, echod says how many lines it dropped, and it stops
+ * with exit 0. */
+static void stalled_stderr_does_not_block(void **state)
+{
+    (void)state;
+    char conf[512], ports[600];
+    const char *text =
+        TCP_ONLY "log_level = \"debug\";\ntcp = { listen = [ \"127.0.0.1:0\" ]; };\n";
+    h_write_temp("stall.conf", text, strlen(text), conf, sizeof(conf));
+    snprintf(ports, sizeof(ports), "%s.ports", conf);
+    char *argv[] = {(char *)h_env("ECHOD_BIN"), (char *)"-c", conf,
+                    (char *)"--port-file",      ports,        NULL};
+    int pipefd[2];
+    assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+    h_track_fd(pipefd[0]);
+    pid_t pid = h_spawn_limited(argv, pipefd[1], NULL, 0);
+    close(pipefd[1]);
+    struct sockaddr_storage sa;
+    read_tcp_port(ports, &sa);
+    int64_t start = h_now_ms();
+    for (int i = 0; i < STALL_CLIENTS; i++) {
+        int fd = h_tcp_connect_ok(&sa);
+        h_echo_roundtrip(fd, "log me\n", 7, 2000);
+        h_close(fd);
+    }
+    h_note("%d clients served in %lld ms with stderr unread", STALL_CLIENTS,
+           (long long)(h_now_ms() - start));
+    kill(pid, SIGTERM);
+    char *log = read_to_eof(pipefd[0]);
+    int code = h_wait_exit(pid, 5000);
+    if (code < 0)
+        h_kill(pid);
+    assert_int_equal(code, 0);
+    const char *notice = strstr(log, " dropped: stderr was not keeping up\n");
+    if (notice == NULL)
+        fail_msg("no notice of dropped lines in %zu bytes of log", strlen(log));
+    const char *line = notice;
+    while (line > log && line[-1] != '\n')
+        line--;
+    h_note("%.*s", (int)(notice - line) + 35, line);
+    assert_non_null(strstr(log, "info: stopped\n"));
+    free(log);
+}
+
 int main(void)
 {
     h_init("test_limits", 240);
@@ -339,6 +409,7 @@ int main(void)
         cmocka_unit_test_teardown(per_ip_limit, h_teardown),
         cmocka_unit_test_teardown(fds_exhausted_shed_and_resume, h_teardown),
         cmocka_unit_test_teardown(closed_stderr_pipe_does_not_kill, h_teardown),
+        cmocka_unit_test_teardown(stalled_stderr_does_not_block, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
