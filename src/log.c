@@ -4,7 +4,8 @@
  * appends the line to a bounded ring under log_q.lock and returns, so a stderr that
  * stops draining (a stalled journald, a pager nobody reads) can never block a worker,
  * the acceptor or the UDP thread. A line that finds the ring full is dropped and
- * counted, and the log thread says how many once it can write again. The level is an
+ * counted, and the log thread says how many once it can write again; debug lines may
+ * fill only LOG_DEBUG_BYTES of it, so they never crowd out the others. The level is an
  * atomic int written at start-up and read everywhere. */
 #include "config.h"
 
@@ -23,8 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOG_LINE_MAX    1024
+#define LOG_LINE_MAX    2048         /* room for the stats line with every counter at 20 digits */
 #define LOG_QUEUE_BYTES (256 * 1024) /* lines waiting for the log thread */
+#define LOG_DEBUG_BYTES (192 * 1024) /* of which debug lines may take this much */
 #define LOG_DRAIN_MS    1000         /* how long log_stop waits for stderr to take them */
 
 /* The queue between every logging thread and the log thread. */
@@ -88,9 +90,12 @@ static void log_write_all(const char *p, size_t n)
     }
 }
 
-/* Queue one line for the log thread, or write it now when there is none. */
-static void log_emit(const char *line, size_t n)
+/* Queue one line for the log thread, or write it now when there is none. Debug lines
+ * may fill only part of the queue, so a flood of them never crowds out a warning, an
+ * error or the lines of start-up and shutdown. */
+static void log_emit(enum log_level level, const char *line, size_t n)
 {
+    size_t room = level == LOG_LEVEL_DEBUG ? LOG_DEBUG_BYTES : LOG_QUEUE_BYTES;
     pthread_mutex_lock(&log_q.lock);
     if (log_q.ring == NULL) {
         bool is_stalled = log_q.is_stalled;
@@ -99,7 +104,7 @@ static void log_emit(const char *line, size_t n)
             log_write_all(line, n);
         return;
     }
-    if (LOG_QUEUE_BYTES - log_q.len < n) {
+    if (log_q.len > room || room - log_q.len < n) {
         log_q.dropped++;
     } else {
         size_t tail = (log_q.head + log_q.len) % LOG_QUEUE_BYTES;
@@ -220,6 +225,6 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if (n > sizeof(line) - 2)
         n = sizeof(line) - 2; /* truncated: keep room for the newline */
     line[n++] = '\n';
-    log_emit(line, n);
+    log_emit(level, line, n);
     errno = saved_errno;
 }
