@@ -527,9 +527,10 @@ void h_echod_dump_log(struct echod *e)
     free(text);
 }
 
-/* h_echod_start, with RLIMIT_NOFILE set to nofile in the child when nofile > 0. */
+/* h_echod_start, with RLIMIT_NOFILE set to nofile in the child when nofile > 0, and its
+ * stderr on err_fd instead of e->log_path when err_fd >= 0. */
 static void h_echod_launch(struct echod *e, const char *config_text, const char *const *extra_args,
-                           long nofile)
+                           long nofile, int err_fd)
 {
     memset(e, 0, sizeof(*e));
     const char *bin = h_env("ECHOD_BIN");
@@ -550,8 +551,10 @@ static void h_echod_launch(struct echod *e, const char *config_text, const char 
     for (size_t i = 0; extra_args && extra_args[i] && argc < 31; i++)
         argv[argc++] = (char *)extra_args[i];
     argv[argc] = NULL;
-    e->pid = nofile > 0 ? h_spawn_limited(argv, -1, e->log_path, nofile)
-                        : h_spawn(argv, -1, e->out_path, e->log_path);
+    if (err_fd >= 0)
+        e->log_path[0] = '\0'; /* the caller reads the log from its end of err_fd */
+    e->pid = nofile > 0 || err_fd >= 0 ? h_spawn_limited(argv, err_fd, e->log_path, nofile)
+                                       : h_spawn(argv, -1, e->out_path, e->log_path);
 
     int64_t deadline = h_now_ms() + 5000;
     for (;;) {
@@ -580,7 +583,7 @@ static void h_echod_launch(struct echod *e, const char *config_text, const char 
 
 void h_echod_start(struct echod *e, const char *config_text, const char *const *extra_args)
 {
-    h_echod_launch(e, config_text, extra_args, 0);
+    h_echod_launch(e, config_text, extra_args, 0, -1);
 }
 
 int h_echod_signal_wait(struct echod *e, int sig, int timeout_ms)
@@ -1328,5 +1331,28 @@ pid_t h_spawn_limited(char *const argv[], int err_fd, const char *err_path, long
 
 void h_echod_start_limited(struct echod *e, const char *config_text, long nofile)
 {
-    h_echod_launch(e, config_text, NULL, nofile);
+    h_echod_launch(e, config_text, NULL, nofile, -1);
+}
+
+void h_echod_start_stderr(struct echod *e, const char *config_text, int err_fd)
+{
+    h_echod_launch(e, config_text, NULL, 0, err_fd);
+}
+
+bool h_is_closed_within(int fd, int timeout_ms, bool may_have_data)
+{
+    uint8_t buf[4096];
+    int64_t deadline = h_now_ms() + timeout_ms;
+    for (;;) {
+        int left = (int)(deadline - h_now_ms());
+        ssize_t n = h_recv_some(fd, buf, sizeof(buf), left > 0 ? left : 0);
+        if (n == 0 || n < -1)
+            return true; /* EOF, or an error such as a reset */
+        if (n == -1)
+            return false;
+        if (!may_have_data)
+            fail_msg("echod sent %zd unexpected bytes", n);
+        if (h_now_ms() >= deadline)
+            return false;
+    }
 }

@@ -232,5 +232,11 @@ void h_tcp_connect_paced(int *fds, size_t n, const struct sockaddr_storage *sa, 
 pid_t h_spawn_limited(char *const argv[], int err_fd, const char *err_path, long nofile);
 /* h_echod_start with RLIMIT_NOFILE (soft and hard) set to nofile before the exec. */
 void h_echod_start_limited(struct echod *e, const char *config_text, long nofile);
+/* h_echod_start with echod's stderr on err_fd (say, a pipe the test holds); e->log_path
+ * is then empty. */
+void h_echod_start_stderr(struct echod *e, const char *config_text, int err_fd);
+/* Whether echod has closed fd within timeout_ms: EOF or an error such as a reset (true),
+ * or still open (false). Bytes that arrive are discarded if may_have_data, else fail. */
+bool h_is_closed_within(int fd, int timeout_ms, bool may_have_data);
 
 #endif

@@ -523,32 +523,6 @@ static const char *tcp_config(const char *top, const char *tcp_extra)
     return text;
 }
 
-/* Whether echod has closed fd: EOF or a reset on a non-blocking read. Fails on data
- * unless may_have_data. */
-static bool is_closed_by_echod(int fd, bool may_have_data)
-{
-    uint8_t buf[4096];
-    for (;;) {
-        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-            return true;
-        if (n < 0)
-            return false;
-        if (!may_have_data)
-            fail_msg("echod sent %zd unexpected bytes", n);
-    }
-}
-
-/* Poll the counters until `name` reaches want (5 s); returns the last value read. */
-static uint64_t wait_stat(const char *name, uint64_t want)
-{
-    int64_t deadline = h_now_ms() + 5000;
-    uint64_t v;
-    while ((v = h_echod_stat(&echod, name)) < want && h_now_ms() < deadline)
-        vitals_wait(50);
-    return v;
-}
-
 /* ---------------------------------------------------------------- 1. slowloris */
 
 #define SLOW_CONNS      200
@@ -579,7 +553,7 @@ static size_t slowloris_step(int *fds, int64_t *next_ms, int64_t *closed_ms, siz
         for (size_t k = 0, i = 0; i < n && k < open; i++) {
             if (closed_ms[i])
                 continue;
-            if (pfd[k].revents && is_closed_by_echod(fds[i], false))
+            if (pfd[k].revents && h_is_closed_within(fds[i], 0, false))
                 closed_ms[i] = h_now_ms();
             k++;
         }
@@ -636,7 +610,7 @@ static void hostile_slowloris(void **state)
         fail_msg("a slowloris connection was closed after %lld ms, before idle_timeout_ms",
                  (long long)first);
     /* echod counts just after it closes: wait for the count. */
-    assert_int_equal(wait_stat("tcp_idle_timeouts", SLOW_CONNS), SLOW_CONNS);
+    assert_int_equal(h_echod_wait_stat(&echod, "tcp_idle_timeouts", SLOW_CONNS, 5000), SLOW_CONNS);
     for (size_t i = 0; i < SLOW_CONNS; i++)
         h_close(fds[i]);
     /* Each held at most a partial line: an 8 KiB input buffer. */
@@ -725,7 +699,8 @@ static void hostile_never_reads(void **state)
         fail_msg("only %lld ms between the clients' stall and the close: too short to see "
                  "whether echod waits idle",
                  (long long)idle_ms);
-    assert_int_equal(wait_stat("tcp_send_timeouts", STALL_CONNS), STALL_CONNS);
+    assert_int_equal(h_echod_wait_stat(&echod, "tcp_send_timeouts", STALL_CONNS, 5000),
+                     STALL_CONNS);
     for (size_t i = 0; i < STALL_CONNS; i++)
         h_close(fds[i]);
     vitals_settle(STALL_CONNS * STALL_BUF_BYTES / 1024 + 2048);
@@ -802,7 +777,7 @@ static void hostile_reset_mid_transfer(void **state)
     free(tx);
     if (left > 0)
         fail_msg("%zu of %d clients did not get half their echo within 20 s", left, RST_CONNS);
-    uint64_t errors = wait_stat("tcp_io_errors", RST_CONNS);
+    uint64_t errors = h_echod_wait_stat(&echod, "tcp_io_errors", RST_CONNS, 5000);
     h_note("reset_mid_transfer: tcp_io_errors=%llu", (unsigned long long)errors);
     assert_int_equal(errors, RST_CONNS);
     /* Up to buffer_bytes of pending output each while the transfer ran. */
@@ -1077,7 +1052,7 @@ static void cycle_batch(size_t n)
         for (size_t i = 0; i < n; i++) {
             if (pfd[i].fd < 0 || !pfd[i].revents)
                 continue;
-            if (!is_closed_by_echod(pfd[i].fd, false))
+            if (!h_is_closed_within(pfd[i].fd, 0, false))
                 continue;
             h_close(pfd[i].fd);
             pfd[i].fd = -1;
@@ -1112,7 +1087,8 @@ static void hostile_connect_close_cycles(void **state)
     assert_int_equal(after[1] - before[1], CYCLES);
     vitals_settle(2048);
     /* The control has closed too: everything accepted is closed, nothing more. */
-    assert_int_equal(wait_stat("tcp_closed", CYCLES + CONTROL_CONNS), CYCLES + CONTROL_CONNS);
+    assert_int_equal(h_echod_wait_stat(&echod, "tcp_closed", CYCLES + CONTROL_CONNS, 5000),
+                     CYCLES + CONTROL_CONNS);
     assert_int_equal(h_echod_stat(&echod, "tcp_accepted"), CYCLES + CONTROL_CONNS);
 }
 

@@ -43,21 +43,6 @@ static int connect_from(const char *src)
     return fd;
 }
 
-/* Whether fd is closed by echod: EOF or a reset within timeout_ms (false: still open). */
-static bool is_closed_within(int fd, int timeout_ms)
-{
-    char buf[4096];
-    int64_t deadline = h_now_ms() + timeout_ms;
-    for (;;) {
-        int left = (int)(deadline - h_now_ms());
-        ssize_t n = h_recv_some(fd, buf, sizeof(buf), left > 0 ? left : 0);
-        if (n == 0 || (n < 0 && n != -1))
-            return true;
-        if (n == -1 || h_now_ms() >= deadline)
-            return false;
-    }
-}
-
 /* ---------------------------------------------------------------- send timeout */
 
 /* send_timeout_ms 500: a client that writes and never reads is closed once its output
@@ -112,7 +97,7 @@ static void greet_slowloris_closed(void **state)
         char got[16];
         h_recv_exact(polite, got, 10, 2000);
         assert_memory_equal(got, want, 10);
-        is_closed = is_closed || is_closed_within(loris, 200);
+        is_closed = is_closed || h_is_closed_within(loris, 200, false);
     }
     assert_true(is_closed);
     h_note("the slowloris was closed after %lld ms", (long long)(h_now_ms() - start));
@@ -190,7 +175,7 @@ static int count_shed(const int *fds, int n)
 {
     int shed = 0;
     for (int i = 0; i < n; i++)
-        shed += is_closed_within(fds[i], 0);
+        shed += h_is_closed_within(fds[i], 0, false);
     return shed;
 }
 
@@ -240,7 +225,7 @@ static void fds_exhausted_shed_and_resume(void **state)
     h_fill_random(data, sizeof(data));
     h_echo_roundtrip(control, data, sizeof(data), 5000);
     for (int i = 0; i < ATTACK; i++)
-        if (!is_closed_within(fds[i], 0))
+        if (!h_is_closed_within(fds[i], 0, false))
             h_echo_roundtrip(fds[i], "served\n", 7, 2000);
     char *log = h_read_file(echod.log_path, NULL);
     assert_non_null(log);
@@ -255,7 +240,7 @@ static void fds_exhausted_shed_and_resume(void **state)
     int late = -1;
     for (int64_t deadline = h_now_ms() + 5000; late < 0 && h_now_ms() < deadline;) {
         int fd = h_tcp_connect_ok(&echod.tcp[0]);
-        if (!is_closed_within(fd, 200))
+        if (!h_is_closed_within(fd, 200, false))
             late = fd; /* not shed: served */
         else
             h_close(fd);
@@ -265,31 +250,15 @@ static void fds_exhausted_shed_and_resume(void **state)
     h_echo_roundtrip(late, "resumed\n", 8, 2000);
 }
 
-/* ---------------------------------------------------------------- SIGPIPE */
+/* ---------------------------------------------------------------- stderr */
 
-/* Wait up to 5 s for the port file at path and return the first TCP listener in sa. */
-static void read_tcp_port(const char *path, struct sockaddr_storage *sa)
-{
-    for (int64_t deadline = h_now_ms() + 5000; access(path, F_OK) != 0; h_sleep_ms(5))
-        if (h_now_ms() >= deadline)
-            fail_msg("no port file %s within 5 s", path);
-    char *text = h_read_file(path, NULL);
-    assert_non_null(text);
-    unsigned port = 0;
-    assert_int_equal(sscanf(text, "tcp 127.0.0.1:%u", &port), 1);
-    free(text);
-    h_loopback(sa, AF_INET, (uint16_t)port);
-}
+#define DEBUG_CONFIG TCP_ONLY "log_level = \"debug\";\ntcp = { listen = [ \"127.0.0.1:0\" ]; };\n"
 
-/* Start echod with argv and its stderr a pipe whose reader is already gone. */
-static pid_t spawn_with_broken_stderr(char *const argv[])
+/* A pipe for echod's stderr: the read end (tracked) in fds[0], the write end in fds[1]. */
+static void stderr_pipe(int fds[2])
 {
-    int pipefd[2];
-    assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
-    close(pipefd[0]); /* the reader is gone before echod writes a byte */
-    pid_t pid = h_spawn_limited(argv, pipefd[1], NULL, 0);
-    close(pipefd[1]);
-    return pid;
+    assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+    h_track_fd(fds[0]);
 }
 
 /* echod's stderr is a pipe whose reader is gone: every log line (debug per connection,
@@ -299,35 +268,27 @@ static pid_t spawn_with_broken_stderr(char *const argv[])
 static void closed_stderr_pipe_does_not_kill(void **state)
 {
     (void)state;
-    char conf[512], ports[600], bad[512];
-    const char *text =
-        TCP_ONLY "log_level = \"debug\";\ntcp = { listen = [ \"127.0.0.1:0\" ]; };\n";
-    h_write_temp("sigpipe.conf", text, strlen(text), conf, sizeof(conf));
+    char bad[512];
     h_write_temp("sigpipe-bad.conf", "bogus = 1;\n", 11, bad, sizeof(bad));
-    snprintf(ports, sizeof(ports), "%s.ports", conf);
     char *check[] = {(char *)h_env("ECHOD_BIN"), (char *)"-t", (char *)"-c", bad, NULL};
-    assert_int_equal(h_wait_exit(spawn_with_broken_stderr(check), 5000), 78);
-    char *argv[] = {(char *)h_env("ECHOD_BIN"), (char *)"-c", conf,
-                    (char *)"--port-file",      ports,        NULL};
-    pid_t pid = spawn_with_broken_stderr(argv);
-    struct sockaddr_storage sa;
-    read_tcp_port(ports, &sa);
+    int p[2];
+    stderr_pipe(p);
+    h_close(p[0]); /* the reader is gone before echod writes a byte */
+    assert_int_equal(h_wait_exit(h_spawn_limited(check, p[1], NULL, 0), 5000), 78);
+    h_echod_start_stderr(&echod, DEBUG_CONFIG, p[1]);
+    close(p[1]);
     for (int i = 0; i < 5; i++) {
-        int fd = h_tcp_connect_ok(&sa);
+        int fd = h_tcp_connect_ok(&echod.tcp[0]);
         h_echo_roundtrip(fd, "log me\n", 7, 2000);
-        kill(pid, SIGUSR1);
+        kill(echod.pid, SIGUSR1);
         h_close(fd);
     }
     h_sleep_ms(200);
-    int fd = h_tcp_connect_ok(&sa);
+    int fd = h_tcp_connect_ok(&echod.tcp[0]);
     h_echo_roundtrip(fd, "alive\n", 6, 2000);
     h_close(fd);
-    assert_int_equal(h_wait_exit(pid, 0), -1); /* still running */
-    kill(pid, SIGTERM);
-    int code = h_wait_exit(pid, 5000);
-    if (code < 0)
-        h_kill(pid);
-    assert_int_equal(code, 0);
+    h_echod_assert_alive(&echod);
+    assert_int_equal(h_echod_stop(&echod), 0);
 }
 
 /* Everything left in the pipe's read end rfd until EOF (10 s at most), NUL-terminated,
@@ -362,34 +323,21 @@ static char *read_to_eof(int rfd)
 static void stalled_stderr_does_not_block(void **state)
 {
     (void)state;
-    char conf[512], ports[600];
-    const char *text =
-        TCP_ONLY "log_level = \"debug\";\ntcp = { listen = [ \"127.0.0.1:0\" ]; };\n";
-    h_write_temp("stall.conf", text, strlen(text), conf, sizeof(conf));
-    snprintf(ports, sizeof(ports), "%s.ports", conf);
-    char *argv[] = {(char *)h_env("ECHOD_BIN"), (char *)"-c", conf,
-                    (char *)"--port-file",      ports,        NULL};
-    int pipefd[2];
-    assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
-    h_track_fd(pipefd[0]);
-    pid_t pid = h_spawn_limited(argv, pipefd[1], NULL, 0);
-    close(pipefd[1]);
-    struct sockaddr_storage sa;
-    read_tcp_port(ports, &sa);
+    int p[2];
+    stderr_pipe(p);
+    h_echod_start_stderr(&echod, DEBUG_CONFIG, p[1]);
+    close(p[1]);
     int64_t start = h_now_ms();
     for (int i = 0; i < STALL_CLIENTS; i++) {
-        int fd = h_tcp_connect_ok(&sa);
+        int fd = h_tcp_connect_ok(&echod.tcp[0]);
         h_echo_roundtrip(fd, "log me\n", 7, 2000);
         h_close(fd);
     }
     h_note("%d clients served in %lld ms with stderr unread", STALL_CLIENTS,
            (long long)(h_now_ms() - start));
-    kill(pid, SIGTERM);
-    char *log = read_to_eof(pipefd[0]);
-    int code = h_wait_exit(pid, 5000);
-    if (code < 0)
-        h_kill(pid);
-    assert_int_equal(code, 0);
+    kill(echod.pid, SIGTERM);
+    char *log = read_to_eof(p[0]);
+    assert_int_equal(h_echod_stop(&echod), 0);
     const char *notice = strstr(log, " dropped: stderr was not keeping up\n");
     if (notice == NULL)
         fail_msg("no notice of dropped lines in %zu bytes of log", strlen(log));
