@@ -1,9 +1,11 @@
 /* acceptor: the thread that accepts on every TCP listener and hands sockets to the
- * least-loaded worker, pausing while max_connections are open. */
+ * least-loaded worker with room in its queue, pausing while max_connections are open or
+ * every queue is full. It never closes a connection for lack of a queue slot. */
 #ifndef ECHOD_ACCEPTOR_H
 #define ECHOD_ACCEPTOR_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "iplimit.h"
 #include "listener.h"
@@ -21,17 +23,26 @@ enum acceptor_verdict {
 
 /* An acceptor (not yet running) over the given TCP listeners, counting connections per
  * IP in iplimit (NULL: no per-IP limit); 0 or -errno. */
-int acceptor_create(const struct listener *ls, size_t count, unsigned max_connections,
+int acceptor_create(struct listener *ls, size_t count, unsigned max_connections,
                     struct iplimit *iplimit, struct acceptor **out);
 /* Classify accept4()'s errno err (accept(2): network errors a pending connection
  * carries, and a firewall's EPERM, are retried at once). */
 enum acceptor_verdict acceptor_classify(int err);
 /* Start the thread, handing sockets to workers[0..nworkers); 0 or -errno. */
 int acceptor_start(struct acceptor *a, struct worker **workers, size_t nworkers);
-/* Take in what the kernel's backlog already holds, stop accepting, and join the thread. */
-void acceptor_stop(struct acceptor *a);
+/* Begin the stop (main thread) and return at once. The thread stops accepting new
+ * clients, takes in the connections the kernel had completed in the backlogs by now, as
+ * slots and queue room free up, until deadline_ms (CLOCK_MONOTONIC); then it closes
+ * what else waits with a FIN, closes the TCP listeners, lets every worker drain until
+ * deadline_ms, and ends. Calling again moves the deadline (a second signal: now). */
+void acceptor_stop(struct acceptor *a, uint64_t deadline_ms);
+/* Wait for the thread to end; call acceptor_stop first. */
+void acceptor_join(struct acceptor *a);
 /* A connection closed (any thread): accepting resumes if it was paused at the limit. */
 void acceptor_release(void *acceptor);
+/* A worker took sockets from its queue (its thread): accepting resumes if it was paused
+ * because every queue was full. */
+void acceptor_room(void *acceptor);
 /* Free the acceptor; its thread must have ended. */
 void acceptor_destroy(struct acceptor *a);
 /* The acceptor's counters. */

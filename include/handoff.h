@@ -4,14 +4,18 @@
  * FD OWNERSHIP RULE (the only statement of it; everything else follows it):
  *   1. The acceptor owns a socket from accept4() until it calls handoff_push().
  *   2. handoff_push() always takes ownership. If it fails (queue full or closed), the
- *      queue closes the socket itself before returning; the caller must not touch it.
- *   3. A socket in the queue belongs to the queue; handoff_destroy() closes leftovers.
+ *      queue closes the socket itself (with a FIN, see sock_close_clean) before
+ *      returning; the caller must not touch it. A producer that must not lose a socket
+ *      checks handoff_has_room() before it accepts one.
+ *   3. A socket in the queue belongs to the queue; handoff_destroy() closes leftovers,
+ *      also with a FIN.
  *   4. handoff_pop() passes ownership to the worker that popped it, and that worker is
  *      the only code that may close it.
  */
 #ifndef ECHOD_HANDOFF_H
 #define ECHOD_HANDOFF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct handoff;
@@ -26,6 +30,8 @@ int handoff_push(struct handoff *h, int fd);
 int handoff_pop(struct handoff *h, int *fd);
 /* Refuse further pushes and wake the consumer; queued sockets can still be popped. */
 void handoff_close(struct handoff *h);
+/* Whether a push would find a free slot now (a single producer can count on it). */
+bool handoff_has_room(struct handoff *h);
 /* Sockets queued now. */
 size_t handoff_length(struct handoff *h);
 /* The eventfd the consumer polls for readability. */

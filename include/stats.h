@@ -11,8 +11,9 @@
     X(tcp_accepted)         /* sockets accepted */                                                 \
     X(tcp_accept_retries)   /* transient accept errors retried (ECONNABORTED, ...) */              \
     X(tcp_accept_failures)  /* accept errors that paused accepting (EMFILE, ENOMEM, ...) */        \
-    X(tcp_handoff_refused)  /* sockets closed because a worker's queue was full */                 \
+    X(tcp_handoff_refused)  /* closed with a FIN: a second stop signal closed the queues */        \
     X(tcp_accept_paused)    /* times accepting paused at max_connections */                        \
+    X(tcp_accept_queue_full) /* times accepting paused: every worker's hand-off queue was full */  \
     X(tcp_opened)           /* connections a worker took on */                                     \
     X(tcp_closed)           /* connections closed, for any reason */                               \
     X(tcp_bytes_in)         /* bytes read from clients */                                          \
@@ -22,6 +23,7 @@
     X(tcp_lines_too_long)   /* greet: connections closed for a line over max_line_bytes */         \
     X(tcp_out_of_memory)    /* connections closed because a buffer could not be had */             \
     X(tcp_shutdown_forced)  /* connections closed by shutdown_timeout_ms */                        \
+    X(tcp_shutdown_refused) /* closed with a FIN at stop: came after the signal or past deadline */ \
     X(tcp_send_timeouts)    /* connections closed by send_timeout_ms: output made no progress */   \
     X(tcp_per_ip_refused)   /* closed at once: the IP was at max_connections_per_ip */             \
     X(tcp_accept_emfile)    /* connections closed at once with the reserve fd: fds ran out */      \

@@ -3,6 +3,7 @@
 #ifndef ECHOD_WORKER_H
 #define ECHOD_WORKER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "conf.h"
@@ -14,6 +15,7 @@ struct worker;
 /* How a worker reports back to whoever runs it. */
 struct worker_hooks {
     void (*on_close)(void *arg); /* called on the worker thread after each close */
+    void (*on_room)(void *arg);  /* called on the worker thread after it took sockets */
     void *arg;
     int done_fd;             /* eventfd the worker adds 1 to when its thread ends */
     struct iplimit *iplimit; /* each close releases its IP's slot; NULL: no per-IP limit */
@@ -26,6 +28,8 @@ int worker_start(struct worker *w);
 /* Hand an accepted socket to the worker (acceptor thread). Takes ownership of fd as
  * handoff_push does; 0 or -errno. */
 int worker_push(struct worker *w, int fd);
+/* Whether worker_push would find room in the queue now (acceptor thread). */
+bool worker_has_room(struct worker *w);
 /* Connections assigned to the worker and not yet closed (any thread; approximate). */
 unsigned worker_load(const struct worker *w);
 /* Stop taking sockets; serve the open ones until their clients close or deadline_ms

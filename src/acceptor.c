@@ -1,25 +1,38 @@
 /* acceptor: one thread accepting on every TCP listener and handing each socket to the
- * least-loaded worker through that worker's hand-off queue (see handoff.h for the fd
+ * least-loaded worker with room in its hand-off queue (see handoff.h for the fd
  * ownership rule). It owns a socket only between accept4() and the push, and closes it
- * itself only when refusing it (per-IP limit, fds exhausted), with a FIN, not a reset.
+ * itself only when refusing it (per-IP limit, fds exhausted, after the stop), with a
+ * FIN, not a reset. It owns the TCP listeners' epoll set and closes the listeners when
+ * it stops.
  *
- * DESIGN. `live` counts accepted connections not yet closed; the acceptor adds, and
- * workers subtract through acceptor_release() on their own threads. At max_connections
- * the acceptor takes its listeners out of epoll, so further clients wait in the kernel
- * backlog; the release that brings `live` back under the limit writes the acceptor's
- * eventfd and accepting resumes. Resource errors (EMFILE, ENOBUFS, ...) pause
- * accepting for a back-off instead of spinning on a listener that stays readable. Out
- * of fds, the acceptor first gives up its reserve fd for a moment to accept one waiting
+ * DESIGN. A connection the kernel completed is never closed for lack of a queue slot:
+ * the acceptor picks a worker before it accepts, and when every queue is full it stops
+ * accepting (the kernel backlog holds the clients) until a worker empties its queue and
+ * wakes it (acceptor_room, tcp_accept_queue_full). Likewise `live` counts accepted
+ * connections not yet closed; the acceptor adds, and workers subtract through
+ * acceptor_release() on their own threads. At max_connections the acceptor takes its
+ * listeners out of epoll; the release that brings `live` back under the limit writes the
+ * acceptor's eventfd and accepting resumes. Resource errors (EMFILE, ENOBUFS, ...) pause
+ * accepting for a back-off instead of spinning on a listener that stays readable. Out of
+ * fds, the acceptor first gives up its reserve fd for a moment to accept one waiting
  * client and close it at once (so clients get EOF rather than hang); during that back-off
- * any release also wakes it, since a closed connection frees an fd. Sockets it refuses
- * (per-IP limit, hand-off queue full) go to a droplog, written from the epoll loop at most
- * once per reason per ACCEPTOR_LOG_MS. */
+ * any release also wakes it, since a closed connection frees an fd. Stopping: the
+ * connections each backlog holds at the stop (TCP_INFO on a listener counts them) are
+ * owed service and are taken in within the same limits until the shutdown deadline;
+ * anything else that waits is closed with a FIN; then the listeners close and the
+ * workers drain. Sockets it refuses (per-IP limit, a queue closed by a second stop
+ * signal) go to a droplog, written from the epoll loop at most once per reason per
+ * ACCEPTOR_LOG_MS. */
 #include "config.h"
 
 #include "acceptor.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -34,30 +47,35 @@
 #include "clock.h"
 #include "droplog.h"
 #include "log.h"
+#include "sock.h"
 
 #define ACCEPTOR_BATCH      64    /* accepts per listener per wake-up, for fairness */
 #define ACCEPTOR_BACKOFF_MS 100   /* pause after a resource error */
-#define ACCEPTOR_SWEEP_MAX  65536 /* accepts at most in the final sweep */
+#define ACCEPTOR_SWEEP_MAX  65536 /* accepts at most per listener when stopping */
 #define ACCEPTOR_LOG_MS     10000 /* at most one refusal line per reason this often */
 
 /* Why the acceptor closed a socket it had accepted, for the refusal log. */
 enum acceptor_refusal { ACCEPTOR_REFUSED_PER_IP, ACCEPTOR_REFUSED_HANDOFF };
 
 struct acceptor {
-    const struct listener *ls;
+    struct listener *ls; /* the TCP listeners; this thread closes them when it stops */
     size_t count;
     struct worker **workers;
     size_t nworkers;
     unsigned max_connections;
-    struct iplimit *iplimit;    /* NULL without max_connections_per_ip */
-    _Atomic unsigned live;      /* accepted, not yet closed: see DESIGN */
-    _Atomic bool is_stopping;   /* set once by acceptor_stop() */
-    _Atomic bool is_fd_starved; /* acceptor sets: backing off for EMFILE/ENFILE; releases read */
-    int wake_fd;                /* eventfd: stop requests and releases under the limit */
+    struct iplimit *iplimit;           /* NULL without max_connections_per_ip */
+    _Atomic unsigned live;             /* accepted, not yet closed: see DESIGN */
+    _Atomic bool is_stopping;          /* set by acceptor_stop() */
+    _Atomic uint64_t stop_deadline_ms; /* set by acceptor_stop() before is_stopping */
+    _Atomic bool is_fd_starved;    /* acceptor sets: backing off for EMFILE/ENFILE; releases read */
+    _Atomic bool is_queue_starved; /* acceptor sets: every queue full; workers' on_room reads */
+    int wake_fd;                   /* eventfd: stop requests, releases, room in a queue */
     int epfd;
     pthread_t thread;
     bool is_started;
-    bool is_paused;         /* acceptor thread only: listeners out of epoll */
+    bool is_paused;         /* acceptor thread only: at the limit, queues full or backing off */
+    bool is_listening;      /* acceptor thread only: listeners are in epoll */
+    size_t *owed;           /* acceptor thread only, stopping: connections still to take in */
     uint64_t resume_at_ms;  /* acceptor thread only: end of a back-off, or 0 */
     int backoff_err;        /* acceptor thread only: the error of the logged episode, or 0 */
     int reserve_fd;         /* acceptor thread only: /dev/null, given up when fds run out */
@@ -70,7 +88,7 @@ struct acceptor {
 static const char *acceptor_describe_refusal(unsigned reason)
 {
     return reason == ACCEPTOR_REFUSED_PER_IP ? "client IP at max_connections_per_ip"
-                                             : "worker hand-off queue full (queue_capacity)";
+                                             : "worker queues closed by a second stop signal";
 }
 
 /* The fd kept in reserve for running out of fds; -1 if it cannot be had. */
@@ -79,7 +97,7 @@ static int acceptor_open_reserve(void)
     return open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-int acceptor_create(const struct listener *ls, size_t count, unsigned max_connections,
+int acceptor_create(struct listener *ls, size_t count, unsigned max_connections,
                     struct iplimit *iplimit, struct acceptor **out)
 {
     struct acceptor *a = calloc(1, sizeof(*a));
@@ -89,10 +107,15 @@ int acceptor_create(const struct listener *ls, size_t count, unsigned max_connec
     a->count = count;
     a->max_connections = max_connections;
     a->iplimit = iplimit;
+    a->epfd = a->wake_fd = -1;
+    a->is_listening = true; /* listener_watch registers them for input */
     droplog_init(&a->refused, "tcp: refused", "connection", acceptor_describe_refusal,
                  ACCEPTOR_LOG_MS);
     a->reserve_fd = acceptor_open_reserve();
-    int rc = a->reserve_fd < 0 ? -errno : listener_watch(ls, count, &a->epfd, &a->wake_fd);
+    a->owed = calloc(count ? count : 1, sizeof(*a->owed));
+    int rc = a->owed == NULL ? -ENOMEM : a->reserve_fd < 0 ? -errno : 0;
+    if (rc == 0)
+        rc = listener_watch(ls, count, &a->epfd, &a->wake_fd);
     if (rc < 0) {
         acceptor_destroy(a);
         return rc;
@@ -104,31 +127,60 @@ int acceptor_create(const struct listener *ls, size_t count, unsigned max_connec
 /* Listen (events = EPOLLIN) or stop listening (0) on every listener. */
 static void acceptor_set_listening(struct acceptor *a, bool is_listening)
 {
+    if (a->is_listening == is_listening)
+        return;
     for (size_t i = 0; i < a->count; i++) {
         struct epoll_event ev = {.events = is_listening ? EPOLLIN : 0,
                                  .data.ptr = (void *)&a->ls[i]};
         if (epoll_ctl(a->epfd, EPOLL_CTL_MOD, a->ls[i].fd, &ev) < 0)
             log_error("acceptor: epoll_ctl: %s", strerror(errno));
     }
-    a->is_paused = !is_listening;
+    a->is_listening = is_listening;
 }
 
-/* The worker with the fewest connections, scanning from a rotating start so ties
- * spread round-robin. */
+/* Stop accepting until acceptor_can_resume(); `counter` says why, counted once per pause. */
+static void acceptor_pause(struct acceptor *a, enum stats_counter counter)
+{
+    if (!a->is_paused)
+        stats_add(&a->stats, counter, 1);
+    a->is_paused = true;
+    acceptor_set_listening(a, false);
+}
+
+/* The worker with the fewest connections among those with room in their queue, scanning
+ * from a rotating start so ties spread round-robin; NULL when every queue is full. Only
+ * this thread pushes, so the room it found is still there at the push. */
 static struct worker *acceptor_pick_worker(struct acceptor *a)
 {
-    size_t best = a->next_worker;
-    unsigned best_load = worker_load(a->workers[best]);
-    for (size_t k = 1; k < a->nworkers && best_load > 0; k++) {
+    size_t best = a->nworkers;
+    unsigned best_load = UINT_MAX;
+    for (size_t k = 0; k < a->nworkers && best_load > 0; k++) {
         size_t i = (a->next_worker + k) % a->nworkers;
         unsigned load = worker_load(a->workers[i]);
-        if (load < best_load) {
+        if (load < best_load && worker_has_room(a->workers[i])) {
             best = i;
             best_load = load;
         }
     }
+    if (best == a->nworkers)
+        return NULL;
     a->next_worker = (best + 1) % a->nworkers;
     return a->workers[best];
+}
+
+/* A worker with room, or NULL with is_queue_starved set, so that the next worker to
+ * empty its queue wakes this thread. The second look, after the flag is set, closes the
+ * race with a worker that emptied its queue while the flag was still clear. */
+static struct worker *acceptor_pick_or_starve(struct acceptor *a)
+{
+    struct worker *w = acceptor_pick_worker(a);
+    if (w != NULL)
+        return w;
+    atomic_store_explicit(&a->is_queue_starved, true, memory_order_seq_cst);
+    w = acceptor_pick_worker(a);
+    if (w != NULL)
+        atomic_store_explicit(&a->is_queue_starved, false, memory_order_relaxed);
+    return w;
 }
 
 enum acceptor_verdict acceptor_classify(int err)
@@ -160,7 +212,6 @@ enum acceptor_verdict acceptor_classify(int err)
  * logged once per episode: until an accept succeeds, the same error stays quiet. */
 static void acceptor_back_off(struct acceptor *a, const struct listener *l, int err)
 {
-    stats_add(&a->stats, STAT_tcp_accept_failures, 1);
     atomic_store_explicit(&a->is_fd_starved, err == EMFILE || err == ENFILE, memory_order_release);
     if (a->backoff_err != err) {
         char where[ADDR_STRLEN];
@@ -170,7 +221,8 @@ static void acceptor_back_off(struct acceptor *a, const struct listener *l, int 
                  where, strerror(err), ACCEPTOR_BACKOFF_MS);
         a->backoff_err = err;
     }
-    acceptor_set_listening(a, false);
+    a->is_paused = false; /* each back-off is counted: it is its own pause */
+    acceptor_pause(a, STAT_tcp_accept_failures);
     a->resume_at_ms = clock_now_ms() + ACCEPTOR_BACKOFF_MS;
 }
 
@@ -184,17 +236,6 @@ static void acceptor_end_episode(struct acceptor *a)
     atomic_store_explicit(&a->is_fd_starved, false, memory_order_release);
 }
 
-/* Close a socket echod will not serve with a FIN, not a reset: closing with unread input
- * sends RST, so first discard (MSG_TRUNC, no copy) what the client may have sent. */
-static void acceptor_close_clean(int fd)
-{
-    shutdown(fd, SHUT_WR);
-    for (int i = 0; i < 4; i++)
-        if (recv(fd, NULL, 1 << 16, MSG_TRUNC | MSG_DONTWAIT) <= 0)
-            break;
-    close(fd);
-}
-
 /* Out of fds: give up the reserve fd for a moment, accept one waiting client and close
  * it at once, so it gets EOF instead of hanging in the backlog; then take the reserve
  * back. */
@@ -205,7 +246,7 @@ static void acceptor_shed_one(struct acceptor *a, const struct listener *l)
     close(a->reserve_fd);
     int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd >= 0) {
-        acceptor_close_clean(fd);
+        sock_close_clean(fd);
         stats_add(&a->stats, STAT_tcp_accepted, 1);
         stats_add(&a->stats, STAT_tcp_accept_emfile, 1);
     }
@@ -225,44 +266,56 @@ static bool acceptor_admit(struct acceptor *a, int fd, const struct sockaddr_sto
     if (rc != -ENOMEM)
         droplog_note(&a->refused, ACCEPTOR_REFUSED_PER_IP, (const struct sockaddr *)peer,
                      sizeof(*peer), clock_now_ms());
-    acceptor_close_clean(fd);
+    sock_close_clean(fd);
     return false;
 }
 
-/* Accept one socket from l and hand it over. 0 to go on, -EAGAIN to stop for now. */
+/* What accept4() failing with err means for the caller of acceptor_accept_one. */
+static int acceptor_accept_failed(struct acceptor *a, const struct listener *l, int err)
+{
+    enum acceptor_verdict v = acceptor_classify(err);
+    if (v == ACCEPTOR_WAIT)
+        return -EAGAIN;
+    if (v == ACCEPTOR_RETRY) {
+        stats_add(&a->stats, STAT_tcp_accept_retries, 1);
+        return 0;
+    }
+    if (err == EMFILE || err == ENFILE)
+        acceptor_shed_one(a, l);
+    acceptor_back_off(a, l, err);
+    return -EBUSY;
+}
+
+/* Accept one socket from l and hand it to a worker with room. 0 when a pending
+ * connection was taken (served, refused or failed); -EAGAIN when none waits; -EBUSY when
+ * accepting paused (max_connections, every queue full, or a back-off). */
 static int acceptor_accept_one(struct acceptor *a, const struct listener *l)
 {
     if (atomic_load_explicit(&a->live, memory_order_acquire) >= a->max_connections) {
-        if (!a->is_paused)
-            stats_add(&a->stats, STAT_tcp_accept_paused, 1);
-        acceptor_set_listening(a, false);
-        return -EAGAIN;
+        acceptor_pause(a, STAT_tcp_accept_paused);
+        return -EBUSY;
+    }
+    struct worker *w = acceptor_pick_or_starve(a);
+    if (w == NULL) {
+        acceptor_pause(a, STAT_tcp_accept_queue_full);
+        return -EBUSY;
     }
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof(peer);
     bool has_limit = a->iplimit != NULL; /* the peer address costs nothing without it */
     int fd = accept4(l->fd, has_limit ? (struct sockaddr *)&peer : NULL,
                      has_limit ? &peer_len : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-        int err = errno;
-        enum acceptor_verdict v = acceptor_classify(err);
-        if (v == ACCEPTOR_RETRY)
-            stats_add(&a->stats, STAT_tcp_accept_retries, 1);
-        if (v != ACCEPTOR_BACK_OFF)
-            return v == ACCEPTOR_RETRY ? 0 : -EAGAIN;
-        if (err == EMFILE || err == ENFILE)
-            acceptor_shed_one(a, l);
-        acceptor_back_off(a, l, err);
-        return -EAGAIN;
-    }
+    if (fd < 0)
+        return acceptor_accept_failed(a, l, errno);
     acceptor_end_episode(a);
     stats_add(&a->stats, STAT_tcp_accepted, 1);
     if (has_limit && !acceptor_admit(a, fd, &peer))
         return 0;
     atomic_fetch_add_explicit(&a->live, 1, memory_order_acq_rel);
-    if (worker_push(acceptor_pick_worker(a), fd) < 0) {
-        /* The queue closed the socket; it never became a connection. Only this thread
-         * acquires, so the fd number cannot have been counted again meanwhile. */
+    if (worker_push(w, fd) < 0) {
+        /* Only after a second stop signal closed the queues: the queue closed the socket
+         * with a FIN. Only this thread acquires, so the fd number cannot have been counted
+         * again meanwhile. */
         if (has_limit)
             iplimit_release(a->iplimit, fd);
         stats_add(&a->stats, STAT_tcp_handoff_refused, 1);
@@ -281,54 +334,157 @@ static void acceptor_accept_batch(struct acceptor *a, const struct listener *l, 
             break;
 }
 
-/* Resume after a back-off that has run out, or once a slot is free again. */
-static void acceptor_maybe_resume(struct acceptor *a, uint64_t now_ms)
+/* Whether a pause is over: the back-off ran out, a slot is free and a queue has room. */
+static bool acceptor_can_resume(struct acceptor *a, uint64_t now_ms)
 {
-    if (!a->is_paused)
-        return;
     if (a->resume_at_ms != 0 && now_ms < a->resume_at_ms)
-        return;
-    if (atomic_load_explicit(&a->live, memory_order_acquire) >= a->max_connections)
-        return;
+        return false;
     a->resume_at_ms = 0;
-    acceptor_set_listening(a, true);
+    if (atomic_load_explicit(&a->live, memory_order_acquire) >= a->max_connections)
+        return false;
+    if (atomic_load_explicit(&a->is_queue_starved, memory_order_relaxed)) {
+        if (acceptor_pick_worker(a) == NULL)
+            return false; /* still full: the flag stays, so the next room wakes us */
+        atomic_store_explicit(&a->is_queue_starved, false, memory_order_relaxed);
+    }
+    a->is_paused = false;
+    return true;
 }
 
-/* How long epoll_wait may sleep: until a back-off ends or refusal lines are due. Writes
- * the refusal lines that are due now. */
-static int acceptor_wait_ms(struct acceptor *a, uint64_t now_ms)
+/* The earlier of two waits in ms, where -1 means none. */
+static int acceptor_min_wait(int a, int b)
+{
+    return a < 0 || (b >= 0 && b < a) ? b : a;
+}
+
+/* Milliseconds from now_ms until at_ms (0 if past), or -1 when at_ms is 0 (none). */
+static int acceptor_until(uint64_t at_ms, uint64_t now_ms)
+{
+    if (at_ms == 0)
+        return -1;
+    return at_ms <= now_ms ? 0 : at_ms - now_ms > INT32_MAX ? INT32_MAX : (int)(at_ms - now_ms);
+}
+
+/* How long epoll_wait may sleep: until a back-off ends, refusal lines are due, or (when
+ * stopping) the stop deadline. Writes the refusal lines that are due now. */
+static int acceptor_wait_ms(struct acceptor *a, bool is_stopping, uint64_t now_ms)
 {
     int wait = droplog_flush(&a->refused, now_ms, false);
-    if (a->resume_at_ms == 0)
-        return wait;
-    int resume = now_ms >= a->resume_at_ms ? 0 : (int)(a->resume_at_ms - now_ms);
-    return wait < 0 || resume < wait ? resume : wait;
+    wait = acceptor_min_wait(wait, acceptor_until(a->resume_at_ms, now_ms));
+    if (is_stopping)
+        wait = acceptor_min_wait(wait, acceptor_until(atomic_load(&a->stop_deadline_ms), now_ms));
+    return wait;
+}
+
+/* Connections the kernel has completed on l and not yet handed to accept(); TCP_INFO
+ * reports them for a listener. When it cannot tell, as many as one sweep takes. */
+static size_t acceptor_pending(const struct listener *l)
+{
+    struct tcp_info info;
+    socklen_t len = sizeof(info);
+    if (getsockopt(l->fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0 ||
+        len < offsetof(struct tcp_info, tcpi_unacked) + sizeof(info.tcpi_unacked))
+        return ACCEPTOR_SWEEP_MAX;
+    return info.tcpi_unacked;
+}
+
+/* The stop began: stop listening, and note how many connections each listener's backlog
+ * holds now. Those clients are owed service; later ones are refused. */
+static void acceptor_begin_stop(struct acceptor *a)
+{
+    acceptor_set_listening(a, false);
+    size_t total = 0;
+    for (size_t i = 0; i < a->count; i++)
+        total += a->owed[i] = acceptor_pending(&a->ls[i]);
+    if (total > 0)
+        log_info("shutdown: taking in %zu connection%s waiting in the listen backlog", total,
+                 total == 1 ? "" : "s");
+}
+
+/* Take in what is owed, as slots and queue room allow. True once nothing more will be
+ * taken in: all owed connections are in, or the stop deadline passed. */
+static bool acceptor_take_owed(struct acceptor *a, uint64_t now_ms)
+{
+    if (now_ms >= atomic_load(&a->stop_deadline_ms))
+        return true;
+    if (a->is_paused && !acceptor_can_resume(a, now_ms))
+        return false;
+    for (size_t i = 0; i < a->count; i++) {
+        while (a->owed[i] > 0) {
+            int rc = acceptor_accept_one(a, &a->ls[i]);
+            if (rc == -EBUSY)
+                return false; /* wait for a close, room in a queue, or the back-off */
+            a->owed[i] = rc == -EAGAIN ? 0 : a->owed[i] - 1;
+        }
+    }
+    return true;
+}
+
+/* The end of the stop: close, with a FIN, what else waits in each backlog (clients that
+ * came after the signal, or were still waiting at the deadline), close the listeners, and
+ * let every worker drain until the deadline. */
+static void acceptor_finish_stop(struct acceptor *a)
+{
+    uint64_t refused = 0;
+    for (size_t i = 0; i < a->count; i++) {
+        int fd;
+        for (size_t k = 0; k < ACCEPTOR_SWEEP_MAX; k++) {
+            if ((fd = accept4(a->ls[i].fd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+                break;
+            sock_close_clean(fd);
+            refused++;
+        }
+        listener_close(&a->ls[i]);
+    }
+    stats_add(&a->stats, STAT_tcp_accepted, refused);
+    stats_add(&a->stats, STAT_tcp_shutdown_refused, refused);
+    if (refused > 0)
+        log_info("shutdown: refused %llu connection%s that came after the stop signal or were "
+                 "still waiting at the deadline",
+                 (unsigned long long)refused, refused == 1 ? "" : "s");
+    uint64_t deadline = atomic_load(&a->stop_deadline_ms);
+    for (size_t i = 0; i < a->nworkers; i++)
+        worker_drain(a->workers[i], deadline);
+    droplog_flush(&a->refused, clock_now_ms(), true);
+}
+
+/* Read the wake-up eventfd. A release during an fd back-off ends it early: a connection
+ * closed, so an fd is free. */
+static void acceptor_woken(struct acceptor *a)
+{
+    eventfd_t count;
+    (void)eventfd_read(a->wake_fd, &count);
+    if (atomic_load_explicit(&a->is_fd_starved, memory_order_acquire))
+        a->resume_at_ms = 0;
 }
 
 static void *acceptor_main(void *arg)
 {
     struct acceptor *a = arg;
     struct epoll_event events[16];
-    while (!atomic_load(&a->is_stopping)) {
-        int n = epoll_wait(a->epfd, events, 16, acceptor_wait_ms(a, clock_now_ms()));
-        for (int i = 0; i < n; i++) {
-            eventfd_t count;
-            if (events[i].data.ptr != NULL)
-                continue;
-            (void)eventfd_read(a->wake_fd, &count);
-            if (atomic_load_explicit(&a->is_fd_starved, memory_order_acquire))
-                a->resume_at_ms = 0; /* a connection closed: an fd is free, try now */
+    bool is_stopping = false;
+    for (;;) {
+        int n = epoll_wait(a->epfd, events, 16, acceptor_wait_ms(a, is_stopping, clock_now_ms()));
+        for (int i = 0; i < n; i++)
+            if (events[i].data.ptr == NULL)
+                acceptor_woken(a);
+        uint64_t now = clock_now_ms();
+        if (!is_stopping && atomic_load(&a->is_stopping)) {
+            is_stopping = true;
+            acceptor_begin_stop(a);
         }
-        acceptor_maybe_resume(a, clock_now_ms());
+        if (is_stopping) {
+            if (acceptor_take_owed(a, now))
+                break;
+            continue;
+        }
+        if (a->is_paused && acceptor_can_resume(a, now))
+            acceptor_set_listening(a, true);
         for (int i = 0; i < n && !a->is_paused; i++)
             if (events[i].data.ptr != NULL)
                 acceptor_accept_batch(a, events[i].data.ptr, ACCEPTOR_BATCH);
     }
-    /* Connections the kernel already completed are clients waiting for an answer:
-     * take them in (within the limit) rather than let closing the listener reset them. */
-    for (size_t i = 0; i < a->count; i++)
-        acceptor_accept_batch(a, &a->ls[i], ACCEPTOR_SWEEP_MAX);
-    droplog_flush(&a->refused, clock_now_ms(), true);
+    acceptor_finish_stop(a);
     return NULL;
 }
 
@@ -343,12 +499,17 @@ int acceptor_start(struct acceptor *a, struct worker **workers, size_t nworkers)
     return 0;
 }
 
-void acceptor_stop(struct acceptor *a)
+void acceptor_stop(struct acceptor *a, uint64_t deadline_ms)
+{
+    atomic_store(&a->stop_deadline_ms, deadline_ms);
+    atomic_store(&a->is_stopping, true);
+    (void)eventfd_write(a->wake_fd, 1);
+}
+
+void acceptor_join(struct acceptor *a)
 {
     if (!a->is_started)
         return;
-    atomic_store(&a->is_stopping, true);
-    (void)eventfd_write(a->wake_fd, 1);
     pthread_join(a->thread, NULL);
     a->is_started = false;
 }
@@ -362,6 +523,13 @@ void acceptor_release(void *acceptor)
         (void)eventfd_write(a->wake_fd, 1);
 }
 
+void acceptor_room(void *acceptor)
+{
+    struct acceptor *a = acceptor;
+    if (atomic_load_explicit(&a->is_queue_starved, memory_order_seq_cst))
+        (void)eventfd_write(a->wake_fd, 1);
+}
+
 void acceptor_destroy(struct acceptor *a)
 {
     if (a == NULL)
@@ -372,6 +540,7 @@ void acceptor_destroy(struct acceptor *a)
         close(a->epfd);
     if (a->reserve_fd >= 0)
         close(a->reserve_fd);
+    free(a->owed);
     free(a);
 }
 

@@ -22,6 +22,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "sock.h"
+
 struct handoff {
     pthread_mutex_t lock; /* guards slots, head, len and is_closed */
     int *slots;
@@ -63,7 +65,7 @@ void handoff_destroy(struct handoff *h)
     if (h == NULL)
         return;
     for (size_t i = 0; i < h->len; i++)
-        close(h->slots[(h->head + i) % h->capacity]);
+        sock_close_clean(h->slots[(h->head + i) % h->capacity]);
     close(h->wake_fd);
     pthread_mutex_destroy(&h->lock);
     free(h->slots);
@@ -86,7 +88,7 @@ int handoff_push(struct handoff *h, int fd)
     }
     pthread_mutex_unlock(&h->lock);
     if (rc < 0)
-        close(fd); /* a failed push still took ownership */
+        sock_close_clean(fd); /* a failed push still took ownership */
     else if (was_empty)
         (void)eventfd_write(h->wake_fd, 1);
     return rc;
@@ -113,6 +115,14 @@ void handoff_close(struct handoff *h)
     h->is_closed = true;
     pthread_mutex_unlock(&h->lock);
     (void)eventfd_write(h->wake_fd, 1);
+}
+
+bool handoff_has_room(struct handoff *h)
+{
+    pthread_mutex_lock(&h->lock);
+    bool has_room = !h->is_closed && h->len < h->capacity;
+    pthread_mutex_unlock(&h->lock);
+    return has_room;
 }
 
 size_t handoff_length(struct handoff *h)

@@ -3,10 +3,10 @@
  *
  * Start: bind every listener (fatal at start-up if one cannot be bound), then start the
  * UDP thread, the workers and last the acceptor, so no socket is accepted before a
- * worker can take it. Shutdown: stop the acceptor (it first takes in the connections
- * already in the kernel's backlog) and close the TCP listeners, so new clients are
- * refused at once; stop UDP after answering what is queued; let the workers drain until
- * shutdown_timeout_ms. Destroy joins and frees in the reverse order. */
+ * worker can take it. Shutdown: tell the acceptor to stop (it takes in the connections
+ * already in the kernel's backlog, refuses new clients, closes the TCP listeners and
+ * then lets the workers drain until shutdown_timeout_ms); stop UDP after answering what
+ * is queued. Destroy joins and frees in the reverse order. */
 #include "config.h"
 
 #include "server.h"
@@ -111,7 +111,8 @@ static int server_start_tcp(struct server *s)
     if (rc == 0)
         rc = acceptor_create(s->ls, s->tcp_count, s->conf->max_connections, s->iplimit,
                              &s->acceptor);
-    struct worker_hooks hooks = {acceptor_release, s->acceptor, s->done_fd, s->iplimit};
+    struct worker_hooks hooks = {acceptor_release, acceptor_room, s->acceptor, s->done_fd,
+                                 s->iplimit};
     for (unsigned i = 0; rc == 0 && i < s->nworkers; i++) {
         rc = worker_create(s->conf, &hooks, &s->workers[i]);
         if (rc == 0 && (rc = worker_start(s->workers[i])) < 0) {
@@ -162,20 +163,22 @@ void server_shutdown(struct server *s)
 {
     if (s->is_shutting_down) {
         log_info("second stop signal: closing every connection now");
+        if (s->acceptor)
+            acceptor_stop(s->acceptor, clock_now_ms());
         server_drain_workers(s, clock_now_ms());
         return;
     }
     s->is_shutting_down = true;
+    uint64_t deadline = clock_now_ms() + s->conf->shutdown_timeout_ms;
+    log_info("shutting down: no longer accepting new clients; serving open connections and "
+             "those already waiting for up to %u ms",
+             s->conf->shutdown_timeout_ms);
     if (s->acceptor)
-        acceptor_stop(s->acceptor);
-    for (size_t i = 0; i < s->tcp_count; i++)
-        listener_close(&s->ls[i]);
+        acceptor_stop(s->acceptor, deadline); /* it drains the workers when it is done */
+    else
+        server_drain_workers(s, deadline);
     if (s->udp)
         udp_stop(s->udp);
-    uint64_t deadline = clock_now_ms() + s->conf->shutdown_timeout_ms;
-    log_info("shutting down: no longer accepting; serving open connections for up to %u ms",
-             s->conf->shutdown_timeout_ms);
-    server_drain_workers(s, deadline);
     if (server_started_workers(s) == 0) {
         (void)eventfd_write(s->done_fd, 1); /* no worker will report: say "done" ourselves */
     }
@@ -217,8 +220,10 @@ void server_destroy(struct server *s)
 {
     if (s == NULL)
         return;
-    if (s->acceptor)
-        acceptor_stop(s->acceptor);
+    if (s->acceptor) {
+        acceptor_stop(s->acceptor, clock_now_ms());
+        acceptor_join(s->acceptor);
+    }
     if (s->udp)
         udp_stop(s->udp);
     server_drain_workers(s, clock_now_ms());

@@ -82,16 +82,22 @@ int worker_create(const struct conf *c, const struct worker_hooks *hooks, struct
     return 0;
 }
 
-/* Take every queued socket; notice when the queue has been closed. */
+/* Take every queued socket; notice when the queue has been closed. An acceptor that
+ * waits for room hears of it once the queue is empty again. */
 static void worker_take_sockets(struct worker *w, uint64_t now_ms)
 {
     int fd;
     int rc;
+    bool has_taken = false;
     handoff_clear_wake(w->queue);
-    while ((rc = handoff_pop(w->queue, &fd)) == 0)
+    while ((rc = handoff_pop(w->queue, &fd)) == 0) {
         conn_set_adopt(w->conns, fd, now_ms);
+        has_taken = true;
+    }
     if (rc == -EPIPE)
         w->is_draining = true;
+    if (has_taken)
+        w->hooks.on_room(w->hooks.arg);
 }
 
 /* How long epoll_wait may sleep: until the next connection timeout or the deadline. */
@@ -159,6 +165,11 @@ int worker_push(struct worker *w, int fd)
     if (rc < 0)
         atomic_fetch_sub_explicit(&w->load, 1, memory_order_relaxed);
     return rc;
+}
+
+bool worker_has_room(struct worker *w)
+{
+    return handoff_has_room(w->queue);
 }
 
 unsigned worker_load(const struct worker *w)

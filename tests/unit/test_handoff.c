@@ -128,6 +128,26 @@ static void test_fifo_order(void **state)
     assert_int_equal(handoff_length(queue), 0);
 }
 
+/* has_room says whether a push would fit: true until the last slot is taken, true again
+ * after a pop, and false once the queue is closed. */
+static void test_has_room(void **state)
+{
+    (void)state;
+    int fds[QUEUE_CAP];
+    for (int i = 0; i < QUEUE_CAP; i++) {
+        assert_true(handoff_has_room(queue));
+        fds[i] = push_new();
+    }
+    assert_false(handoff_has_room(queue));
+    pop_expect(fds[0]);
+    assert_true(handoff_has_room(queue));
+    handoff_close(queue);
+    assert_false(handoff_has_room(queue));
+    for (int i = 1; i < QUEUE_CAP; i++)
+        pop_expect(fds[i]);
+    assert_false(handoff_has_room(queue));
+}
+
 /* Interleaved pushes and pops walk head around the ring many times. */
 static void test_fifo_across_wrap(void **state)
 {
@@ -410,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_create_rejects_zero_capacity),
         cmocka_unit_test_setup_teardown(test_fifo_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fifo_across_wrap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_has_room, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bound_refuses_and_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pop_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_refuses_then_drains, setup, teardown),
