@@ -45,6 +45,8 @@ void acceptor_release(void *acceptor);
 void acceptor_room(void *acceptor);
 /* Free the acceptor; its thread must have ended. */
 void acceptor_destroy(struct acceptor *a);
+/* The acceptor thread's liveness beat (see evloop.h), for the watchdog. */
+const struct evloop_beat *acceptor_beat(const struct acceptor *a);
 /* The acceptor's counters. */
 struct stats *acceptor_stats(struct acceptor *a);
 

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "conf.h"
+#include "evloop.h"
 #include "listener.h"
 #include "stats.h"
 
@@ -19,6 +20,8 @@ int udp_start(struct udp *u);
 void udp_stop(struct udp *u);
 /* Free the service; its thread must have ended or never started. */
 void udp_destroy(struct udp *u);
+/* The UDP thread's liveness beat (see evloop.h), for the watchdog. */
+const struct evloop_beat *udp_beat(const struct udp *u);
 /* The UDP thread's counters. */
 struct stats *udp_stats(struct udp *u);
 

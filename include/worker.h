@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "conf.h"
+#include "evloop.h"
 #include "iplimit.h"
 #include "stats.h"
 
@@ -39,6 +40,8 @@ void worker_drain(struct worker *w, uint64_t deadline_ms);
 void worker_join(struct worker *w);
 /* Free the worker; its thread must have ended or never started. */
 void worker_destroy(struct worker *w);
+/* The worker thread's liveness beat (see evloop.h), for the watchdog. */
+const struct evloop_beat *worker_beat(const struct worker *w);
 /* The worker's counters. */
 struct stats *worker_stats(struct worker *w);
 

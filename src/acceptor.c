@@ -46,6 +46,7 @@
 
 #include "clock.h"
 #include "droplog.h"
+#include "evloop.h"
 #include "log.h"
 #include "sock.h"
 
@@ -71,6 +72,7 @@ struct acceptor {
     _Atomic bool is_queue_starved; /* acceptor sets: every queue full; workers' on_room reads */
     int wake_fd;                   /* eventfd: stop requests, releases, room in a queue */
     int epfd;
+    struct evloop loop; /* over epfd; its beat is read by the watchdog */
     pthread_t thread;
     bool is_started;
     bool is_paused;         /* acceptor thread only: at the limit, queues full or backing off */
@@ -116,6 +118,8 @@ int acceptor_create(struct listener *ls, size_t count, unsigned max_connections,
     int rc = a->owed == NULL ? -ENOMEM : a->reserve_fd < 0 ? -errno : 0;
     if (rc == 0)
         rc = listener_watch(ls, count, &a->epfd, &a->wake_fd);
+    if (rc == 0)
+        evloop_init(&a->loop, "acceptor", a->epfd);
     if (rc < 0) {
         acceptor_destroy(a);
         return rc;
@@ -463,12 +467,12 @@ static void *acceptor_main(void *arg)
     struct acceptor *a = arg;
     struct epoll_event events[16];
     bool is_stopping = false;
+    uint64_t now = clock_now_ms();
     for (;;) {
-        int n = epoll_wait(a->epfd, events, 16, acceptor_wait_ms(a, is_stopping, clock_now_ms()));
+        int n = evloop_wait(&a->loop, events, 16, acceptor_wait_ms(a, is_stopping, now), &now);
         for (int i = 0; i < n; i++)
             if (events[i].data.ptr == NULL)
                 acceptor_woken(a);
-        uint64_t now = clock_now_ms();
         if (!is_stopping && atomic_load(&a->is_stopping)) {
             is_stopping = true;
             acceptor_begin_stop(a);
@@ -542,6 +546,11 @@ void acceptor_destroy(struct acceptor *a)
         close(a->reserve_fd);
     free(a->owed);
     free(a);
+}
+
+const struct evloop_beat *acceptor_beat(const struct acceptor *a)
+{
+    return &a->loop.beat;
 }
 
 struct stats *acceptor_stats(struct acceptor *a)

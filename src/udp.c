@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "evloop.h"
 #include "guard.h"
 #include "log.h"
 
@@ -42,6 +43,7 @@ struct udp {
     size_t max_reply_bytes; /* udp.max_reply_bytes */
     struct guard *guard;    /* NULL when udp.guard.enabled is false */
     int epfd;
+    struct evloop loop;       /* over epfd; its beat is read by the watchdog */
     int wake_fd;              /* eventfd: written once to stop the thread */
     _Atomic bool is_stopping; /* set once by udp_stop() */
     pthread_t thread;
@@ -92,6 +94,8 @@ int udp_create(const struct conf *c, const struct listener *ls, size_t count, st
     int rc = udp_create_guard(u, c);
     if (rc == 0)
         rc = listener_watch(ls, count, &u->epfd, &u->wake_fd);
+    if (rc == 0)
+        evloop_init(&u->loop, "udp", u->epfd);
     if (rc < 0) {
         udp_destroy(u);
         return rc;
@@ -163,15 +167,14 @@ static void *udp_main(void *arg)
     struct udp *u = arg;
     struct epoll_event events[16];
     int timeout_ms = -1; /* until a drop line is due */
+    uint64_t now = clock_now_ms();
     while (!atomic_load(&u->is_stopping)) {
-        int n = epoll_wait(u->epfd, events, 16, timeout_ms);
-        if (n < 0 && errno != EINTR)
-            log_error("udp: epoll_wait: %s", strerror(errno));
+        int n = evloop_wait(&u->loop, events, 16, timeout_ms, &now);
         for (int i = 0; i < n; i++)
             if (events[i].data.ptr != NULL)
                 udp_serve(u, events[i].data.ptr, UDP_BATCH);
         if (u->guard)
-            timeout_ms = guard_log_drops(u->guard, clock_now_ms(), false);
+            timeout_ms = guard_log_drops(u->guard, now = clock_now_ms(), false);
     }
     /* Answer what arrived before the stop rather than drop it. */
     for (size_t i = 0; i < u->count; i++)
@@ -210,6 +213,11 @@ void udp_destroy(struct udp *u)
         close(u->epfd);
     guard_destroy(u->guard);
     free(u);
+}
+
+const struct evloop_beat *udp_beat(const struct udp *u)
+{
+    return &u->loop.beat;
 }
 
 struct stats *udp_stats(struct udp *u)

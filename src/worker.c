@@ -23,6 +23,7 @@
 
 #include "clock.h"
 #include "conn.h"
+#include "evloop.h"
 #include "handoff.h"
 #include "log.h"
 
@@ -33,6 +34,7 @@ struct worker {
     struct handoff *queue;
     struct conn_set *conns;
     int epfd;
+    struct evloop loop; /* over epfd; its beat is read by the watchdog */
     pthread_t thread;
     bool is_started;
     bool is_draining;             /* worker thread only: the queue is closed and empty */
@@ -70,6 +72,7 @@ int worker_create(const struct conf *c, const struct worker_hooks *hooks, struct
     if (rc == 0)
         rc = conn_set_create(&s, w->epfd, &w->stats, &w->conns);
     if (rc == 0) {
+        evloop_init(&w->loop, "worker", w->epfd);
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, handoff_wake_fd(w->queue), &ev) < 0)
             rc = -errno;
@@ -115,12 +118,8 @@ static int worker_wait_ms(struct worker *w, uint64_t now_ms)
 static void worker_run_once(struct worker *w)
 {
     struct epoll_event events[WORKER_EVENTS];
-    int n = epoll_wait(w->epfd, events, WORKER_EVENTS, worker_wait_ms(w, clock_now_ms()));
-    if (n < 0 && errno != EINTR) {
-        log_error("worker: epoll_wait: %s", strerror(errno));
-        n = 0;
-    }
     uint64_t now = clock_now_ms();
+    int n = evloop_wait(&w->loop, events, WORKER_EVENTS, worker_wait_ms(w, now), &now);
     for (int i = 0; i < n; i++) {
         if (events[i].data.ptr == NULL)
             worker_take_sockets(w, now);
@@ -200,6 +199,11 @@ void worker_destroy(struct worker *w)
     if (w->epfd >= 0)
         close(w->epfd);
     free(w);
+}
+
+const struct evloop_beat *worker_beat(const struct worker *w)
+{
+    return &w->loop.beat;
 }
 
 struct stats *worker_stats(struct worker *w)
