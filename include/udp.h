@@ -4,16 +4,34 @@
 
 #include <stddef.h>
 
-#include "conf.h"
 #include "evloop.h"
+#include "guard.h"
+#include "proto.h"
 #include "listener.h"
 #include "stats.h"
 
+struct snap_box;
 struct udp;
 
-/* A UDP service (not yet running) over the given bound listeners, configured by c's
- * udp group (its guard treats every listener's port as its own); 0 or -errno. */
-int udp_create(const struct conf *c, const struct listener *ls, size_t count, struct udp **out);
+/* What the UDP thread answers with: server.c builds it from the configuration and
+ * publishes a new one on reload (see snap.h). Owns its greeting. */
+struct udp_settings {
+    enum proto_mode mode;
+    char *greeting; /* greet mode prefix */
+    size_t greeting_len;
+    size_t max_reply_bytes;  /* udp.max_reply_bytes */
+    struct guard_conf guard; /* udp.guard */
+};
+
+/* Free a udp_settings (the snap box's free function). */
+void udp_settings_free(void *settings);
+/* A UDP service (not yet running) over the given bound listeners, taking its settings
+ * from the box (its guard treats every listener's port as its own); 0 or -errno. */
+int udp_create(struct snap_box *settings, const struct listener *ls, size_t count,
+               struct udp **out);
+/* Make the thread take up newly published settings now rather than at its next wake-up
+ * (any thread). */
+void udp_wake(struct udp *u);
 /* Start the thread; 0 or -errno. */
 int udp_start(struct udp *u);
 /* Answer the datagrams already queued, then end the thread and wait for it. */

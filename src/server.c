@@ -25,6 +25,7 @@
 #include "clock.h"
 #include "iplimit.h"
 #include "log.h"
+#include "snap.h"
 #include "stats.h"
 #include "udp.h"
 #include "worker.h"
@@ -39,6 +40,7 @@ struct server {
     struct worker **workers;
     unsigned nworkers;
     struct udp *udp;
+    struct snap_box *udp_box; /* the UDP thread's settings (udp_settings) */
     int done_fd;         /* eventfd: every worker adds 1 when it ends */
     uint64_t done_count; /* workers (or, with none, the shutdown) reported done */
     bool is_shutting_down;
@@ -125,11 +127,30 @@ static int server_start_tcp(struct server *s)
     return rc;
 }
 
+/* The UDP thread's settings from the configuration c; NULL when out of memory. */
+static struct udp_settings *server_udp_settings(const struct conf *c)
+{
+    struct udp_settings *u = calloc(1, sizeof(*u));
+    if (u == NULL || (u->greeting = malloc(c->udp.greeting_len + 1)) == NULL) {
+        free(u);
+        return NULL;
+    }
+    memcpy(u->greeting, c->udp.greeting, c->udp.greeting_len + 1);
+    u->mode = c->udp.mode;
+    u->greeting_len = c->udp.greeting_len;
+    u->max_reply_bytes = c->udp_max_reply_bytes;
+    u->guard = c->udp_guard;
+    return u;
+}
+
 int server_start(struct server *s)
 {
     int rc = 0;
     if (s->udp_count > 0) {
-        rc = udp_create(s->conf, s->ls + s->tcp_count, s->udp_count, &s->udp);
+        struct udp_settings *us = server_udp_settings(s->conf);
+        rc = us == NULL ? -ENOMEM : snap_box_create(us, udp_settings_free, &s->udp_box);
+        if (rc == 0)
+            rc = udp_create(s->udp_box, s->ls + s->tcp_count, s->udp_count, &s->udp);
         if (rc == 0 && (rc = udp_start(s->udp)) < 0)
             log_error("cannot start the UDP thread: %s", strerror(-rc));
     }
@@ -236,6 +257,7 @@ void server_destroy(struct server *s)
     acceptor_destroy(s->acceptor);
     iplimit_destroy(s->iplimit);
     udp_destroy(s->udp);
+    snap_box_destroy(s->udp_box);
     for (size_t i = 0; i < s->tcp_count + s->udp_count; i++)
         listener_close(&s->ls[i]);
     if (s->done_fd >= 0)

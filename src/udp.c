@@ -27,6 +27,7 @@
 #include "evloop.h"
 #include "guard.h"
 #include "log.h"
+#include "snap.h"
 
 #define UDP_BATCH     64    /* datagrams per socket per wake-up, for fairness */
 #define UDP_DRAIN_MAX 4096  /* datagrams answered per socket at shutdown */
@@ -37,11 +38,11 @@
 struct udp {
     const struct listener *ls;
     size_t count;
-    enum proto_mode mode;
-    const char *greeting;
-    size_t greeting_len;
-    size_t max_reply_bytes; /* udp.max_reply_bytes */
-    struct guard *guard;    /* NULL when udp.guard.enabled is false */
+    struct snap_box *box;         /* where the main thread publishes udp_settings */
+    struct snap *snap;            /* UDP thread only: the settings in force */
+    uint64_t generation;          /* UDP thread only: snap's generation */
+    const struct udp_settings *s; /* UDP thread only: snap's data */
+    struct guard *guard;          /* NULL when udp.guard.enabled is false */
     int epfd;
     struct evloop loop;       /* over epfd; its beat is read by the watchdog */
     int wake_fd;              /* eventfd: written once to stop the thread */
@@ -62,36 +63,73 @@ static const enum stats_counter udp_drop_counters[GUARD_VERDICT_COUNT] = {
     [GUARD_DROP_GLOBAL_RATE] = STAT_udp_drop_global_rate,
 };
 
-/* The guard configured in c, with every bound listener's port as an own port. */
-static int udp_create_guard(struct udp *u, const struct conf *c)
+void udp_settings_free(void *settings)
 {
-    if (!c->udp_guard.is_enabled)
+    struct udp_settings *s = settings;
+    if (s == NULL)
+        return;
+    free(s->greeting);
+    free(s);
+}
+
+/* The guard gc describes, with every bound listener's port as an own port, into *out
+ * (NULL when the guard is off); 0 or -errno. */
+static int udp_create_guard(const struct udp *u, const struct guard_conf *gc, struct guard **out)
+{
+    *out = NULL;
+    if (!gc->is_enabled)
         return 0;
     struct guard_policy policy;
     guard_policy_init(&policy);
-    policy.is_loopback_allowed = c->udp_guard.is_loopback_allowed;
+    policy.is_loopback_allowed = gc->is_loopback_allowed;
     for (size_t i = 0; i < u->count; i++) {
         int rc = guard_policy_add_own_port(&policy,
                                            addr_port((const struct sockaddr *)&u->ls[i].bound.ss));
         if (rc < 0)
             return rc;
     }
-    return guard_create(&c->udp_guard, &policy, &u->guard);
+    return guard_create(gc, &policy, out);
 }
 
-int udp_create(const struct conf *c, const struct listener *ls, size_t count, struct udp **out)
+/* Take up the settings published last. A changed guard configuration gets a new
+ * guard (its buckets start full); if that cannot be had, the old guard stays and the
+ * error is returned (fatal only at start-up). */
+static int udp_take_settings(struct udp *u)
+{
+    int rc = 0;
+    uint64_t generation;
+    struct snap *next = snap_box_acquire(u->box, &generation);
+    const struct udp_settings *s = snap_data(next);
+    if (u->s == NULL || memcmp(&u->s->guard, &s->guard, sizeof(s->guard)) != 0) {
+        struct guard *g;
+        rc = udp_create_guard(u, &s->guard, &g);
+        if (rc == 0) {
+            if (u->guard)
+                guard_log_drops(u->guard, clock_now_ms(), true);
+            guard_destroy(u->guard);
+            u->guard = g;
+        } else if (u->s != NULL) {
+            log_error("udp: cannot set up the new guard settings (%s); keeping the old ones",
+                      strerror(-rc));
+        }
+    }
+    snap_release(u->snap);
+    u->snap = next;
+    u->s = s;
+    u->generation = generation;
+    return rc;
+}
+
+int udp_create(struct snap_box *settings, const struct listener *ls, size_t count, struct udp **out)
 {
     struct udp *u = calloc(1, sizeof(*u));
     if (u == NULL)
         return -ENOMEM;
     u->ls = ls;
     u->count = count;
-    u->mode = c->udp.mode;
-    u->greeting = c->udp.greeting;
-    u->greeting_len = c->udp.greeting_len;
-    u->max_reply_bytes = c->udp_max_reply_bytes;
+    u->box = settings;
     u->epfd = u->wake_fd = -1;
-    int rc = udp_create_guard(u, c);
+    int rc = udp_take_settings(u);
     if (rc == 0)
         rc = listener_watch(ls, count, &u->epfd, &u->wake_fd);
     if (rc == 0)
@@ -108,18 +146,19 @@ int udp_create(const struct conf *c, const struct listener *ls, size_t count, st
 static void udp_reply(struct udp *u, const struct listener *l, size_t n,
                       const struct sockaddr_storage *src, socklen_t src_len)
 {
+    const struct udp_settings *s = u->s;
     size_t max = l->bound.ss.ss_family == AF_INET6 ? UDP_MAX_V6 : UDP_MAX_V4;
-    if (u->max_reply_bytes < max)
-        max = u->max_reply_bytes;
+    if (s->max_reply_bytes < max)
+        max = s->max_reply_bytes;
     struct iovec iov[2];
     size_t k = 0;
-    if (u->mode == PROTO_GREET) {
-        iov[k].iov_base = (void *)u->greeting;
-        iov[k++].iov_len = u->greeting_len;
+    if (s->mode == PROTO_GREET) {
+        iov[k].iov_base = s->greeting;
+        iov[k++].iov_len = s->greeting_len;
     }
     iov[k].iov_base = u->data;
     iov[k++].iov_len = n;
-    size_t reply_len = n + (u->mode == PROTO_GREET ? u->greeting_len : 0);
+    size_t reply_len = n + (s->mode == PROTO_GREET ? s->greeting_len : 0);
     if (reply_len > max) {
         stats_add(&u->stats, STAT_udp_reply_too_large, 1);
         return;
@@ -170,6 +209,8 @@ static void *udp_main(void *arg)
     uint64_t now = clock_now_ms();
     while (!atomic_load(&u->is_stopping)) {
         int n = evloop_wait(&u->loop, events, 16, timeout_ms, &now);
+        if (snap_box_generation(u->box) != u->generation)
+            (void)udp_take_settings(u); /* a reload: from the next datagram on */
         for (int i = 0; i < n; i++)
             if (events[i].data.ptr != NULL)
                 udp_serve(u, events[i].data.ptr, UDP_BATCH);
@@ -193,6 +234,11 @@ int udp_start(struct udp *u)
     return 0;
 }
 
+void udp_wake(struct udp *u)
+{
+    (void)eventfd_write(u->wake_fd, 1);
+}
+
 void udp_stop(struct udp *u)
 {
     if (!u->is_started)
@@ -212,6 +258,7 @@ void udp_destroy(struct udp *u)
     if (u->epfd >= 0)
         close(u->epfd);
     guard_destroy(u->guard);
+    snap_release(u->snap);
     free(u);
 }
 
