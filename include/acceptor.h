@@ -38,6 +38,9 @@ int acceptor_start(struct acceptor *a, struct worker **workers, size_t nworkers)
 void acceptor_stop(struct acceptor *a, uint64_t deadline_ms);
 /* Wait for the thread to end; call acceptor_stop first. */
 void acceptor_join(struct acceptor *a);
+/* Change max_connections (a reload; any thread): open connections over a lowered limit
+ * stay, new ones wait until they fit. */
+void acceptor_set_max_connections(struct acceptor *a, unsigned max_connections);
 /* A connection closed (any thread): accepting resumes if it was paused at the limit. */
 void acceptor_release(void *acceptor);
 /* A worker took sockets from its queue (its thread): accepting resumes if it was paused

@@ -18,6 +18,9 @@ struct iplimit;
 /* A table allowing max_per_ip connections per IP and holding at most `capacity` IPs
  * (memory is bounded by it); 0 or -errno. */
 int iplimit_create(unsigned max_per_ip, size_t capacity, struct iplimit **out);
+/* Change both limits (a reload); connections over a lowered limit stay open, and new
+ * ones are counted against the new limit. Any thread. */
+void iplimit_set_limits(struct iplimit *t, unsigned max_per_ip, size_t capacity);
 /* Free the table. */
 void iplimit_destroy(struct iplimit *t);
 /* The key of sa's IP address (port ignored); 0, or -EAFNOSUPPORT for a non-IP family. */

@@ -63,7 +63,7 @@ struct acceptor {
     size_t count;
     struct worker **workers;
     size_t nworkers;
-    unsigned max_connections;
+    _Atomic unsigned max_connections;  /* main thread sets (reload); others read */
     struct iplimit *iplimit;           /* NULL without max_connections_per_ip */
     _Atomic unsigned live;             /* accepted, not yet closed: see DESIGN */
     _Atomic bool is_stopping;          /* set by acceptor_stop() */
@@ -107,7 +107,7 @@ int acceptor_create(struct listener *ls, size_t count, unsigned max_connections,
         return -ENOMEM;
     a->ls = ls;
     a->count = count;
-    a->max_connections = max_connections;
+    atomic_init(&a->max_connections, max_connections);
     a->iplimit = iplimit;
     a->epfd = a->wake_fd = -1;
     a->is_listening = true; /* listener_watch registers them for input */
@@ -140,6 +140,12 @@ static void acceptor_set_listening(struct acceptor *a, bool is_listening)
             log_error("acceptor: epoll_ctl: %s", strerror(errno));
     }
     a->is_listening = is_listening;
+}
+
+/* max_connections now. */
+static unsigned acceptor_max(struct acceptor *a)
+{
+    return atomic_load_explicit(&a->max_connections, memory_order_relaxed);
 }
 
 /* Stop accepting until acceptor_can_resume(); `counter` says why, counted once per pause. */
@@ -295,7 +301,7 @@ static int acceptor_accept_failed(struct acceptor *a, const struct listener *l, 
  * accepting paused (max_connections, every queue full, or a back-off). */
 static int acceptor_accept_one(struct acceptor *a, const struct listener *l)
 {
-    if (atomic_load_explicit(&a->live, memory_order_acquire) >= a->max_connections) {
+    if (atomic_load_explicit(&a->live, memory_order_acquire) >= acceptor_max(a)) {
         acceptor_pause(a, STAT_tcp_accept_paused);
         return -EBUSY;
     }
@@ -344,7 +350,7 @@ static bool acceptor_can_resume(struct acceptor *a, uint64_t now_ms)
     if (a->resume_at_ms != 0 && now_ms < a->resume_at_ms)
         return false;
     a->resume_at_ms = 0;
-    if (atomic_load_explicit(&a->live, memory_order_acquire) >= a->max_connections)
+    if (atomic_load_explicit(&a->live, memory_order_acquire) >= acceptor_max(a))
         return false;
     if (atomic_load_explicit(&a->is_queue_starved, memory_order_relaxed)) {
         if (acceptor_pick_worker(a) == NULL)
@@ -518,12 +524,17 @@ void acceptor_join(struct acceptor *a)
     a->is_started = false;
 }
 
+void acceptor_set_max_connections(struct acceptor *a, unsigned max_connections)
+{
+    atomic_store_explicit(&a->max_connections, max_connections, memory_order_relaxed);
+    (void)eventfd_write(a->wake_fd, 1); /* a raised limit may end a pause */
+}
+
 void acceptor_release(void *acceptor)
 {
     struct acceptor *a = acceptor;
     unsigned before = atomic_fetch_sub_explicit(&a->live, 1, memory_order_acq_rel);
-    if (before >= a->max_connections ||
-        atomic_load_explicit(&a->is_fd_starved, memory_order_acquire))
+    if (before >= acceptor_max(a) || atomic_load_explicit(&a->is_fd_starved, memory_order_acquire))
         (void)eventfd_write(a->wake_fd, 1);
 }
 

@@ -60,6 +60,14 @@ int iplimit_create(unsigned max_per_ip, size_t capacity, struct iplimit **out)
     return 0;
 }
 
+void iplimit_set_limits(struct iplimit *t, unsigned max_per_ip, size_t capacity)
+{
+    pthread_mutex_lock(&t->lock);
+    t->max_per_ip = max_per_ip;
+    t->capacity = capacity;
+    pthread_mutex_unlock(&t->lock);
+}
+
 void iplimit_destroy(struct iplimit *t)
 {
     if (t == NULL)

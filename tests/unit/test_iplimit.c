@@ -106,6 +106,29 @@ static void test_limit_per_ip(void **state)
     assert_int_equal(iplimit_ip_count(table), 1);
 }
 
+/* A reload changes both limits: a raised one admits more at once; a lowered one keeps
+ * what is open and refuses new connections until the IP is under it. */
+static void test_set_limits(void **state)
+{
+    (void)state;
+    assert_int_equal(iplimit_create(2, 100, &table), 0);
+    struct iplimit_key a = key_of("192.0.2.1", NULL);
+    struct iplimit_key b = key_of("192.0.2.2", NULL);
+    assert_int_equal(iplimit_acquire(table, &a, 10), 0);
+    assert_int_equal(iplimit_acquire(table, &a, 11), 0);
+    assert_int_equal(iplimit_acquire(table, &a, 12), -EUSERS);
+    iplimit_set_limits(table, 3, 100);
+    assert_int_equal(iplimit_acquire(table, &a, 12), 0);
+    iplimit_set_limits(table, 1, 1);
+    assert_int_equal(iplimit_count(table, &a), 3);
+    iplimit_release(table, 12);
+    assert_int_equal(iplimit_acquire(table, &a, 12), -EUSERS);
+    assert_int_equal(iplimit_acquire(table, &b, 13), -ENOSPC); /* capacity 1: a's */
+    iplimit_release(table, 10);
+    iplimit_release(table, 11);
+    assert_int_equal(iplimit_acquire(table, &b, 13), 0);
+}
+
 /* A held fd cannot be counted again (it would mean an fd was reused before release). */
 static void test_held_fd_refused(void **state)
 {
@@ -203,6 +226,7 @@ int main(void)
         cmocka_unit_test_teardown(test_keys, teardown),
         cmocka_unit_test_teardown(test_limit_per_ip, teardown),
         cmocka_unit_test_teardown(test_held_fd_refused, teardown),
+        cmocka_unit_test_teardown(test_set_limits, teardown),
         cmocka_unit_test_teardown(test_many_ips_release_to_zero, teardown),
         cmocka_unit_test_teardown(test_capacity_bound, teardown),
         cmocka_unit_test_teardown(test_threads, teardown),
