@@ -13,6 +13,13 @@
 #include "worker.h"
 
 struct acceptor;
+struct snap_box;
+
+/* What the acceptor accepts on: server.c builds it and publishes a new one when a
+ * reload changes the listeners (see snap.h). Holds a reference to each listener. */
+struct acceptor_settings {
+    struct listener_set listeners; /* the TCP listeners */
+};
 
 /* What accept4() failing with an errno calls for. */
 enum acceptor_verdict {
@@ -21,10 +28,14 @@ enum acceptor_verdict {
     ACCEPTOR_BACK_OFF, /* out of a resource (EMFILE, ENOBUFS, ...) or a bug: pause */
 };
 
-/* An acceptor (not yet running) over the given TCP listeners, counting connections per
- * IP in iplimit (NULL: no per-IP limit); 0 or -errno. */
-int acceptor_create(struct listener *ls, size_t count, unsigned max_connections,
-                    struct iplimit *iplimit, struct acceptor **out);
+/* Free an acceptor_settings, dropping its listener references (the box's free). */
+void acceptor_settings_free(void *settings);
+/* An acceptor (not yet running) over the TCP listeners published in the settings box,
+ * counting connections per IP in iplimit (NULL: no per-IP limit); 0 or -errno. */
+int acceptor_create(struct snap_box *settings, unsigned max_connections, struct iplimit *iplimit,
+                    struct acceptor **out);
+/* Make the thread take up newly published settings now (any thread). */
+void acceptor_wake(struct acceptor *a);
 /* Classify accept4()'s errno err (accept(2): network errors a pending connection
  * carries, and a firewall's EPERM, are retried at once). */
 enum acceptor_verdict acceptor_classify(int err);

@@ -1,29 +1,63 @@
-/* listener: binding TCP and UDP sockets and publishing their ports.
- * Main thread, at start-up. The server owns every listener fd and closes it last. */
+/* listener: the TCP and UDP sockets echod serves, as shared, refcounted objects, and
+ * the port file that publishes their ports. Opened by the main thread (at start-up and
+ * on reload); the settings snapshots of the acceptor and the UDP thread hold references,
+ * and the last reference closes the socket, so a listener a reload removed stays open
+ * exactly until the thread serving it has moved on. */
 #ifndef ECHOD_LISTENER_H
 #define ECHOD_LISTENER_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "addr.h"
 
 struct listener {
+    _Atomic unsigned refs;
     int fd;
-    int type;          /* SOCK_STREAM or SOCK_DGRAM */
-    struct addr bound; /* the address actually bound: port 0 resolved */
+    int type;               /* SOCK_STREAM or SOCK_DGRAM */
+    bool is_adopted;        /* passed by systemd: closed, never shut down */
+    struct addr configured; /* the listen entry it was opened for (port 0 stays 0) */
+    struct addr bound;      /* the address actually bound: port 0 resolved */
 };
 
-/* Bind a non-blocking socket of `type` to a (listening, for TCP); 0 or -errno. */
-int listener_open(struct listener *l, const struct addr *a, int type, int backlog);
-/* An epoll fd watching every listener for input (data.ptr = &ls[i]) and a new eventfd
- * to wake its thread (data.ptr = NULL). 0 or -errno; on failure nothing stays open. */
-int listener_watch(const struct listener *ls, size_t count, int *epfd, int *wake_fd);
-/* Close the socket; safe on a listener that is already closed. */
-void listener_close(struct listener *l);
+/* A list of listener references (a settings snapshot's, or the server's). */
+struct listener_set {
+    struct listener **items;
+    size_t count;
+};
+
+/* Bind a non-blocking socket of `type` to a (listening, for TCP) into a new listener
+ * with one reference; 0 or -errno. */
+int listener_open(const struct addr *a, int type, int backlog, struct listener **out);
+/* Take another reference; returns l. Any thread. */
+struct listener *listener_ref(struct listener *l);
+/* Drop a reference (NULL is fine); the last one closes the socket. Any thread. */
+void listener_unref(struct listener *l);
+/* Whether l was opened for the listen entry a with `type`: a reload keeps such a
+ * listener instead of binding it again (so "127.0.0.1:0" keeps its port). */
+bool listener_matches(const struct listener *l, const struct addr *a, int type);
+/* Stop a TCP listener for good: new connects are refused (shutdown(2); the fd stays
+ * open until the last reference). An adopted socket is left alone: systemd keeps
+ * listening on it for the next start. */
+void listener_stop(struct listener *l);
+/* Append l (taking over the caller's reference); 0 or -ENOMEM (reference dropped). */
+int listener_set_add(struct listener_set *set, struct listener *l);
+/* A copy of from in *to, with a reference of its own to each listener; 0 or -ENOMEM. */
+int listener_set_copy(struct listener_set *to, const struct listener_set *from);
+/* Whether set holds l. */
+bool listener_set_holds(const struct listener_set *set, const struct listener *l);
+/* Drop every reference and empty the set. */
+void listener_set_clear(struct listener_set *set);
+/* An epoll fd and a new eventfd to wake its thread (registered with data.ptr = NULL),
+ * and each of ls[0..count) registered for input (data.ptr = the listener). 0 or -errno;
+ * on failure nothing stays open. */
+int listener_watch(const struct listener_set *set, int *epfd, int *wake_fd);
 /* "tcp 127.0.0.1:40123" or "udp [::1]:40124" into buf. */
 void listener_describe(const struct listener *l, char *buf, size_t size);
-/* Write one listener_describe line per listener to path, atomically (temp + rename).
- * 0 or -errno. */
-int listener_write_port_file(const char *path, const struct listener *ls, size_t count);
+/* Write one listener_describe line per listener of each set, in order, to path,
+ * atomically (temp + rename). 0 or -errno. */
+int listener_write_port_file(const char *path, const struct listener_set *const *sets,
+                             size_t count);
 
 #endif

@@ -13,8 +13,9 @@ struct server;
 
 /* Bind every listener of c. 0; or -errno with err naming the address that failed. */
 int server_open(const struct conf *c, struct server **out, char *err, size_t err_size);
-/* The bound listeners, TCP first. */
-const struct listener *server_listeners(const struct server *s, size_t *count);
+/* Write the port file: one "tcp ADDR:PORT" or "udp ADDR:PORT" line per listener, TCP
+ * first (see listener_write_port_file); 0 or -errno. */
+int server_write_port_file(const struct server *s, const char *path);
 /* Start the UDP thread, the workers and the acceptor; 0 or -errno. */
 int server_start(struct server *s);
 /* Stop accepting now and let workers drain until shutdown_timeout_ms. Calling it again

@@ -19,16 +19,16 @@ struct udp_settings {
     enum proto_mode mode;
     char *greeting; /* greet mode prefix */
     size_t greeting_len;
-    size_t max_reply_bytes;  /* udp.max_reply_bytes */
-    struct guard_conf guard; /* udp.guard */
+    size_t max_reply_bytes;        /* udp.max_reply_bytes */
+    struct guard_conf guard;       /* udp.guard */
+    struct listener_set listeners; /* the UDP listeners */
 };
 
-/* Free a udp_settings (the snap box's free function). */
+/* Free a udp_settings, dropping its listener references (the snap box's free). */
 void udp_settings_free(void *settings);
-/* A UDP service (not yet running) over the given bound listeners, taking its settings
- * from the box (its guard treats every listener's port as its own); 0 or -errno. */
-int udp_create(struct snap_box *settings, const struct listener *ls, size_t count,
-               struct udp **out);
+/* A UDP service (not yet running) over the listeners and settings published in the box
+ * (its guard treats every listener's port as its own); 0 or -errno. */
+int udp_create(struct snap_box *settings, struct udp **out);
 /* Make the thread take up newly published settings now rather than at its next wake-up
  * (any thread). */
 void udp_wake(struct udp *u);

@@ -48,6 +48,7 @@
 #include "droplog.h"
 #include "evloop.h"
 #include "log.h"
+#include "snap.h"
 #include "sock.h"
 
 #define ACCEPTOR_BATCH      64    /* accepts per listener per wake-up, for fairness */
@@ -59,8 +60,10 @@
 enum acceptor_refusal { ACCEPTOR_REFUSED_PER_IP, ACCEPTOR_REFUSED_HANDOFF };
 
 struct acceptor {
-    struct listener *ls; /* the TCP listeners; this thread closes them when it stops */
-    size_t count;
+    struct snap_box *box;              /* where the main thread publishes acceptor_settings */
+    struct snap *snap;                 /* acceptor thread only: the settings in force */
+    uint64_t generation;               /* acceptor thread only: snap's generation */
+    const struct acceptor_settings *s; /* acceptor thread only: snap's data */
     struct worker **workers;
     size_t nworkers;
     _Atomic unsigned max_connections;  /* main thread sets (reload); others read */
@@ -77,7 +80,8 @@ struct acceptor {
     bool is_started;
     bool is_paused;         /* acceptor thread only: at the limit, queues full or backing off */
     bool is_listening;      /* acceptor thread only: listeners are in epoll */
-    size_t *owed;           /* acceptor thread only, stopping: connections still to take in */
+    size_t *owed;           /* acceptor thread only, stopping: connections still to take in,
+                               per listener of s */
     uint64_t resume_at_ms;  /* acceptor thread only: end of a back-off, or 0 */
     int backoff_err;        /* acceptor thread only: the error of the logged episode, or 0 */
     int reserve_fd;         /* acceptor thread only: /dev/null, given up when fds run out */
@@ -99,14 +103,24 @@ static int acceptor_open_reserve(void)
     return open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-int acceptor_create(struct listener *ls, size_t count, unsigned max_connections,
-                    struct iplimit *iplimit, struct acceptor **out)
+void acceptor_settings_free(void *settings)
+{
+    struct acceptor_settings *s = settings;
+    if (s == NULL)
+        return;
+    listener_set_clear(&s->listeners);
+    free(s);
+}
+
+int acceptor_create(struct snap_box *settings, unsigned max_connections, struct iplimit *iplimit,
+                    struct acceptor **out)
 {
     struct acceptor *a = calloc(1, sizeof(*a));
     if (a == NULL)
         return -ENOMEM;
-    a->ls = ls;
-    a->count = count;
+    a->box = settings;
+    a->snap = snap_box_acquire(settings, &a->generation);
+    a->s = snap_data(a->snap);
     atomic_init(&a->max_connections, max_connections);
     a->iplimit = iplimit;
     a->epfd = a->wake_fd = -1;
@@ -114,10 +128,9 @@ int acceptor_create(struct listener *ls, size_t count, unsigned max_connections,
     droplog_init(&a->refused, "tcp: refused", "connection", acceptor_describe_refusal,
                  ACCEPTOR_LOG_MS);
     a->reserve_fd = acceptor_open_reserve();
-    a->owed = calloc(count ? count : 1, sizeof(*a->owed));
-    int rc = a->owed == NULL ? -ENOMEM : a->reserve_fd < 0 ? -errno : 0;
+    int rc = a->reserve_fd < 0 ? -errno : 0;
     if (rc == 0)
-        rc = listener_watch(ls, count, &a->epfd, &a->wake_fd);
+        rc = listener_watch(&a->s->listeners, &a->epfd, &a->wake_fd);
     if (rc == 0)
         evloop_init(&a->loop, "acceptor", a->epfd);
     if (rc < 0) {
@@ -128,18 +141,23 @@ int acceptor_create(struct listener *ls, size_t count, unsigned max_connections,
     return 0;
 }
 
+/* Register (op EPOLL_CTL_ADD), change (EPOLL_CTL_MOD) or remove (EPOLL_CTL_DEL) l in
+ * the epoll set, for input while accepting. */
+static void acceptor_watch(struct acceptor *a, int op, struct listener *l)
+{
+    struct epoll_event ev = {.events = a->is_listening ? EPOLLIN : 0, .data.ptr = l};
+    if (epoll_ctl(a->epfd, op, l->fd, &ev) < 0)
+        log_error("acceptor: epoll_ctl: %s", strerror(errno));
+}
+
 /* Listen (events = EPOLLIN) or stop listening (0) on every listener. */
 static void acceptor_set_listening(struct acceptor *a, bool is_listening)
 {
     if (a->is_listening == is_listening)
         return;
-    for (size_t i = 0; i < a->count; i++) {
-        struct epoll_event ev = {.events = is_listening ? EPOLLIN : 0,
-                                 .data.ptr = (void *)&a->ls[i]};
-        if (epoll_ctl(a->epfd, EPOLL_CTL_MOD, a->ls[i].fd, &ev) < 0)
-            log_error("acceptor: epoll_ctl: %s", strerror(errno));
-    }
     a->is_listening = is_listening;
+    for (size_t i = 0; i < a->s->listeners.count; i++)
+        acceptor_watch(a, EPOLL_CTL_MOD, a->s->listeners.items[i]);
 }
 
 /* max_connections now. */
@@ -399,13 +417,18 @@ static size_t acceptor_pending(const struct listener *l)
 }
 
 /* The stop began: stop listening, and note how many connections each listener's backlog
- * holds now. Those clients are owed service; later ones are refused. */
+ * holds now. Those clients are owed service; later ones are refused. An adopted socket
+ * owes nothing: what waits on it is systemd's, for the next start. */
 static void acceptor_begin_stop(struct acceptor *a)
 {
     acceptor_set_listening(a, false);
     size_t total = 0;
-    for (size_t i = 0; i < a->count; i++)
-        total += a->owed[i] = acceptor_pending(&a->ls[i]);
+    const struct listener_set *ls = &a->s->listeners;
+    if ((a->owed = calloc(ls->count ? ls->count : 1, sizeof(*a->owed))) == NULL)
+        log_error("shutdown: out of memory: refusing the clients waiting in the backlog");
+    for (size_t i = 0; a->owed && i < ls->count; i++)
+        if (!ls->items[i]->is_adopted)
+            total += a->owed[i] = acceptor_pending(ls->items[i]);
     if (total > 0)
         log_info("shutdown: taking in %zu connection%s waiting in the listen backlog", total,
                  total == 1 ? "" : "s");
@@ -419,9 +442,9 @@ static bool acceptor_take_owed(struct acceptor *a, uint64_t now_ms)
         return true;
     if (a->is_paused && !acceptor_can_resume(a, now_ms))
         return false;
-    for (size_t i = 0; i < a->count; i++) {
+    for (size_t i = 0; a->owed && i < a->s->listeners.count; i++) {
         while (a->owed[i] > 0) {
-            int rc = acceptor_accept_one(a, &a->ls[i]);
+            int rc = acceptor_accept_one(a, a->s->listeners.items[i]);
             if (rc == -EBUSY)
                 return false; /* wait for a close, room in a queue, or the back-off */
             a->owed[i] = rc == -EAGAIN ? 0 : a->owed[i] - 1;
@@ -430,24 +453,33 @@ static bool acceptor_take_owed(struct acceptor *a, uint64_t now_ms)
     return true;
 }
 
-/* The end of the stop: close, with a FIN, what else waits in each backlog (clients that
- * came after the signal, or were still waiting at the deadline), close the listeners, and
- * let every worker drain until the deadline. */
-static void acceptor_finish_stop(struct acceptor *a)
+/* Accept what waits on l and close it at once with a FIN; how many. */
+static uint64_t acceptor_refuse_waiting(struct acceptor *a, const struct listener *l)
 {
     uint64_t refused = 0;
-    for (size_t i = 0; i < a->count; i++) {
-        int fd;
-        for (size_t k = 0; k < ACCEPTOR_SWEEP_MAX; k++) {
-            if ((fd = accept4(a->ls[i].fd, NULL, NULL, SOCK_CLOEXEC)) < 0)
-                break;
-            sock_close_clean(fd);
-            refused++;
-        }
-        listener_close(&a->ls[i]);
+    int fd;
+    while (refused < ACCEPTOR_SWEEP_MAX && (fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+        sock_close_clean(fd);
+        refused++;
     }
     stats_add(&a->stats, STAT_tcp_accepted, refused);
     stats_add(&a->stats, STAT_tcp_shutdown_refused, refused);
+    return refused;
+}
+
+/* The end of the stop: close, with a FIN, what else waits in each backlog (clients that
+ * came after the signal, or were still waiting at the deadline), stop the listeners so
+ * the kernel refuses new clients, and let every worker drain until the deadline. */
+static void acceptor_finish_stop(struct acceptor *a)
+{
+    uint64_t refused = 0;
+    for (size_t i = 0; i < a->s->listeners.count; i++) {
+        struct listener *l = a->s->listeners.items[i];
+        if (l->is_adopted)
+            continue; /* what waits there is systemd's, for the next start */
+        refused += acceptor_refuse_waiting(a, l);
+        listener_stop(l);
+    }
     if (refused > 0)
         log_info("shutdown: refused %llu connection%s that came after the stop signal or were "
                  "still waiting at the deadline",
@@ -456,6 +488,44 @@ static void acceptor_finish_stop(struct acceptor *a)
     for (size_t i = 0; i < a->nworkers; i++)
         worker_drain(a->workers[i], deadline);
     droplog_flush(&a->refused, clock_now_ms(), true);
+}
+
+/* A reload removed listener l: take in the clients waiting in its backlog while they
+ * fit (without waiting for room), and refuse the rest with a FIN rather than let the
+ * close reset them. Connections accepted on it earlier are unaffected. */
+static void acceptor_retire(struct acceptor *a, struct listener *l)
+{
+    acceptor_watch(a, EPOLL_CTL_DEL, l);
+    if (l->is_adopted)
+        return;
+    for (size_t owed = acceptor_pending(l); owed > 0; owed--)
+        if (acceptor_accept_one(a, l) < 0)
+            break;
+    uint64_t refused = acceptor_refuse_waiting(a, l);
+    if (refused > 0)
+        log_info("reload: refused %llu connection%s waiting on a removed listener",
+                 (unsigned long long)refused, refused == 1 ? "" : "s");
+    listener_stop(l);
+}
+
+/* Take up the settings published last: watch added listeners, retire removed ones. The
+ * old snapshot's release closes a removed listener once nothing else holds it. */
+static void acceptor_take_settings(struct acceptor *a)
+{
+    uint64_t generation;
+    struct snap *next = snap_box_acquire(a->box, &generation);
+    const struct acceptor_settings *s = snap_data(next);
+    const struct listener_set *now = &s->listeners, *before = &a->s->listeners;
+    for (size_t i = 0; i < now->count; i++)
+        if (!listener_set_holds(before, now->items[i]))
+            acceptor_watch(a, EPOLL_CTL_ADD, now->items[i]);
+    for (size_t i = 0; i < before->count; i++)
+        if (!listener_set_holds(now, before->items[i]))
+            acceptor_retire(a, before->items[i]);
+    snap_release(a->snap);
+    a->snap = next;
+    a->s = s;
+    a->generation = generation;
 }
 
 /* Read the wake-up eventfd. A release during an fd back-off ends it early: a connection
@@ -475,6 +545,9 @@ static void *acceptor_main(void *arg)
     bool is_stopping = false;
     uint64_t now = clock_now_ms();
     for (;;) {
+        /* Before the wait, so that no event can name a listener retired meanwhile. */
+        if (!is_stopping && snap_box_generation(a->box) != a->generation)
+            acceptor_take_settings(a);
         int n = evloop_wait(&a->loop, events, 16, acceptor_wait_ms(a, is_stopping, now), &now);
         for (int i = 0; i < n; i++)
             if (events[i].data.ptr == NULL)
@@ -524,6 +597,11 @@ void acceptor_join(struct acceptor *a)
     a->is_started = false;
 }
 
+void acceptor_wake(struct acceptor *a)
+{
+    (void)eventfd_write(a->wake_fd, 1);
+}
+
 void acceptor_set_max_connections(struct acceptor *a, unsigned max_connections)
 {
     atomic_store_explicit(&a->max_connections, max_connections, memory_order_relaxed);
@@ -556,6 +634,7 @@ void acceptor_destroy(struct acceptor *a)
     if (a->reserve_fd >= 0)
         close(a->reserve_fd);
     free(a->owed);
+    snap_release(a->snap);
     free(a);
 }
 

@@ -1,6 +1,7 @@
 /* listener: binding the TCP and UDP sockets echod serves, and the port file that tells
- * scripts and tests which ports port 0 became. Main thread, at start-up; the server
- * owns the fds and closes them at exit. */
+ * scripts and tests which ports port 0 became. The main thread opens listeners (at
+ * start-up and on reload); references are taken and dropped by any thread, and the
+ * last one closes the socket (see listener.h). */
 #include "config.h"
 
 #include "listener.h"
@@ -9,6 +10,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -28,13 +30,19 @@ static int listener_set_options(int fd, const struct addr *a, int type)
     return 0;
 }
 
-int listener_open(struct listener *l, const struct addr *a, int type, int backlog)
+int listener_open(const struct addr *a, int type, int backlog, struct listener **out)
 {
-    l->fd = -1;
+    struct listener *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return -ENOMEM;
+    atomic_init(&l->refs, 1);
     l->type = type;
+    l->configured = *a;
     int fd = socket(a->ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
+    if (fd < 0) {
+        free(l);
         return -errno;
+    }
     int rc = listener_set_options(fd, a, type);
     if (rc == 0 && bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
         rc = -errno;
@@ -45,13 +53,81 @@ int listener_open(struct listener *l, const struct addr *a, int type, int backlo
         rc = -errno;
     if (rc < 0) {
         close(fd);
+        free(l);
         return rc;
     }
     l->fd = fd;
+    *out = l;
     return 0;
 }
 
-int listener_watch(const struct listener *ls, size_t count, int *epfd, int *wake_fd)
+struct listener *listener_ref(struct listener *l)
+{
+    atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
+    return l;
+}
+
+void listener_unref(struct listener *l)
+{
+    if (l == NULL || atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    close(l->fd);
+    free(l);
+}
+
+bool listener_matches(const struct listener *l, const struct addr *a, int type)
+{
+    return l->type == type && l->configured.len == a->len &&
+           memcmp(&l->configured.ss, &a->ss, a->len) == 0;
+}
+
+void listener_stop(struct listener *l)
+{
+    if (l->type == SOCK_STREAM && !l->is_adopted)
+        shutdown(l->fd, SHUT_RDWR);
+}
+
+int listener_set_add(struct listener_set *set, struct listener *l)
+{
+    struct listener **items = realloc(set->items, (set->count + 1) * sizeof(*items));
+    if (items == NULL) {
+        listener_unref(l);
+        return -ENOMEM;
+    }
+    items[set->count++] = l;
+    set->items = items;
+    return 0;
+}
+
+int listener_set_copy(struct listener_set *to, const struct listener_set *from)
+{
+    *to = (struct listener_set){0};
+    for (size_t i = 0; i < from->count; i++) {
+        if (listener_set_add(to, listener_ref(from->items[i])) < 0) {
+            listener_set_clear(to);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+bool listener_set_holds(const struct listener_set *set, const struct listener *l)
+{
+    for (size_t i = 0; i < set->count; i++)
+        if (set->items[i] == l)
+            return true;
+    return false;
+}
+
+void listener_set_clear(struct listener_set *set)
+{
+    for (size_t i = 0; i < set->count; i++)
+        listener_unref(set->items[i]);
+    free(set->items);
+    *set = (struct listener_set){0};
+}
+
+int listener_watch(const struct listener_set *set, int *epfd, int *wake_fd)
 {
     *wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     *epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -59,9 +135,9 @@ int listener_watch(const struct listener *ls, size_t count, int *epfd, int *wake
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     if (rc == 0 && epoll_ctl(*epfd, EPOLL_CTL_ADD, *wake_fd, &ev) < 0)
         rc = -errno;
-    for (size_t i = 0; rc == 0 && i < count; i++) {
-        ev.data.ptr = (void *)&ls[i];
-        if (epoll_ctl(*epfd, EPOLL_CTL_ADD, ls[i].fd, &ev) < 0)
+    for (size_t i = 0; rc == 0 && i < set->count; i++) {
+        ev.data.ptr = set->items[i];
+        if (epoll_ctl(*epfd, EPOLL_CTL_ADD, set->items[i]->fd, &ev) < 0)
             rc = -errno;
     }
     if (rc < 0) {
@@ -74,13 +150,6 @@ int listener_watch(const struct listener *ls, size_t count, int *epfd, int *wake
     return rc;
 }
 
-void listener_close(struct listener *l)
-{
-    if (l->fd >= 0)
-        close(l->fd);
-    l->fd = -1;
-}
-
 void listener_describe(const struct listener *l, char *buf, size_t size)
 {
     char text[ADDR_STRLEN];
@@ -88,7 +157,7 @@ void listener_describe(const struct listener *l, char *buf, size_t size)
     snprintf(buf, size, "%s %s", l->type == SOCK_STREAM ? "tcp" : "udp", text);
 }
 
-int listener_write_port_file(const char *path, const struct listener *ls, size_t count)
+int listener_write_port_file(const char *path, const struct listener_set *const *sets, size_t count)
 {
     char tmp[4096];
     if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp))
@@ -96,10 +165,12 @@ int listener_write_port_file(const char *path, const struct listener *ls, size_t
     FILE *f = fopen(tmp, "we");
     if (f == NULL)
         return -errno;
-    for (size_t i = 0; i < count; i++) {
-        char line[ADDR_STRLEN + 8];
-        listener_describe(&ls[i], line, sizeof(line));
-        fprintf(f, "%s\n", line);
+    for (size_t k = 0; k < count; k++) {
+        for (size_t i = 0; i < sets[k]->count; i++) {
+            char line[ADDR_STRLEN + 8];
+            listener_describe(sets[k]->items[i], line, sizeof(line));
+            fprintf(f, "%s\n", line);
+        }
     }
     int rc = 0;
     if (fflush(f) != 0 || fsync(fileno(f)) != 0)

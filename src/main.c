@@ -219,9 +219,7 @@ int main(int argc, char **argv)
         goto done;
     /* Written once every thread runs, so a script that sees the file can count on a
      * fully started echod. */
-    size_t count;
-    const struct listener *ls = server_listeners(s, &count);
-    if (o.port_file && (rc = listener_write_port_file(o.port_file, ls, count)) < 0) {
+    if (o.port_file && (rc = server_write_port_file(s, o.port_file)) < 0) {
         log_error("cannot write the port file %s: %s", o.port_file, strerror(-rc));
         exit_code = EX_CANTCREAT;
         goto done;

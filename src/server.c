@@ -31,49 +31,72 @@
 #include "worker.h"
 
 struct server {
-    const struct conf *conf;
-    struct listener *ls; /* TCP listeners first, then UDP */
-    size_t tcp_count;
-    size_t udp_count;
+    const struct conf *conf;    /* the configuration in force (the caller's) */
+    struct listener_set tcp_ls; /* the listeners in force: references of the server's */
+    struct listener_set udp_ls;
+    struct snap_box *tcp_box; /* the acceptor's settings (acceptor_settings) */
+    struct snap_box *udp_box; /* the UDP thread's settings (udp_settings) */
     struct acceptor *acceptor;
     struct iplimit *iplimit; /* NULL without max_connections_per_ip; outlives the workers */
     struct worker **workers;
     unsigned nworkers;
     struct udp *udp;
-    struct snap_box *udp_box; /* the UDP thread's settings (udp_settings) */
     int done_fd;         /* eventfd: every worker adds 1 when it ends */
     uint64_t done_count; /* workers (or, with none, the shutdown) reported done */
     bool is_shutting_down;
 };
 
-/* Bind the listeners of one service, appending to s->ls. */
-static int server_bind_service(struct server *s, const struct conf_service *svc, int type,
-                               size_t *bound, char *err, size_t err_size)
+/* The listeners of one service into *out: those of `keep` opened for the same listen
+ * entry are kept (so a reload does not rebind them), the others are bound. 0; or -errno
+ * with err naming the address, and *out empty. */
+static int server_bind_service(const struct conf_service *svc, int type, unsigned backlog,
+                               const struct listener_set *keep, struct listener_set *out, char *err,
+                               size_t err_size)
 {
+    *out = (struct listener_set){0};
     for (size_t i = 0; i < svc->listen_count; i++) {
-        struct listener *l = &s->ls[s->tcp_count + s->udp_count];
-        int rc = listener_open(l, &svc->listen[i], type, (int)s->conf->tcp_backlog);
+        struct listener *l = NULL;
+        for (size_t k = 0; k < keep->count && l == NULL; k++) /* each kept at most once */
+            if (listener_matches(keep->items[k], &svc->listen[i], type) &&
+                !listener_set_holds(out, keep->items[k]))
+                l = listener_ref(keep->items[k]);
+        bool is_new = l == NULL;
+        int rc = is_new ? listener_open(&svc->listen[i], type, (int)backlog, &l) : 0;
+        if (rc == 0)
+            rc = listener_set_add(out, l);
         if (rc < 0) {
             char where[ADDR_STRLEN];
             addr_format((const struct sockaddr *)&svc->listen[i].ss, where, sizeof(where));
             snprintf(err, err_size, "cannot listen on %s %s: %s",
                      type == SOCK_STREAM ? "tcp" : "udp", where, strerror(-rc));
+            listener_set_clear(out);
             return rc;
         }
-        (*bound)++;
-        char line[ADDR_STRLEN + 8];
-        listener_describe(l, line, sizeof(line));
-        log_info("listening %s", line);
+        if (is_new) {
+            char line[ADDR_STRLEN + 8];
+            listener_describe(l, line, sizeof(line));
+            log_info("listening %s", line);
+        }
     }
     return 0;
+}
+
+/* Bind both services of c into tcp and udp, keeping what s has; 0 or -errno. */
+static int server_bind(const struct server *s, const struct conf *c, struct listener_set *tcp,
+                       struct listener_set *udp, char *err, size_t err_size)
+{
+    int rc =
+        server_bind_service(&c->tcp, SOCK_STREAM, c->tcp_backlog, &s->tcp_ls, tcp, err, err_size);
+    if (rc == 0 &&
+        (rc = server_bind_service(&c->udp, SOCK_DGRAM, 0, &s->udp_ls, udp, err, err_size)) < 0)
+        listener_set_clear(tcp);
+    return rc;
 }
 
 int server_open(const struct conf *c, struct server **out, char *err, size_t err_size)
 {
     struct server *s = calloc(1, sizeof(*s));
-    size_t total = c->tcp.listen_count + c->udp.listen_count;
-    if (s == NULL || (s->ls = calloc(total ? total : 1, sizeof(*s->ls))) == NULL) {
-        free(s);
+    if (s == NULL) {
         snprintf(err, err_size, "out of memory");
         return -ENOMEM;
     }
@@ -82,10 +105,11 @@ int server_open(const struct conf *c, struct server **out, char *err, size_t err
     int rc = s->done_fd < 0 ? -errno : 0;
     if (rc < 0)
         snprintf(err, err_size, "eventfd: %s", strerror(-rc));
-    if (rc == 0)
-        rc = server_bind_service(s, &c->tcp, SOCK_STREAM, &s->tcp_count, err, err_size);
-    if (rc == 0)
-        rc = server_bind_service(s, &c->udp, SOCK_DGRAM, &s->udp_count, err, err_size);
+    struct listener_set tcp, udp;
+    if (rc == 0 && (rc = server_bind(s, c, &tcp, &udp, err, err_size)) == 0) {
+        s->tcp_ls = tcp;
+        s->udp_ls = udp;
+    }
     if (rc < 0) {
         server_destroy(s);
         return rc;
@@ -94,10 +118,49 @@ int server_open(const struct conf *c, struct server **out, char *err, size_t err
     return 0;
 }
 
-const struct listener *server_listeners(const struct server *s, size_t *count)
+int server_write_port_file(const struct server *s, const char *path)
 {
-    *count = s->tcp_count + s->udp_count;
-    return s->ls;
+    const struct listener_set *sets[] = {&s->tcp_ls, &s->udp_ls};
+    return listener_write_port_file(path, sets, 2);
+}
+
+/* The acceptor's settings: the TCP listeners of tcp; NULL when out of memory. */
+static struct acceptor_settings *server_tcp_settings(const struct listener_set *tcp)
+{
+    struct acceptor_settings *t = calloc(1, sizeof(*t));
+    if (t != NULL && listener_set_copy(&t->listeners, tcp) < 0) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* The UDP thread's settings from the configuration c and the listeners udp; NULL when
+ * out of memory. */
+static struct udp_settings *server_udp_settings(const struct conf *c,
+                                                const struct listener_set *udp)
+{
+    struct udp_settings *u = calloc(1, sizeof(*u));
+    if (u == NULL || (u->greeting = malloc(c->udp.greeting_len + 1)) == NULL) {
+        free(u);
+        return NULL;
+    }
+    memcpy(u->greeting, c->udp.greeting, c->udp.greeting_len + 1);
+    u->mode = c->udp.mode;
+    u->greeting_len = c->udp.greeting_len;
+    u->max_reply_bytes = c->udp_max_reply_bytes;
+    u->guard = c->udp_guard;
+    if (listener_set_copy(&u->listeners, udp) < 0) {
+        udp_settings_free(u);
+        return NULL;
+    }
+    return u;
+}
+
+/* A box publishing settings (NULL: out of memory) freed with free_settings. */
+static int server_box(void *settings, void (*free_settings)(void *), struct snap_box **out)
+{
+    return settings == NULL ? -ENOMEM : snap_box_create(settings, free_settings, out);
 }
 
 /* Create and start the workers and the acceptor. */
@@ -107,12 +170,11 @@ static int server_start_tcp(struct server *s)
     s->workers = calloc(s->nworkers, sizeof(*s->workers));
     if (s->workers == NULL)
         return -ENOMEM;
-    int rc = 0;
-    if (s->conf->max_connections_per_ip > 0)
+    int rc = server_box(server_tcp_settings(&s->tcp_ls), acceptor_settings_free, &s->tcp_box);
+    if (rc == 0 && s->conf->max_connections_per_ip > 0)
         rc = iplimit_create(s->conf->max_connections_per_ip, s->conf->max_connections, &s->iplimit);
     if (rc == 0)
-        rc = acceptor_create(s->ls, s->tcp_count, s->conf->max_connections, s->iplimit,
-                             &s->acceptor);
+        rc = acceptor_create(s->tcp_box, s->conf->max_connections, s->iplimit, &s->acceptor);
     struct worker_hooks hooks = {acceptor_release, acceptor_room, s->acceptor, s->done_fd,
                                  s->iplimit};
     for (unsigned i = 0; rc == 0 && i < s->nworkers; i++) {
@@ -127,39 +189,22 @@ static int server_start_tcp(struct server *s)
     return rc;
 }
 
-/* The UDP thread's settings from the configuration c; NULL when out of memory. */
-static struct udp_settings *server_udp_settings(const struct conf *c)
-{
-    struct udp_settings *u = calloc(1, sizeof(*u));
-    if (u == NULL || (u->greeting = malloc(c->udp.greeting_len + 1)) == NULL) {
-        free(u);
-        return NULL;
-    }
-    memcpy(u->greeting, c->udp.greeting, c->udp.greeting_len + 1);
-    u->mode = c->udp.mode;
-    u->greeting_len = c->udp.greeting_len;
-    u->max_reply_bytes = c->udp_max_reply_bytes;
-    u->guard = c->udp_guard;
-    return u;
-}
-
 int server_start(struct server *s)
 {
     int rc = 0;
-    if (s->udp_count > 0) {
-        struct udp_settings *us = server_udp_settings(s->conf);
-        rc = us == NULL ? -ENOMEM : snap_box_create(us, udp_settings_free, &s->udp_box);
+    if (s->udp_ls.count > 0) {
+        rc = server_box(server_udp_settings(s->conf, &s->udp_ls), udp_settings_free, &s->udp_box);
         if (rc == 0)
-            rc = udp_create(s->udp_box, s->ls + s->tcp_count, s->udp_count, &s->udp);
+            rc = udp_create(s->udp_box, &s->udp);
         if (rc == 0 && (rc = udp_start(s->udp)) < 0)
             log_error("cannot start the UDP thread: %s", strerror(-rc));
     }
-    if (rc == 0 && s->tcp_count > 0 && (rc = server_start_tcp(s)) < 0)
+    if (rc == 0 && s->tcp_ls.count > 0 && (rc = server_start_tcp(s)) < 0)
         log_error("cannot start the TCP threads: %s", strerror(-rc));
     if (rc == 0)
         log_info("serving: %u worker%s, tcp %s, udp %s", s->nworkers, s->nworkers == 1 ? "" : "s",
-                 s->tcp_count ? proto_mode_name(s->conf->tcp.mode) : "off",
-                 s->udp_count ? proto_mode_name(s->conf->udp.mode) : "off");
+                 s->tcp_ls.count ? proto_mode_name(s->conf->tcp.mode) : "off",
+                 s->udp_ls.count ? proto_mode_name(s->conf->udp.mode) : "off");
     return rc;
 }
 
@@ -258,11 +303,11 @@ void server_destroy(struct server *s)
     iplimit_destroy(s->iplimit);
     udp_destroy(s->udp);
     snap_box_destroy(s->udp_box);
-    for (size_t i = 0; i < s->tcp_count + s->udp_count; i++)
-        listener_close(&s->ls[i]);
+    snap_box_destroy(s->tcp_box);
+    listener_set_clear(&s->tcp_ls);
+    listener_set_clear(&s->udp_ls);
     if (s->done_fd >= 0)
         close(s->done_fd);
     free(s->workers);
-    free(s->ls);
     free(s);
 }

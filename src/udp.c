@@ -36,8 +36,6 @@
 #define UDP_BUF_BYTES 65536
 
 struct udp {
-    const struct listener *ls;
-    size_t count;
     struct snap_box *box;         /* where the main thread publishes udp_settings */
     struct snap *snap;            /* UDP thread only: the settings in force */
     uint64_t generation;          /* UDP thread only: snap's generation */
@@ -68,70 +66,107 @@ void udp_settings_free(void *settings)
     struct udp_settings *s = settings;
     if (s == NULL)
         return;
+    listener_set_clear(&s->listeners);
     free(s->greeting);
     free(s);
 }
 
-/* The guard gc describes, with every bound listener's port as an own port, into *out
- * (NULL when the guard is off); 0 or -errno. */
-static int udp_create_guard(const struct udp *u, const struct guard_conf *gc, struct guard **out)
+/* The guard s describes, with every listener's port as an own port, into *out (NULL
+ * when the guard is off); 0 or -errno. */
+static int udp_create_guard(const struct udp_settings *s, struct guard **out)
 {
     *out = NULL;
-    if (!gc->is_enabled)
+    if (!s->guard.is_enabled)
         return 0;
     struct guard_policy policy;
     guard_policy_init(&policy);
-    policy.is_loopback_allowed = gc->is_loopback_allowed;
-    for (size_t i = 0; i < u->count; i++) {
-        int rc = guard_policy_add_own_port(&policy,
-                                           addr_port((const struct sockaddr *)&u->ls[i].bound.ss));
+    policy.is_loopback_allowed = s->guard.is_loopback_allowed;
+    for (size_t i = 0; i < s->listeners.count; i++) {
+        const struct sockaddr *sa = (const struct sockaddr *)&s->listeners.items[i]->bound.ss;
+        int rc = guard_policy_add_own_port(&policy, addr_port(sa));
         if (rc < 0)
             return rc;
     }
-    return guard_create(gc, &policy, out);
+    return guard_create(&s->guard, &policy, out);
 }
 
-/* Take up the settings published last. A changed guard configuration gets a new
- * guard (its buckets start full); if that cannot be had, the old guard stays and the
- * error is returned (fatal only at start-up). */
-static int udp_take_settings(struct udp *u)
+/* Whether s and t hold the same listeners (in any order). */
+static bool udp_same_listeners(const struct listener_set *s, const struct listener_set *t)
 {
-    int rc = 0;
+    if (s->count != t->count)
+        return false;
+    for (size_t i = 0; i < s->count; i++)
+        if (!listener_set_holds(t, s->items[i]))
+            return false;
+    return true;
+}
+
+/* Register (EPOLL_CTL_ADD) or remove (EPOLL_CTL_DEL) l for input. */
+static void udp_watch(struct udp *u, int op, struct listener *l)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = l};
+    if (epoll_ctl(u->epfd, op, l->fd, &ev) < 0)
+        log_error("udp: epoll_ctl: %s", strerror(errno));
+}
+
+/* A guard for the settings s when its configuration or the own ports changed; the old
+ * one's drops are logged before it goes. On failure the old guard stays. */
+static void udp_renew_guard(struct udp *u, const struct udp_settings *s)
+{
+    if (memcmp(&u->s->guard, &s->guard, sizeof(s->guard)) == 0 &&
+        udp_same_listeners(&u->s->listeners, &s->listeners))
+        return;
+    struct guard *g;
+    int rc = udp_create_guard(s, &g);
+    if (rc < 0) {
+        log_error("udp: cannot set up the new guard settings (%s); keeping the old ones",
+                  strerror(-rc));
+        return;
+    }
+    if (u->guard)
+        guard_log_drops(u->guard, clock_now_ms(), true);
+    guard_destroy(u->guard);
+    u->guard = g;
+}
+
+static void udp_serve(struct udp *u, const struct listener *l, size_t max);
+
+/* Take up the settings published last: a new guard if needed, watch added listeners,
+ * and answer what waits on removed ones before letting them go. */
+static void udp_take_settings(struct udp *u)
+{
     uint64_t generation;
     struct snap *next = snap_box_acquire(u->box, &generation);
     const struct udp_settings *s = snap_data(next);
-    if (u->s == NULL || memcmp(&u->s->guard, &s->guard, sizeof(s->guard)) != 0) {
-        struct guard *g;
-        rc = udp_create_guard(u, &s->guard, &g);
-        if (rc == 0) {
-            if (u->guard)
-                guard_log_drops(u->guard, clock_now_ms(), true);
-            guard_destroy(u->guard);
-            u->guard = g;
-        } else if (u->s != NULL) {
-            log_error("udp: cannot set up the new guard settings (%s); keeping the old ones",
-                      strerror(-rc));
+    udp_renew_guard(u, s);
+    const struct listener_set *now = &s->listeners, *before = &u->s->listeners;
+    for (size_t i = 0; i < now->count; i++)
+        if (!listener_set_holds(before, now->items[i]))
+            udp_watch(u, EPOLL_CTL_ADD, now->items[i]);
+    for (size_t i = 0; i < before->count; i++) {
+        if (!listener_set_holds(now, before->items[i])) {
+            udp_serve(u, before->items[i], UDP_DRAIN_MAX); /* with the old settings */
+            udp_watch(u, EPOLL_CTL_DEL, before->items[i]);
         }
     }
     snap_release(u->snap);
     u->snap = next;
     u->s = s;
     u->generation = generation;
-    return rc;
 }
 
-int udp_create(struct snap_box *settings, const struct listener *ls, size_t count, struct udp **out)
+int udp_create(struct snap_box *settings, struct udp **out)
 {
     struct udp *u = calloc(1, sizeof(*u));
     if (u == NULL)
         return -ENOMEM;
-    u->ls = ls;
-    u->count = count;
     u->box = settings;
     u->epfd = u->wake_fd = -1;
-    int rc = udp_take_settings(u);
+    u->snap = snap_box_acquire(settings, &u->generation);
+    u->s = snap_data(u->snap);
+    int rc = udp_create_guard(u->s, &u->guard);
     if (rc == 0)
-        rc = listener_watch(ls, count, &u->epfd, &u->wake_fd);
+        rc = listener_watch(&u->s->listeners, &u->epfd, &u->wake_fd);
     if (rc == 0)
         evloop_init(&u->loop, "udp", u->epfd);
     if (rc < 0) {
@@ -208,9 +243,11 @@ static void *udp_main(void *arg)
     int timeout_ms = -1; /* until a drop line is due */
     uint64_t now = clock_now_ms();
     while (!atomic_load(&u->is_stopping)) {
-        int n = evloop_wait(&u->loop, events, 16, timeout_ms, &now);
+        /* A reload applies from the next datagram on; taken before the wait, so that no
+         * event can name a listener retired meanwhile. */
         if (snap_box_generation(u->box) != u->generation)
-            (void)udp_take_settings(u); /* a reload: from the next datagram on */
+            udp_take_settings(u);
+        int n = evloop_wait(&u->loop, events, 16, timeout_ms, &now);
         for (int i = 0; i < n; i++)
             if (events[i].data.ptr != NULL)
                 udp_serve(u, events[i].data.ptr, UDP_BATCH);
@@ -218,8 +255,8 @@ static void *udp_main(void *arg)
             timeout_ms = guard_log_drops(u->guard, now = clock_now_ms(), false);
     }
     /* Answer what arrived before the stop rather than drop it. */
-    for (size_t i = 0; i < u->count; i++)
-        udp_serve(u, &u->ls[i], UDP_DRAIN_MAX);
+    for (size_t i = 0; i < u->s->listeners.count; i++)
+        udp_serve(u, u->s->listeners.items[i], UDP_DRAIN_MAX);
     if (u->guard)
         guard_log_drops(u->guard, clock_now_ms(), true);
     return NULL;

@@ -574,11 +574,50 @@ static void h_echod_launch(struct echod *e, const char *config_text, const char 
         }
         h_sleep_ms(5);
     }
+    h_echod_read_ports(e);
+}
+
+void h_echod_read_ports(struct echod *e)
+{
     char *ports = h_read_file(e->port_path, NULL);
     if (!ports)
         fail_msg("cannot read the port file %s: %s", e->port_path, strerror(errno));
+    e->tcp_count = e->udp_count = 0;
     h_parse_port_file(e, ports);
     free(ports);
+}
+
+void h_echod_write_conf(struct echod *e, const char *config_text)
+{
+    char tmp[sizeof(e->conf_path) + 8];
+    snprintf(tmp, sizeof(tmp), "%s.new", e->conf_path);
+    FILE *f = fopen(tmp, "we");
+    if (!f || fputs(config_text, f) < 0 || fclose(f) != 0)
+        fail_msg("cannot write %s: %s", tmp, strerror(errno));
+    if (rename(tmp, e->conf_path) != 0)
+        fail_msg("cannot rename %s: %s", tmp, strerror(errno));
+}
+
+int h_echod_reload(struct echod *e, const char *config_text)
+{
+    static const char *const names[] = {"reloads", "reload_failures"};
+    uint64_t before[2], now[2];
+    h_echod_stats(e, names, before, 2);
+    h_echod_write_conf(e, config_text);
+    kill(e->pid, SIGHUP);
+    int64_t deadline = h_now_ms() + 5000;
+    for (;;) {
+        h_echod_stats(e, names, now, 2);
+        if (now[0] > before[0] || now[1] > before[1])
+            break;
+        if (h_now_ms() >= deadline) {
+            h_echod_dump_log(e);
+            fail_msg("echod neither applied nor refused a reload within 5 s of SIGHUP");
+        }
+        h_sleep_ms(10);
+    }
+    h_echod_read_ports(e);
+    return now[0] > before[0] ? 0 : -1;
 }
 
 void h_echod_start(struct echod *e, const char *config_text, const char *const *extra_args)

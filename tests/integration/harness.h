@@ -146,12 +146,33 @@ uint64_t h_echod_stat(struct echod *e, const char *name);
 uint64_t h_echod_wait_stat(struct echod *e, const char *name, uint64_t want, int timeout_ms);
 /* Like h_echod_stat for several counters from one stats line; values[i] for names[i]. */
 void h_echod_stats(struct echod *e, const char *const *names, uint64_t *values, size_t count);
+/* Replace echod's config file (atomically) by config_text, send SIGHUP, and wait (5 s)
+ * until its "reloads" or "reload_failures" counter moves; then re-read the port file it
+ * rewrote. Returns 0 for an applied reload, -1 for a refused one. */
+int h_echod_reload(struct echod *e, const char *config_text);
+/* Write config_text over echod's config file atomically (temp file + rename). */
+void h_echod_write_conf(struct echod *e, const char *config_text);
+/* Re-read echod's port file into e (listeners change on reload). */
+void h_echod_read_ports(struct echod *e);
 /* Whether echod's stderr holds needle. */
 bool h_echod_log_contains(struct echod *e, const char *needle);
 /* Print echod's stderr as TAP comments (for a failure's context). */
 void h_echod_dump_log(struct echod *e);
 
 /* ---- /proc */
+
+/* Under ASan freed memory sits in a quarantine of up to 256 MiB, and TSan keeps shadow
+ * memory: RSS there measures the sanitizer, so tests print it but do not assert it. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define H_RSS_IS_CHECKED false
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define H_RSS_IS_CHECKED false
+#endif
+#endif
+#ifndef H_RSS_IS_CHECKED
+#define H_RSS_IS_CHECKED true
+#endif
 
 /* VmRSS of pid in KiB; fails the test if unreadable. */
 long h_rss_kib(pid_t pid);
