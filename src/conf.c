@@ -425,17 +425,42 @@ static int conf_finish(const struct conf_ctx *ctx, config_t *cfg, int parsed, st
     return 0;
 }
 
+/* What a file that is not a regular one is, for messages. */
+static const char *conf_file_kind(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "of an unknown type";
+}
+
 /* Read the regular file at path into a NUL-terminated heap string. libconfig's own
  * reader exits the process on a read error (a directory, an I/O error), so echod reads
- * the file itself and hands libconfig only text. 0 or -errno with err set. */
+ * the file itself and hands libconfig only text. The path is stat'ed before it is
+ * opened, and opened O_NONBLOCK: opening a FIFO for reading would wait for a writer
+ * forever, and opening a device can have side effects. 0 or -errno with err set. */
 static int conf_read_text(const char *path, char **out, char *err, size_t err_size)
 {
     char *text = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = -1;
     struct stat st;
-    int rc = fd < 0 || fstat(fd, &st) != 0 ? -errno : 0;
-    if (rc == 0 && !S_ISREG(st.st_mode))
-        rc = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+    int rc = stat(path, &st) != 0 ? -errno : 0;
+    if (rc == 0 && S_ISREG(st.st_mode) &&
+        ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0))
+        rc = -errno; /* fstat again: the path may have been replaced in between */
+    if (rc == 0 && !S_ISREG(st.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        snprintf(err, err_size, "%s: is %s, not a regular file", path, conf_file_kind(st.st_mode));
+        return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+    }
     if (rc == 0 && st.st_size > CONF_MAX_FILE_BYTES)
         rc = -EFBIG;
     if (rc == 0 && (text = malloc((size_t)st.st_size + 1)) == NULL)

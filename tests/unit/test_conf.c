@@ -705,7 +705,9 @@ static void test_unreadable_file(void **state)
 {
     (void)state;
     assert_int_equal(conf_load_file(&conf, "/", err, sizeof(err)), -EISDIR);
-    assert_string_equal(err, "/: cannot read: Is a directory");
+    assert_string_equal(err, "/: is a directory, not a regular file");
+    assert_int_equal(conf_load_file(&conf, "/dev/null", err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "/dev/null: is a character device, not a regular file");
     char path[] = "/tmp/echod-test_conf-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
