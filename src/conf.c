@@ -32,6 +32,7 @@ struct conf_ctx {
     const char *name; /* file name, or the string's name */
     char *err;
     size_t err_size;
+    unsigned last_line; /* the text's last line (1-based), as an editor shows it */
 };
 
 /* An unsigned key: its name within its group, where it lives, and its range. */
@@ -406,8 +407,11 @@ int conf_init_defaults(struct conf *c)
 static int conf_finish(const struct conf_ctx *ctx, config_t *cfg, int parsed, struct conf *c)
 {
     if (!parsed) {
-        snprintf(ctx->err, ctx->err_size, "%s:%d: %s", ctx->name, config_error_line(cfg),
-                 config_error_text(cfg));
+        /* At the end of the text libconfig counts the line after the last newline. */
+        int line = config_error_line(cfg);
+        if (line > (int)ctx->last_line)
+            line = (int)ctx->last_line;
+        snprintf(ctx->err, ctx->err_size, "%s:%d: %s", ctx->name, line, config_error_text(cfg));
         return -EINVAL;
     }
     struct conf fresh;
@@ -598,12 +602,27 @@ int conf_load_string(struct conf *c, const char *text, const char *name, char *e
                      lit.line, lit.key_len, lit.key, lit.num_len, lit.num);
         return -EINVAL;
     }
-    struct conf_ctx ctx = {name, err, err_size};
+    /* libconfig 1.5 reads a last line that is a # or // comment without a newline as a
+     * syntax error: it gets the text ending in a newline, which moves no line. */
+    size_t len = strlen(text);
+    char *terminated = NULL;
+    if (len > 0 && text[len - 1] != '\n') {
+        if ((terminated = malloc(len + 2)) == NULL) {
+            snprintf(err, err_size, "%s: out of memory", name);
+            return -ENOMEM;
+        }
+        memcpy(terminated, text, len);
+        memcpy(terminated + len, "\n", 2);
+    }
+    struct conf_ctx ctx = {name, err, err_size, 1};
+    for (size_t i = 0; i + 1 < len; i++)
+        ctx.last_line += text[i] == '\n';
     config_t cfg;
     config_init(&cfg);
-    int parsed = config_read_string(&cfg, text) == CONFIG_TRUE;
+    int parsed = config_read_string(&cfg, terminated ? terminated : text) == CONFIG_TRUE;
     int rc = conf_finish(&ctx, &cfg, parsed, c);
     config_destroy(&cfg);
+    free(terminated);
     return rc;
 }
 

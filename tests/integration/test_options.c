@@ -143,6 +143,10 @@ static void check_config_valid(void **state)
     h_write_temp("empty.conf", empty, strlen(empty), path, sizeof(path));
     expect_config_ok(path);
 
+    const char *last_comment = "workers = 1;\n# a last line with no newline";
+    h_write_temp("last-comment.conf", last_comment, strlen(last_comment), path, sizeof(path));
+    expect_config_ok(path);
+
     const char *off = "tcp = { listen = [ ]; };\nudp = { listen = [ ]; };\n";
     h_write_temp("off.conf", off, strlen(off), path, sizeof(path));
     expect_config_ok(path);

@@ -603,6 +603,29 @@ static void test_syntax_error(void **state)
     CHECK_ERROR_CASES(cases);
 }
 
+/* libconfig 1.5 reads a last line that is a # or // comment without a newline as a
+ * syntax error: conf hands it the text ending in one. An error at the end of the text
+ * names the text's last line, whether or not it ends in a newline. */
+static void test_last_line_without_newline(void **state)
+{
+    (void)state;
+    load_ok("workers = 2;\n# the last line, no newline");
+    assert_int_equal(conf.workers, 2);
+    load_ok("workers = 3;\n// the last line, no newline");
+    assert_int_equal(conf.workers, 3);
+    load_ok("workers = 4; # a comment after the value");
+    assert_int_equal(conf.workers, 4);
+    load_ok("workers = 5;\n/* a block comment */");
+    assert_int_equal(conf.workers, 5);
+    static const struct error_case cases[] = {
+        {"workers = 1;\nqueue_capacity =", 2, NULL, "syntax error"},
+        {"workers = 1;\nqueue_capacity =\n", 2, NULL, "syntax error"},
+        {"workers = 1;\ntcp = { # open", 2, NULL, "syntax error"},
+        {"workers = 1;\n\nbogus = 2; # no newline", 3, "bogus", "unknown key"},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
 /* After a good load, a bad one leaves every value of the good one. */
 static void test_unchanged_on_failure(void **state)
 {
@@ -758,6 +781,7 @@ int main(void)
         TEST(test_greeting_limits),
         TEST(test_greet_buffer_rule),
         TEST(test_syntax_error),
+        TEST(test_last_line_without_newline),
         TEST(test_unchanged_on_failure),
         TEST(test_error_buffer_truncation),
         TEST(test_worker_count),
