@@ -182,6 +182,10 @@ static const struct bad_config bad_configs[] = {
     {"listen address with an open bracket", "udp = {\n  listen = [ \"[::1\" ];\n};\n", 2, "listen"},
     {"listen port out of range", "tcp = {\n  listen = [ \"1.2.3.4:99999\" ];\n};\n", 2, "listen"},
     {"syntax error", "workers = 2;\nqueue_capacity = ;\nmax_connections = 5;\n", 2, NULL},
+    {"a NUL escape in a string", "tcp = {\n  greeting = \"Hi\\x00there: \";\n};\n", 2,
+     "greeting: \\x00 (a NUL byte) is not allowed in a string"},
+    {"a hex literal out of range", "\nidle_timeout_ms = 0xFFFFFFFF;\n", 2,
+     "idle_timeout_ms: must be between 0 and 2147483647, not 0xFFFFFFFF"},
 };
 
 static void expect_config_error(const struct bad_config *bc, bool is_check_only)

@@ -4,8 +4,9 @@
  * bad mode or level, bad listen address, too many addresses, greeting limits, the greet
  * buffer rule, syntax) gives -EINVAL and exactly "NAME:LINE: key: message" and leaves the
  * struct as it was; an empty listen list turns a service off; conf_worker_count;
- * a missing file; @include refused; and the shipped etc/echod.conf, which must load to
- * the defaults. */
+ * a missing file; @include refused; a last line that is a comment without a newline;
+ * range errors quoting the literal as written; \x00 escapes refused; paths that are not
+ * regular files; and the shipped etc/echod.conf, which must load to the defaults. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -323,8 +324,8 @@ static void check_out_of_range(const struct range_case *r, long long v)
     char text[256], key[64], message[128];
     range_text(r, v, text, sizeof(text));
     snprintf(key, sizeof(key), "%s%s%s", r->group ? r->group : "", r->group ? "." : "", r->key);
-    snprintf(message, sizeof(message), "must be between %lld and %lld, not %lld", r->min, r->max,
-             v);
+    snprintf(message, sizeof(message), "must be between %lld and %lld, not %lld%s", r->min, r->max,
+             v, v > INT32_MAX || v < INT32_MIN ? "L" : "");
     check_error(text, 3, key, message);
 }
 
@@ -706,7 +707,52 @@ static void test_wrapping_integer_literals(void **state)
     assert_string_equal(conf.tcp.greeting, "4294967297 \" 4294967297");
     check_error("workers = 1.5e10;\n", 1, "workers", "must be an integer");
     check_error("workers = 4294967297L;\n", 1, "workers",
-                "must be between 0 and 1024, not 4294967297");
+                "must be between 0 and 1024, not 4294967297L");
+}
+
+/* A range error quotes the literal as written: libconfig reads a hex literal into an int,
+ * so 0xFFFFFFFF has the value -1, which is not what the file says. */
+static void test_range_error_quotes_the_literal(void **state)
+{
+    (void)state;
+    static const struct error_case cases[] = {
+        {"idle_timeout_ms = 0xFFFFFFFF;\n", 1, "idle_timeout_ms",
+         "must be between 0 and 2147483647, not 0xFFFFFFFF"},
+        {"# c\nsend_timeout_ms = 0x80000000;\n", 2, "send_timeout_ms",
+         "must be between 0 and 2147483647, not 0x80000000"},
+        {"workers = 0x0000ffff;\n", 1, "workers", "must be between 0 and 1024, not 0x0000ffff"},
+        {"workers = +2000;\n", 1, "workers", "must be between 0 and 1024, not +2000"},
+        {"workers = 2000L;\n", 1, "workers", "must be between 0 and 1024, not 2000L"},
+        /* The name on one line, the value further down: the value as written. */
+        {"tcp = {\n  backlog =\n\n    0x10000; # 65536\n};\n", 2, "tcp.backlog",
+         "must be between 1 and 65535, not 0x10000"},
+        {"udp = { guard = { rate = 0; burst = 0x0; }; };\n", 1, "udp.guard.rate",
+         "must be between 1 and 10000000, not 0"},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
+/* A string cannot hold a NUL byte: libconfig 1.5 drops the "\x00" escape, so
+ * "Hi\x00there: " would load as "Hithere: ". conf refuses it (or "\X00") with its line,
+ * before libconfig sees the text; "\\x00" (a backslash, then "x00") is just text. */
+static void test_nul_escape_refused(void **state)
+{
+    (void)state;
+    static const struct error_case cases[] = {
+        {"tcp = {\n  greeting = \"Hi\\x00there: \";\n};\n", 2, "greeting",
+         "\\x00 (a NUL byte) is not allowed in a string"},
+        {"udp = { mode = \"greet\"; greeting = \"a\\X00\"; };\n", 1, "greeting",
+         "\\X00 (a NUL byte) is not allowed in a string"},
+        {"log_level = \"info\";\ntcp = { listen = [ \"127.0.0.1:0\\x00\" ]; };\n", 2, "listen",
+         "\\x00 (a NUL byte) is not allowed in a string"},
+        /* In a string continued on a second line: that line. */
+        {"tcp = { greeting = \"a\"\n  \"b\\x00\"; };\n", 2, "greeting",
+         "\\x00 (a NUL byte) is not allowed in a string"},
+    };
+    CHECK_ERROR_CASES(cases);
+    load_ok("tcp = { greeting = \"\\\\x00 \\x01\\x41\"; }; # \\x00\n");
+    assert_string_equal(conf.tcp.greeting, "\\x00 \x01"
+                                           "A");
 }
 
 /* @include is refused before libconfig sees it: its reader exits the process when the
@@ -787,6 +833,8 @@ int main(void)
         TEST(test_worker_count),
         TEST(test_missing_file),
         TEST(test_wrapping_integer_literals),
+        TEST(test_range_error_quotes_the_literal),
+        TEST(test_nul_escape_refused),
         TEST(test_include_refused),
         TEST(test_unreadable_file),
         TEST(test_shipped_conf),
