@@ -32,7 +32,7 @@ struct client_target {
 };
 
 /* The options every tool has, as getopt_long wants them; client_take_option reads them. */
-#define CLIENT_SHORT_OPTS ":uH:p:T:hV"
+#define CLIENT_SHORT_OPTS "uH:p:T:hV"
 // clang-format off
 #define CLIENT_LONG_OPTS                                                                           \
     {"udp", no_argument, NULL, 'u'},                                                               \
@@ -51,11 +51,13 @@ struct client_tool {
 
 /* A target with the defaults: TCP to 127.0.0.1:7007, -T 5000. */
 void client_target_init(struct client_target *t);
+/* Before getopt: let getopt name a bad option itself, under the tool's name, as echod's
+ * does ("echod-cli: invalid option -- 'x'"); argv[0] becomes the tool's name. */
+void client_begin_options(const struct client_tool *tool, char **argv);
 /* Apply getopt's result ch (with optarg) if it is a common option (-u -H -p -T -h -V) or
- * an error (':', '?'); returns whether it was. --help and --version exit 0; bad values
- * and unknown options exit 64 through client_usage_error. */
-bool client_take_option(const struct client_tool *tool, int ch, char **argv,
-                        struct client_target *t);
+ * an error ('?'); returns whether it was. --help and --version exit 0; bad values exit 64
+ * through client_usage_error, and a bad option (getopt has named it) exits 64. */
+bool client_take_option(const struct client_tool *tool, int ch, struct client_target *t);
 /* After getopt: exit 64 if an argument is left over. */
 void client_end_options(const struct client_tool *tool, int argc, char **argv);
 /* Exit 64 after printing "PROG: message" and a pointer to --help, for bad usage only. */

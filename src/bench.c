@@ -629,10 +629,10 @@ static void bench_parse_args(int argc, char **argv, struct bench_options *o)
                                 .pipeline = 1};
     client_target_init(&o->target);
     bool has_duration = false;
-    opterr = 0;
+    client_begin_options(&tool, argv);
     int ch;
     while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTS "c:n:d:s:P:q", longopts, NULL)) != -1) {
-        if (client_take_option(&tool, ch, argv, &o->target))
+        if (client_take_option(&tool, ch, &o->target))
             continue;
         switch (ch) {
         case 'c':

@@ -59,8 +59,13 @@ int client_report(const char *prog, int rc, const char *fmt, ...)
     return rc < 0 ? rc : -EIO;
 }
 
-bool client_take_option(const struct client_tool *tool, int ch, char **argv,
-                        struct client_target *t)
+void client_begin_options(const struct client_tool *tool, char **argv)
+{
+    argv[0] = (char *)tool->name;
+    opterr = 1;
+}
+
+bool client_take_option(const struct client_tool *tool, int ch, struct client_target *t)
 {
     unsigned long ms;
     switch (ch) {
@@ -88,13 +93,9 @@ bool client_take_option(const struct client_tool *tool, int ch, char **argv,
     case 'V':
         printf("%s %s\n", tool->name, PACKAGE_VERSION);
         exit(0);
-    case ':':
-        client_usage_error(tool->name, "option '%s' needs an argument", argv[optind - 1]);
-    case '?':
-        if (optopt != 0)
-            client_usage_error(tool->name, "unknown option '-%c'", optopt);
-        else
-            client_usage_error(tool->name, "unknown option '%s'", argv[optind - 1]);
+    case '?': /* getopt has said what is wrong */
+        fprintf(stderr, "Try '%s --help'.\n", tool->name);
+        exit(CLIENT_EXIT_USAGE);
     default:
         return false;
     }

@@ -73,8 +73,11 @@ static void main_parse_args(int argc, char **argv, struct options *o)
         {NULL, 0, NULL, 0},
     };
     int ch;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":c:tl:hV", longopts, NULL)) != -1) {
+    /* getopt names a bad option itself, under argv[0], as GNU tools do: "echod: invalid
+     * option -- 'x'" (the letter, even inside -tx), "echod: unrecognized option '--bogus'". */
+    argv[0] = (char *)"echod";
+    opterr = 1;
+    while ((ch = getopt_long(argc, argv, "c:tl:hV", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             o->config_path = optarg;
@@ -99,12 +102,7 @@ static void main_parse_args(int argc, char **argv, struct options *o)
         case 'V':
             printf("echod %s\n", PACKAGE_VERSION);
             exit(0);
-        case ':':
-            fprintf(stderr, "echod: option '%s' needs an argument\n", argv[optind - 1]);
-            fprintf(stderr, "Try 'echod --help'.\n");
-            exit(EX_USAGE);
-        default:
-            fprintf(stderr, "echod: unknown option '%s'\n", argv[optind - 1]);
+        default: /* '?': getopt has said what is wrong */
             fprintf(stderr, "Try 'echod --help'.\n");
             exit(EX_USAGE);
         }

@@ -1258,6 +1258,25 @@ void h_output_free(struct h_output *o)
     free(o->err);
 }
 
+void h_expect_usage_error(const char *env_name, const char *prog, const char *const *args,
+                          const char *needle)
+{
+    struct h_output r = h_run_env(env_name, args, NULL, 0, 10000);
+    char start[64], end[128];
+    snprintf(start, sizeof(start), "%s: ", prog);
+    snprintf(end, sizeof(end), "\nTry '%s --help'.\n", prog);
+    size_t len = strlen(r.err);
+    bool is_shaped = strncmp(r.err, start, strlen(start)) == 0 && len >= strlen(end) &&
+                     strcmp(r.err + len - strlen(end), end) == 0;
+    char cmd[512] = "";
+    for (size_t i = 0, n = 0; args[i] && n < sizeof(cmd); i++)
+        n += (size_t)snprintf(cmd + n, sizeof(cmd) - n, " %s", args[i]);
+    if (r.code != 64 || !is_shaped || !strstr(r.err, needle))
+        fail_msg("%s%s: expected exit 64 and \"%s...%s...%s\", got exit %d, stderr \"%s\"", prog,
+                 cmd, start, needle, end, r.code, r.err);
+    h_output_free(&r);
+}
+
 /* ------------------------------------------------------------------ hostile-client suite */
 
 double h_cpu_seconds(pid_t pid)

@@ -116,6 +116,10 @@ struct h_output {
 struct h_output h_run_env(const char *env_name, const char *const *args, const void *in,
                           size_t in_len, int timeout_ms);
 void h_output_free(struct h_output *o);
+/* Run the binary named by env_name with args (as h_run_env), which must refuse them as
+ * bad usage: exit 64 and stderr "PROG: ...needle...\nTry 'PROG --help'.\n". */
+void h_expect_usage_error(const char *env_name, const char *prog, const char *const *args,
+                          const char *needle);
 
 /* ---- echod */
 

@@ -146,6 +146,22 @@ static void bench_bad_usage_exits_64(void **state)
     expect_usage(bad_port, "-p http");
     const char *extra[] = {"-n", "1", "extra", NULL};
     expect_usage(extra, "an extra argument");
+    /* A bad option is named as getopt names it: the letter alone, even in a cluster. */
+    char port[16];
+    snprintf(port, sizeof(port), "%u", h_unused_tcp_port());
+    const struct {
+        const char *arg, *needle;
+    } bad[] = {
+        {"-qx", "invalid option -- 'x'"},
+        {"-xq", "invalid option -- 'x'"},
+        {"--bogus", "unrecognized option '--bogus'"},
+        {"-qc", "option requires an argument -- 'c'"},
+        {"--version=1", "option '--version' doesn't allow an argument"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *args[] = {"-p", port, "-T", "1000", "-n", "1", bad[i].arg, NULL};
+        h_expect_usage_error("ECHOD_BENCH_BIN", "echod-bench", args, bad[i].needle);
+    }
 }
 
 int main(void)

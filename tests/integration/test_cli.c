@@ -257,6 +257,20 @@ static void cli_bad_usage_exits_64(void **state)
     expect_usage(bad_timeout, "-T soon");
     const char *extra[] = {"-p", port, "extra-argument", NULL};
     expect_usage(extra, "an extra argument");
+    /* A bad option is named as getopt names it: the letter alone, even in a cluster. */
+    const struct {
+        const char *arg, *needle;
+    } bad[] = {
+        {"-ux", "invalid option -- 'x'"},
+        {"-xu", "invalid option -- 'x'"},
+        {"--bogus", "unrecognized option '--bogus'"},
+        {"-uT", "option requires an argument -- 'T'"},
+        {"--port", "option '--port' requires an argument"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *args[] = {"-p", port, "-T", "1000", bad[i].arg, NULL};
+        h_expect_usage_error("ECHOD_CLI_BIN", "echod-cli", args, bad[i].needle);
+    }
 }
 
 /* A pty whose slave has no echo and no output processing, so the master reads exactly

@@ -61,7 +61,7 @@ static void options_bad_usage_exits_64(void **state)
     const char *unknown_long[] = {"-t", "-c", good_conf, "--bogus", NULL};
     expect_usage_error(unknown_long, "bogus");
     const char *unknown_short[] = {"-t", "-c", good_conf, "-x", NULL};
-    expect_usage_error(unknown_short, "-x");
+    expect_usage_error(unknown_short, "'x'");
     const char *missing_config[] = {"-t", "-c", NULL};
     expect_usage_error(missing_config, NULL);
     const char *missing_port_file[] = {"-t", "-c", good_conf, "--port-file", NULL};
@@ -74,6 +74,27 @@ static void options_bad_usage_exits_64(void **state)
     expect_usage_error(bad_level, "loud");
     const char *bad_level_short[] = {"-t", "-c", good_conf, "-l", "verbose", NULL};
     expect_usage_error(bad_level_short, "verbose");
+}
+
+/* A bad option is named as getopt names it, wherever it stands: the letter alone in a
+ * cluster such as -tx or -xt, the long option by its name. */
+static void options_bad_option_named(void **state)
+{
+    (void)state;
+    const struct {
+        const char *arg, *needle;
+    } cases[] = {
+        {"-tx", "invalid option -- 'x'"},
+        {"-xt", "invalid option -- 'x'"},
+        {"--bogus", "unrecognized option '--bogus'"},
+        {"--help=now", "option '--help' doesn't allow an argument"},
+        {"-tc", "option requires an argument -- 'c'"},
+        {"--port-file", "option '--port-file' requires an argument"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *args[] = {"-t", "-c", good_conf, cases[i].arg, NULL};
+        h_expect_usage_error("ECHOD_BIN", "echod", args, cases[i].needle);
+    }
 }
 
 static void options_help_and_version_exit_0(void **state)
@@ -494,6 +515,7 @@ int main(void)
     h_init("test_options", 120);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(options_bad_usage_exits_64, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(options_bad_option_named, setup, h_teardown),
         cmocka_unit_test_setup_teardown(options_help_and_version_exit_0, setup, h_teardown),
         cmocka_unit_test_setup_teardown(check_config_valid, setup, h_teardown),
         cmocka_unit_test_setup_teardown(check_config_errors_exit_78, setup, h_teardown),
