@@ -19,20 +19,24 @@
 #define CLIENT_EXIT_USAGE 64
 /* Longest "HOST:PORT" text a target keeps for prompts and messages. */
 #define CLIENT_NAME_SIZE 320
+/* Most addresses of a name a target keeps, in getaddrinfo's order. */
+#define CLIENT_MAX_ADDRS 16
 
 /* Where a tool talks to and how long it waits: the options as given, then the resolved
  * address. */
 struct client_target {
-    const char *host;            /* -H as given: a numeric address or a name */
-    uint16_t port;               /* -p */
-    bool is_udp;                 /* -u */
-    int timeout_ms;              /* -T: the longest wait on the server without progress */
-    struct addr addr;            /* filled by client_target_resolve */
+    const char *host;                    /* -H as given: a numeric address or a name */
+    uint16_t port;                       /* -p */
+    bool is_udp;                         /* -u */
+    int timeout_ms;                      /* -T: the longest wait on the server without progress */
+    struct addr addrs[CLIENT_MAX_ADDRS]; /* filled by client_target_resolve, in order */
+    size_t addr_count;
+    struct addr addr; /* where connections go: addrs[0], or the one client_connect reached */
     char name[CLIENT_NAME_SIZE]; /* "HOST:PORT" as the user wrote it */
 };
 
 /* The options every tool has, as getopt_long wants them; client_take_option reads them. */
-#define CLIENT_SHORT_OPTS ":uH:p:T:hV"
+#define CLIENT_SHORT_OPTS "uH:p:T:hV"
 // clang-format off
 #define CLIENT_LONG_OPTS                                                                           \
     {"udp", no_argument, NULL, 'u'},                                                               \
@@ -51,11 +55,13 @@ struct client_tool {
 
 /* A target with the defaults: TCP to 127.0.0.1:7007, -T 5000. */
 void client_target_init(struct client_target *t);
+/* Before getopt: let getopt name a bad option itself, under the tool's name, as echod's
+ * does ("echod-cli: invalid option -- 'x'"); argv[0] becomes the tool's name. */
+void client_begin_options(const struct client_tool *tool, char **argv);
 /* Apply getopt's result ch (with optarg) if it is a common option (-u -H -p -T -h -V) or
- * an error (':', '?'); returns whether it was. --help and --version exit 0; bad values
- * and unknown options exit 64 through client_usage_error. */
-bool client_take_option(const struct client_tool *tool, int ch, char **argv,
-                        struct client_target *t);
+ * an error ('?'); returns whether it was. --help and --version exit 0; bad values exit 64
+ * through client_usage_error, and a bad option (getopt has named it) exits 64. */
+bool client_take_option(const struct client_tool *tool, int ch, struct client_target *t);
 /* After getopt: exit 64 if an argument is left over. */
 void client_end_options(const struct client_tool *tool, int argc, char **argv);
 /* Exit 64 after printing "PROG: message" and a pointer to --help, for bad usage only. */
@@ -65,7 +71,8 @@ void client_usage_error(const char *prog, const char *fmt, ...)
  * callers can `return client_report(...)` from a failing step. */
 int client_report(const char *prog, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Resolve t->host and t->port into t->addr and t->name; 0 or -errno (-ENOENT: no such
+/* Resolve t->host and t->port into t->addrs (every address of a name, up to
+ * CLIENT_MAX_ADDRS), t->addr (the first) and t->name; 0 or -errno (-ENOENT: no such
  * host), saying why on stderr as PROG. */
 int client_target_resolve(struct client_target *t, const char *prog);
 
@@ -74,14 +81,16 @@ int client_parse_port(const char *text, uint16_t *out);
 /* Parse a decimal count 1..max written in digits only; 0 or -EINVAL. */
 int client_parse_count(const char *text, unsigned long max, unsigned long *out);
 
-/* A non-blocking, close-on-exec socket of the target's type with a connect to it started
- * (TCP: possibly still in progress); the fd or -errno. */
+/* A non-blocking, close-on-exec socket of the target's type with a connect to t->addr
+ * started (TCP: possibly still in progress); the fd or -errno. */
 int client_connect_start(const struct client_target *t);
 /* The outcome of a started connect once its fd polls writable: 0 or -errno. */
 int client_connect_result(int fd);
-/* Connect to the target waiting at most timeout_ms: a non-blocking fd, or -errno
- * (-ETIMEDOUT when the time ran out, -ECONNREFUSED, ...). */
-int client_connect(const struct client_target *t, int timeout_ms);
+/* Connect to each of the target's addresses in turn, waiting at most timeout_ms for each,
+ * until one answers; t->addr becomes that one. A non-blocking fd, or the last address's
+ * -errno (-ETIMEDOUT when the time ran out, -ECONNREFUSED, ...). UDP has no handshake:
+ * its first address that a socket can be connected to is taken. */
+int client_connect(struct client_target *t, int timeout_ms);
 /* Wait up to timeout_ms (-1: no limit) for events on fd: the revents, 0 on timeout, or
  * -errno. EINTR is retried within the same deadline. */
 int client_wait(int fd, short events, int timeout_ms);

@@ -45,8 +45,9 @@ struct conf {
 /* Fill c with the built-in defaults; 0 or -ENOMEM. */
 int conf_init_defaults(struct conf *c);
 /* Replace c's values by those in the file at path (keys it omits keep their defaults).
- * 0; -EINVAL with err = "FILE:LINE: message"; or another -errno when the file is unreadable.
- * c is left unchanged on failure. */
+ * 0; -EINVAL with err = "FILE:LINE: message"; or, with err saying why, -EISDIR or -EINVAL
+ * for a path that is not a regular file (never opened if so: a FIFO would block), or
+ * another -errno when the file is unreadable. c is left unchanged on failure. */
 int conf_load_file(struct conf *c, const char *path, char *err, size_t err_size);
 /* As conf_load_file, from text in memory, naming it `name` in messages. */
 int conf_load_string(struct conf *c, const char *text, const char *name, char *err,

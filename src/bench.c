@@ -629,10 +629,10 @@ static void bench_parse_args(int argc, char **argv, struct bench_options *o)
                                 .pipeline = 1};
     client_target_init(&o->target);
     bool has_duration = false;
-    opterr = 0;
+    client_begin_options(&tool, argv);
     int ch;
     while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTS "c:n:d:s:P:q", longopts, NULL)) != -1) {
-        if (client_take_option(&tool, ch, argv, &o->target))
+        if (client_take_option(&tool, ch, &o->target))
             continue;
         switch (ch) {
         case 'c':
@@ -710,12 +710,28 @@ fail:
     return rc;
 }
 
+/* A name with several addresses (localhost: ::1 and 127.0.0.1): connect to each in turn
+ * until one answers, so that every connection goes there. The connection that found it
+ * is closed at once, before any byte is sent; 0 or -errno. */
+static int bench_pick_address(struct client_target *t)
+{
+    if (t->addr_count < 2)
+        return 0;
+    int fd = client_connect(t, t->timeout_ms);
+    if (fd < 0)
+        return bench_error(fd, "cannot connect to %s", t->name);
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct bench_options o;
     bench_parse_args(argc, argv, &o);
     signal(SIGPIPE, SIG_IGN);
     int rc = client_target_resolve(&o.target, BENCH_NAME);
+    if (rc == 0)
+        rc = bench_pick_address(&o.target);
     if (rc < 0)
         return 1;
     rc = bench_raise_fd_limit(o.conns);

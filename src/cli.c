@@ -85,10 +85,10 @@ static void cli_parse_args(int argc, char **argv, struct cli_options *o)
     static const struct client_tool tool = {CLI_NAME, cli_usage};
     static const struct option longopts[] = {CLIENT_LONG_OPTS, {NULL, 0, NULL, 0}};
     client_target_init(&o->target);
-    opterr = 0;
+    client_begin_options(&tool, argv);
     int ch;
     while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTS, longopts, NULL)) != -1) {
-        if (!client_take_option(&tool, ch, argv, &o->target))
+        if (!client_take_option(&tool, ch, &o->target))
             client_usage_error(CLI_NAME, "unexpected option '%s'", argv[optind - 1]);
     }
     client_end_options(&tool, argc, argv);

@@ -1,6 +1,7 @@
 /* client: what echod-cli and echod-bench share on the client side: the -H/-p/-u options
  * and strict number parsers, resolving a host (numeric IPv4/IPv6 first, then
- * getaddrinfo), non-blocking connects with a deadline, and poll-based waits.
+ * getaddrinfo, keeping every address), connects that try each address in turn with a
+ * deadline, and poll-based waits.
  * Runs on each tool's only thread. It owns nothing: every fd it returns is the caller's. */
 #include "config.h"
 
@@ -59,8 +60,13 @@ int client_report(const char *prog, int rc, const char *fmt, ...)
     return rc < 0 ? rc : -EIO;
 }
 
-bool client_take_option(const struct client_tool *tool, int ch, char **argv,
-                        struct client_target *t)
+void client_begin_options(const struct client_tool *tool, char **argv)
+{
+    argv[0] = (char *)tool->name;
+    opterr = 1;
+}
+
+bool client_take_option(const struct client_tool *tool, int ch, struct client_target *t)
 {
     unsigned long ms;
     switch (ch) {
@@ -88,13 +94,9 @@ bool client_take_option(const struct client_tool *tool, int ch, char **argv,
     case 'V':
         printf("%s %s\n", tool->name, PACKAGE_VERSION);
         exit(0);
-    case ':':
-        client_usage_error(tool->name, "option '%s' needs an argument", argv[optind - 1]);
-    case '?':
-        if (optopt != 0)
-            client_usage_error(tool->name, "unknown option '-%c'", optopt);
-        else
-            client_usage_error(tool->name, "unknown option '%s'", argv[optind - 1]);
+    case '?': /* getopt has said what is wrong */
+        fprintf(stderr, "Try '%s --help'.\n", tool->name);
+        exit(CLIENT_EXIT_USAGE);
     default:
         return false;
     }
@@ -153,8 +155,11 @@ int client_target_resolve(struct client_target *t, const char *prog)
     bool is_bare_v6 = strchr(t->host, ':') != NULL && t->host[0] != '[';
     snprintf(t->name, sizeof(t->name), "%s%s%s:%u", is_bare_v6 ? "[" : "", t->host,
              is_bare_v6 ? "]" : "", (unsigned)t->port);
-    if (addr_parse(t->name, &t->addr) == 0)
+    if (addr_parse(t->name, &t->addrs[0]) == 0) {
+        t->addr = t->addrs[0];
+        t->addr_count = 1;
         return 0;
+    }
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -168,10 +173,24 @@ int client_target_resolve(struct client_target *t, const char *prog)
         client_report(prog, 0, "cannot resolve '%s': %s", t->host, gai_strerror(gai));
         return rc;
     }
-    memset(&t->addr, 0, sizeof(t->addr));
-    memcpy(&t->addr.ss, res->ai_addr, res->ai_addrlen);
-    t->addr.len = res->ai_addrlen;
+    /* Every address, in getaddrinfo's order: where ::1 sorts first and the server
+     * listens on IPv4 only, the first one is refused and the next one answers. */
+    t->addr_count = 0;
+    for (const struct addrinfo *ai = res; ai && t->addr_count < CLIENT_MAX_ADDRS;
+         ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof(t->addrs[0].ss))
+            continue;
+        struct addr *a = &t->addrs[t->addr_count++];
+        memset(a, 0, sizeof(*a));
+        memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
+        a->len = ai->ai_addrlen;
+    }
     freeaddrinfo(res);
+    if (t->addr_count == 0) {
+        client_report(prog, 0, "cannot resolve '%s': no usable address", t->host);
+        return -ENOENT;
+    }
+    t->addr = t->addrs[0];
     return 0;
 }
 
@@ -199,7 +218,8 @@ int client_connect_result(int fd)
     return -so_error;
 }
 
-int client_connect(const struct client_target *t, int timeout_ms)
+/* Connect to t->addr waiting at most timeout_ms: a non-blocking fd, or -errno. */
+static int client_connect_addr(const struct client_target *t, int timeout_ms)
 {
     int fd = client_connect_start(t);
     if (fd < 0)
@@ -212,6 +232,17 @@ int client_connect(const struct client_target *t, int timeout_ms)
     if (rc == 0)
         return fd;
     close(fd);
+    return rc;
+}
+
+int client_connect(struct client_target *t, int timeout_ms)
+{
+    int rc = -EDESTADDRREQ; /* no address: client_target_resolve was not called */
+    for (size_t i = 0; i < t->addr_count; i++) {
+        t->addr = t->addrs[i];
+        if ((rc = client_connect_addr(t, timeout_ms)) >= 0)
+            return rc;
+    }
     return rc;
 }
 

@@ -30,8 +30,10 @@
 /* Where messages go while one load runs. */
 struct conf_ctx {
     const char *name; /* file name, or the string's name */
+    const char *text; /* what libconfig parsed */
     char *err;
     size_t err_size;
+    unsigned last_line; /* the text's last line (1-based), as an editor shows it */
 };
 
 /* An unsigned key: its name within its group, where it lives, and its range. */
@@ -138,6 +140,159 @@ static bool conf_is_utf8(const unsigned char *s, size_t n)
     return true;
 }
 
+/* The lexer pass: libconfig 1.5 (Debian 12's) misreads some literals silently, so conf
+ * scans the raw text for them before libconfig sees it.
+ * - An integer literal without an L suffix is read into an int and wraps:
+ *   "workers = 4294967297;" would load as 1.
+ * - A "\x00" escape in a string is dropped: "Hi\x00there" would load as "Hithere".
+ * - A directive (@include) makes libconfig read that file with its own reader, which
+ *   exits the process on a directory and blocks on a FIFO.
+ * The lexer skips comments, takes names whole (so "key2" is no number), and yields names,
+ * number tokens, directives and the NUL escapes in strings. The same tokens let a range
+ * error quote a literal as written (0xFFFFFFFF, which libconfig reads as -1). */
+enum conf_token_kind {
+    CONF_TOKEN_END,
+    CONF_TOKEN_NAME,       /* a setting's name (or a word such as true) */
+    CONF_TOKEN_NUMBER,     /* an integer or float literal, as written */
+    CONF_TOKEN_DIRECTIVE,  /* @include */
+    CONF_TOKEN_NUL_ESCAPE, /* the first "\x00" in a string */
+};
+
+struct conf_token {
+    enum conf_token_kind kind;
+    const char *start; /* in the text */
+    int len;
+    unsigned line; /* 1-based */
+};
+
+/* Where a comment starting at p ends (the byte after it), or NULL if none starts there. */
+static const char *conf_skip_comment(const char *p)
+{
+    if (*p == '#' || (p[0] == '/' && p[1] == '/'))
+        return p + strcspn(p, "\n");
+    if (p[0] == '/' && p[1] == '*') {
+        const char *close = strstr(p + 2, "*/");
+        return close ? close + 2 : p + strlen(p);
+    }
+    return NULL;
+}
+
+/* Where the string whose quote is at p ends (the byte after it); *nul_escape is its
+ * first escape that yields a NUL byte (\x00 or \X00), or NULL. */
+static const char *conf_skip_string(const char *p, const char **nul_escape)
+{
+    const char *end = p + 1;
+    *nul_escape = NULL;
+    for (; *end && *end != '"'; end++) {
+        if (end[0] == '\\' && (end[1] == 'x' || end[1] == 'X') && end[2] == '0' && end[3] == '0' &&
+            *nul_escape == NULL)
+            *nul_escape = end;
+        end += end[0] == '\\' && end[1] != '\0';
+    }
+    return end + (*end == '"');
+}
+
+static void conf_count_lines(const char *from, const char *to, unsigned *line)
+{
+    for (const char *q = from; q < to; q++)
+        *line += *q == '\n';
+}
+
+/* The next token from *p on, advancing *p past it and *line over the newlines passed. */
+static struct conf_token conf_next_token(const char **p, unsigned *line)
+{
+    struct conf_token t = {CONF_TOKEN_END, *p, 0, *line};
+    const char *at = *p;
+    while (*at && t.kind == CONF_TOKEN_END) {
+        const char *end = conf_skip_comment(at), *nul_escape = NULL;
+        if (end == NULL && *at == '"')
+            end = conf_skip_string(at, &nul_escape);
+        if (end == NULL && (isalpha((unsigned char)*at) || *at == '*' || *at == '@')) {
+            end = at + 1 +
+                  strspn(at + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                 "0123456789-_*");
+            t.kind = *at == '@' ? CONF_TOKEN_DIRECTIVE : CONF_TOKEN_NAME;
+        } else if (end == NULL && (isdigit((unsigned char)*at) ||
+                                   ((*at == '-' || *at == '+') && isdigit((unsigned char)at[1])))) {
+            end = at + 1 + strspn(at + 1, "0123456789abcdefABCDEFxXL.+-");
+            t.kind = CONF_TOKEN_NUMBER;
+        } else if (end == NULL) {
+            end = at + 1;
+        }
+        const char *start = nul_escape ? nul_escape : at;
+        conf_count_lines(at, start, line);
+        if (nul_escape)
+            t = (struct conf_token){CONF_TOKEN_NUL_ESCAPE, nul_escape, 4, *line};
+        else if (t.kind != CONF_TOKEN_END)
+            t = (struct conf_token){t.kind, at, (int)(end - at), *line};
+        conf_count_lines(start, end, line);
+        at = end;
+    }
+    *p = at;
+    return t;
+}
+
+/* Whether the number token at p (len bytes) is a plain integer that libconfig would wrap:
+ * decimal outside int's range, or hex over 32 bits. */
+static bool conf_int_wraps(const char *p, size_t len)
+{
+    bool is_hex = len > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X');
+    if (p[len - 1] == 'L')
+        return false; /* a 64-bit literal: libconfig reads it whole */
+    for (size_t i = 0; !is_hex && i < len; i++)
+        if (p[i] == '.' || p[i] == 'e' || p[i] == 'E')
+            return false; /* a float */
+    errno = 0;
+    long long v = strtoll(p, NULL, is_hex ? 16 : 10);
+    if (errno == ERANGE)
+        return true;
+    return is_hex ? v > (long long)UINT32_MAX : v > INT32_MAX || v < INT32_MIN;
+}
+
+/* The first token of text that libconfig must not see (a wrapping integer, a NUL escape,
+ * a directive) into *bad, and the last name before it (its setting) into *key; false if
+ * there is none. */
+static bool conf_find_misread(const char *text, struct conf_token *bad, struct conf_token *key)
+{
+    unsigned line = 1;
+    const char *p = text;
+    *key = (struct conf_token){CONF_TOKEN_NAME, "", 0, 0};
+    for (;;) {
+        struct conf_token t = conf_next_token(&p, &line);
+        if (t.kind == CONF_TOKEN_END)
+            return false;
+        if (t.kind == CONF_TOKEN_NAME)
+            *key = t;
+        if (t.kind == CONF_TOKEN_DIRECTIVE || t.kind == CONF_TOKEN_NUL_ESCAPE ||
+            (t.kind == CONF_TOKEN_NUMBER && conf_int_wraps(t.start, (size_t)t.len))) {
+            *bad = t;
+            return true;
+        }
+    }
+}
+
+/* The literal of setting `key`, whose name is on `line`, as written in text: the first
+ * number token after that name; false if there is none. */
+static bool conf_find_literal(const char *text, const char *key, unsigned line,
+                              struct conf_token *literal)
+{
+    unsigned at_line = 1;
+    const char *p = text;
+    bool is_after_key = false;
+    for (;;) {
+        struct conf_token t = conf_next_token(&p, &at_line);
+        if (t.kind == CONF_TOKEN_END)
+            return false;
+        if (t.kind == CONF_TOKEN_NAME)
+            is_after_key = t.line == line && (size_t)t.len == strlen(key) &&
+                           memcmp(t.start, key, (size_t)t.len) == 0;
+        if (t.kind == CONF_TOKEN_NUMBER && is_after_key) {
+            *literal = t;
+            return true;
+        }
+    }
+}
+
 /* An integer setting within [min, max]. */
 static int conf_get_uint(const struct conf_ctx *ctx, const config_setting_t *s, const char *group,
                          unsigned min, unsigned max, unsigned *out)
@@ -146,10 +301,17 @@ static int conf_get_uint(const struct conf_ctx *ctx, const config_setting_t *s, 
     if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64)
         return conf_fail(ctx, s, group, "must be an integer");
     long long v = config_setting_get_int64(s);
-    if (v < (long long)min || v > (long long)max)
-        return conf_fail(ctx, s, group, "must be between %u and %u, not %lld", min, max, v);
-    *out = (unsigned)v;
-    return 0;
+    if (v >= (long long)min && v <= (long long)max) {
+        *out = (unsigned)v;
+        return 0;
+    }
+    /* Quote the literal: libconfig reads 0xFFFFFFFF into an int, as -1. */
+    struct conf_token literal;
+    if (conf_find_literal(ctx->text, config_setting_name(s), config_setting_source_line(s),
+                          &literal))
+        return conf_fail(ctx, s, group, "must be between %u and %u, not %.*s", min, max,
+                         literal.len, literal.start);
+    return conf_fail(ctx, s, group, "must be between %u and %u, not %lld", min, max, v);
 }
 
 /* A string setting. */
@@ -406,8 +568,11 @@ int conf_init_defaults(struct conf *c)
 static int conf_finish(const struct conf_ctx *ctx, config_t *cfg, int parsed, struct conf *c)
 {
     if (!parsed) {
-        snprintf(ctx->err, ctx->err_size, "%s:%d: %s", ctx->name, config_error_line(cfg),
-                 config_error_text(cfg));
+        /* At the end of the text libconfig counts the line after the last newline. */
+        int line = config_error_line(cfg);
+        if (line > (int)ctx->last_line)
+            line = (int)ctx->last_line;
+        snprintf(ctx->err, ctx->err_size, "%s:%d: %s", ctx->name, line, config_error_text(cfg));
         return -EINVAL;
     }
     struct conf fresh;
@@ -425,17 +590,42 @@ static int conf_finish(const struct conf_ctx *ctx, config_t *cfg, int parsed, st
     return 0;
 }
 
+/* What a file that is not a regular one is, for messages. */
+static const char *conf_file_kind(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "of an unknown type";
+}
+
 /* Read the regular file at path into a NUL-terminated heap string. libconfig's own
  * reader exits the process on a read error (a directory, an I/O error), so echod reads
- * the file itself and hands libconfig only text. 0 or -errno with err set. */
+ * the file itself and hands libconfig only text. The path is stat'ed before it is
+ * opened, and opened O_NONBLOCK: opening a FIFO for reading would wait for a writer
+ * forever, and opening a device can have side effects. 0 or -errno with err set. */
 static int conf_read_text(const char *path, char **out, char *err, size_t err_size)
 {
     char *text = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = -1;
     struct stat st;
-    int rc = fd < 0 || fstat(fd, &st) != 0 ? -errno : 0;
-    if (rc == 0 && !S_ISREG(st.st_mode))
-        rc = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+    int rc = stat(path, &st) != 0 ? -errno : 0;
+    if (rc == 0 && S_ISREG(st.st_mode) &&
+        ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0))
+        rc = -errno; /* fstat again: the path may have been replaced in between */
+    if (rc == 0 && !S_ISREG(st.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        snprintf(err, err_size, "%s: is %s, not a regular file", path, conf_file_kind(st.st_mode));
+        return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+    }
     if (rc == 0 && st.st_size > CONF_MAX_FILE_BYTES)
         rc = -EFBIG;
     if (rc == 0 && (text = malloc((size_t)st.st_size + 1)) == NULL)
@@ -476,109 +666,41 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t err_size)
     return rc;
 }
 
-/* libconfig 1.5 (Debian 12's) reads an integer literal without an L suffix into an int
- * and silently wraps it: "workers = 4294967297;" would load as 1. This lexer pass finds
- * such literals before libconfig sees the text. It skips strings and comments, takes
- * names whole (so "key2" is no number), and leaves floats and L-suffixed integers to
- * libconfig. It also stops at a directive (@include): libconfig would read that file with
- * its own reader, which exits the process on a directory and blocks on a FIFO; then num
- * is NULL. Returns the literal's line (1-based) and its setting's name, or 0. */
-struct conf_literal {
-    unsigned line;
-    const char *key, *num; /* the last name before it, and the literal, in text */
-    int key_len, num_len;
-};
-
-/* Where a string or comment starting at p ends (the byte after it), counting lines. */
-static const char *conf_skip_quoted(const char *p, unsigned *line)
-{
-    const char *end = NULL;
-    if (*p == '"') {
-        for (end = p + 1; *end && *end != '"'; end++)
-            end += end[0] == '\\' && end[1] != '\0';
-        end += *end == '"';
-    } else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
-        end = p + strcspn(p, "\n");
-    } else if (p[0] == '/' && p[1] == '*') {
-        const char *close = strstr(p + 2, "*/");
-        end = close ? close + 2 : p + strlen(p);
-    }
-    for (const char *q = p; end && q < end; q++)
-        *line += *q == '\n';
-    return end;
-}
-
-/* Whether the number token at p (len bytes) is a plain integer that libconfig would wrap:
- * decimal outside int's range, or hex over 32 bits. */
-static bool conf_int_wraps(const char *p, size_t len)
-{
-    bool is_hex = len > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X');
-    if (p[len - 1] == 'L')
-        return false; /* a 64-bit literal: libconfig reads it whole */
-    for (size_t i = 0; !is_hex && i < len; i++)
-        if (p[i] == '.' || p[i] == 'e' || p[i] == 'E')
-            return false; /* a float */
-    errno = 0;
-    long long v = strtoll(p, NULL, is_hex ? 16 : 10);
-    if (errno == ERANGE)
-        return true;
-    return is_hex ? v > (long long)UINT32_MAX : v > INT32_MAX || v < INT32_MIN;
-}
-
-static bool conf_find_wrapping_int(const char *text, struct conf_literal *lit)
-{
-    unsigned line = 1;
-    for (const char *p = text; *p;) {
-        const char *end = conf_skip_quoted(p, &line);
-        if (end) {
-            p = end;
-        } else if (isalpha((unsigned char)*p) || *p == '*' || *p == '@') {
-            size_t n = strspn(p + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                     "0123456789-_*") +
-                       1;
-            lit->key = p;
-            lit->key_len = (int)n;
-            if (*p == '@') { /* @include: libconfig would read that file itself */
-                lit->line = line;
-                lit->num = NULL;
-                return true;
-            }
-            p += n;
-        } else if (isdigit((unsigned char)*p) ||
-                   ((*p == '-' || *p == '+') && isdigit((unsigned char)p[1]))) {
-            size_t n = strspn(p + 1, "0123456789abcdefABCDEFxXL.+-") + 1;
-            if (conf_int_wraps(p, n)) {
-                lit->line = line;
-                lit->num = p;
-                lit->num_len = (int)n;
-                return true;
-            }
-            p += n;
-        } else {
-            line += *p++ == '\n';
-        }
-    }
-    return false;
-}
-
 int conf_load_string(struct conf *c, const char *text, const char *name, char *err, size_t err_size)
 {
-    struct conf_literal lit = {0, "", "", 0, 0};
-    if (conf_find_wrapping_int(text, &lit)) {
-        if (lit.num == NULL)
+    struct conf_token bad, key;
+    if (conf_find_misread(text, &bad, &key)) {
+        if (bad.kind == CONF_TOKEN_DIRECTIVE)
             snprintf(err, err_size, "%s:%u: %.*s: is not supported (echod reads one file)", name,
-                     lit.line, lit.key_len, lit.key);
+                     bad.line, bad.len, bad.start);
         else
-            snprintf(err, err_size, "%s:%u: %.*s: %.*s is out of range (integers are 32-bit)", name,
-                     lit.line, lit.key_len, lit.key, lit.num_len, lit.num);
+            snprintf(err, err_size, "%s:%u: %.*s: %.*s %s", name, bad.line, key.len, key.start,
+                     bad.len, bad.start,
+                     bad.kind == CONF_TOKEN_NUL_ESCAPE ? "(a NUL byte) is not allowed in a string"
+                                                       : "is out of range (integers are 32-bit)");
         return -EINVAL;
     }
-    struct conf_ctx ctx = {name, err, err_size};
+    /* libconfig 1.5 reads a last line that is a # or // comment without a newline as a
+     * syntax error: it gets the text ending in a newline, which moves no line. */
+    size_t len = strlen(text);
+    char *terminated = NULL;
+    if (len > 0 && text[len - 1] != '\n') {
+        if ((terminated = malloc(len + 2)) == NULL) {
+            snprintf(err, err_size, "%s: out of memory", name);
+            return -ENOMEM;
+        }
+        memcpy(terminated, text, len);
+        memcpy(terminated + len, "\n", 2);
+    }
+    struct conf_ctx ctx = {name, text, err, err_size, 1};
+    for (size_t i = 0; i + 1 < len; i++)
+        ctx.last_line += text[i] == '\n';
     config_t cfg;
     config_init(&cfg);
-    int parsed = config_read_string(&cfg, text) == CONFIG_TRUE;
+    int parsed = config_read_string(&cfg, terminated ? terminated : text) == CONFIG_TRUE;
     int rc = conf_finish(&ctx, &cfg, parsed, c);
     config_destroy(&cfg);
+    free(terminated);
     return rc;
 }
 

@@ -1,6 +1,10 @@
 /* main: echod's entry point. The main thread parses the command line and the
  * configuration, binds every listener, blocks all signals, starts the threads, and then
- * only reads signals from a signalfd until the workers have drained. Start-up is the
+ * only reads signals from a signalfd until the workers have drained: TERM and INT stop
+ * gracefully (a second one at once), USR1 logs the counters, HUP and USR2 are logged and
+ * ignored. Every other thread blocks every signal; the main thread alone leaves QUIT
+ * (quit with a core dump), TSTP, TTIN, TTOU (stop) and CONT (resume) to their default
+ * actions, as a foreground program's user expects of Ctrl-\ and Ctrl-Z. Start-up is the
  * only place the process exits on an error, with a sysexits(3) code:
  *   64 EX_USAGE     bad command line
  *   69 EX_UNAVAILABLE a listener cannot be bound
@@ -54,7 +58,9 @@ static void main_usage(FILE *out)
             "  -V, --version           show the version and exit\n"
             "\n"
             "Signals: TERM or INT stop gracefully (a second one stops at once); USR1 logs\n"
-            "the counters. Exit codes: 0 ok, 64 usage, 69 cannot listen, 71 system error,\n"
+            "the counters; HUP and USR2 are logged and ignored; QUIT (Ctrl-\\) quits with a\n"
+            "core dump; TSTP (Ctrl-Z), TTIN and TTOU stop echod until CONT.\n"
+            "Exit codes: 0 ok, 64 usage, 69 cannot listen, 71 system error,\n"
             "73 cannot write the port file, 78 configuration error.\n",
             CONF_DEFAULT_PORT);
 }
@@ -73,8 +79,11 @@ static void main_parse_args(int argc, char **argv, struct options *o)
         {NULL, 0, NULL, 0},
     };
     int ch;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":c:tl:hV", longopts, NULL)) != -1) {
+    /* getopt names a bad option itself, under argv[0], as GNU tools do: "echod: invalid
+     * option -- 'x'" (the letter, even inside -tx), "echod: unrecognized option '--bogus'". */
+    argv[0] = (char *)"echod";
+    opterr = 1;
+    while ((ch = getopt_long(argc, argv, "c:tl:hV", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             o->config_path = optarg;
@@ -99,12 +108,7 @@ static void main_parse_args(int argc, char **argv, struct options *o)
         case 'V':
             printf("echod %s\n", PACKAGE_VERSION);
             exit(0);
-        case ':':
-            fprintf(stderr, "echod: option '%s' needs an argument\n", argv[optind - 1]);
-            fprintf(stderr, "Try 'echod --help'.\n");
-            exit(EX_USAGE);
-        default:
-            fprintf(stderr, "echod: unknown option '%s'\n", argv[optind - 1]);
+        default: /* '?': getopt has said what is wrong */
             fprintf(stderr, "Try 'echod --help'.\n");
             exit(EX_USAGE);
         }
@@ -172,8 +176,10 @@ static int main_serve(struct server *s, int sigfd)
                 server_shutdown(s);
             } else if (sig == SIGUSR1) {
                 server_log_stats(s);
-            } else {
+            } else if (sig == SIGHUP) {
                 log_info("received %s: ignored (echod has no reload yet)", strsignal(sig));
+            } else {
+                log_info("received %s: ignored (it has no meaning for echod)", strsignal(sig));
             }
         }
     }
@@ -217,6 +223,11 @@ int main(int argc, char **argv)
     }
     if ((rc = server_start(s)) < 0)
         goto done;
+    /* Every thread runs with all signals blocked: Ctrl-\ and Ctrl-Z now reach this one. */
+    if ((rc = signals_unblock_job_control()) < 0) {
+        log_error("cannot unblock the job-control signals: %s", strerror(-rc));
+        goto done;
+    }
     /* Written once every thread runs, so a script that sees the file can count on a
      * fully started echod. */
     if (o.port_file && (rc = server_write_port_file(s, o.port_file)) < 0) {

@@ -1,7 +1,10 @@
 /* signals: block every signal before threads exist and read the ones echod acts on
  * from a signalfd. Main thread only. Worker, acceptor and UDP threads inherit the full
  * mask, so no signal ever interrupts them; SIGPIPE stays blocked (sends use
- * MSG_NOSIGNAL as well). */
+ * MSG_NOSIGNAL as well). Once every thread runs, the main thread alone unblocks the
+ * job-control signals, so the kernel delivers them to it and their default actions
+ * apply to the whole process: SIGQUIT quits with a core dump, SIGTSTP, SIGTTIN and
+ * SIGTTOU stop it, SIGCONT resumes it. */
 #include "config.h"
 
 #include "signals.h"
@@ -20,16 +23,29 @@ int signals_block_all(void)
     return -rc;
 }
 
-int signals_open_fd(void)
+/* The set of the signals in sigs, a list ended by 0. */
+static sigset_t signals_set_of(const int *sigs)
 {
     sigset_t set;
     sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGUSR1);
+    for (; *sigs != 0; sigs++)
+        sigaddset(&set, *sigs);
+    return set;
+}
+
+int signals_open_fd(void)
+{
+    static const int acted_on[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, 0};
+    sigset_t set = signals_set_of(acted_on);
     int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     return fd < 0 ? -errno : fd;
+}
+
+int signals_unblock_job_control(void)
+{
+    static const int job_control[] = {SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT, 0};
+    sigset_t set = signals_set_of(job_control);
+    return -pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
 int signals_read(int fd)

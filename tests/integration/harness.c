@@ -1272,13 +1272,15 @@ void h_udp_expect(int fd, const void *req, size_t req_len, const void *want, siz
     free(reply);
 }
 
-struct h_output h_run_env(const char *env_name, const char *const *args, const void *in,
-                          size_t in_len, int timeout_ms)
+/* Run the NULL-terminated lists pre (a path first) and args as one command line. */
+static struct h_output h_run_argv(const char *const *pre, const char *const *args, const void *in,
+                                  size_t in_len, int timeout_ms)
 {
-    char *argv[22];
+    char *argv[32];
     size_t argc = 0;
-    argv[argc++] = (char *)h_env(env_name);
-    for (size_t i = 0; args[i] && argc < 21; i++)
+    for (size_t i = 0; pre[i] && argc < 31; i++)
+        argv[argc++] = (char *)pre[i];
+    for (size_t i = 0; args[i] && argc < 31; i++)
         argv[argc++] = (char *)args[i];
     argv[argc] = NULL;
     char out_path[512], err_path[512];
@@ -1291,10 +1293,79 @@ struct h_output h_run_env(const char *env_name, const char *const *args, const v
     return o;
 }
 
+struct h_output h_run_env(const char *env_name, const char *const *args, const void *in,
+                          size_t in_len, int timeout_ms)
+{
+    const char *pre[] = {h_env(env_name), NULL};
+    return h_run_argv(pre, args, in, in_len, timeout_ms);
+}
+
+bool h_run_localhost_v6_refused(uint16_t port, const char *prog, const char *const *args,
+                                const void *in, size_t in_len, int timeout_ms, struct h_output *out)
+{
+    static const char hosts[] = "::1 localhost\n127.0.0.1 localhost\n";
+    char hosts_path[512];
+    h_write_temp("hosts", hosts, strlen(hosts), hosts_path, sizeof(hosts_path));
+    const char *in_namespace[] = {"/usr/bin/unshare",
+                                  "--mount",
+                                  "/bin/sh",
+                                  "-c",
+                                  "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+                                  hosts_path,
+                                  NULL,
+                                  NULL};
+    /* The premise: there, getaddrinfo (AI_ADDRCONFIG) gives ::1 first. */
+    in_namespace[6] = "/usr/bin/getent";
+    const char *ahosts[] = {"ahosts", "localhost", NULL};
+    struct h_output order = h_run_argv(in_namespace, ahosts, NULL, 0, 10000);
+    bool is_v6_first = order.code == 0 && strncmp(order.out, "::1 ", 4) == 0 &&
+                       strstr(order.out, "\n127.0.0.1 ") != NULL;
+    if (!is_v6_first)
+        h_note("cannot make localhost resolve to ::1 first here (getent in a private mount "
+               "namespace: exit %d, \"%.80s\", \"%.80s\")",
+               order.code, order.out, order.err);
+    h_output_free(&order);
+    if (!is_v6_first)
+        return false;
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_storage sa;
+    h_loopback(&sa, AF_INET6, port);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(struct sockaddr_in6)) != 0) {
+        h_note("cannot bind [::1]:%u: %s", (unsigned)port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    h_track_fd(fd); /* bound, never listening: a connect to it is refused */
+    in_namespace[6] = prog;
+    *out = h_run_argv(in_namespace, args, in, in_len, timeout_ms);
+    h_close(fd);
+    return true;
+}
+
 void h_output_free(struct h_output *o)
 {
     free(o->out);
     free(o->err);
+}
+
+void h_expect_usage_error(const char *env_name, const char *prog, const char *const *args,
+                          const char *needle)
+{
+    struct h_output r = h_run_env(env_name, args, NULL, 0, 10000);
+    char start[64], end[128];
+    snprintf(start, sizeof(start), "%s: ", prog);
+    snprintf(end, sizeof(end), "\nTry '%s --help'.\n", prog);
+    size_t len = strlen(r.err);
+    bool is_shaped = strncmp(r.err, start, strlen(start)) == 0 && len >= strlen(end) &&
+                     strcmp(r.err + len - strlen(end), end) == 0;
+    char cmd[512] = "";
+    for (size_t i = 0, n = 0; args[i] && n < sizeof(cmd); i++)
+        n += (size_t)snprintf(cmd + n, sizeof(cmd) - n, " %s", args[i]);
+    if (r.code != 64 || !is_shaped || !strstr(r.err, needle))
+        fail_msg("%s%s: expected exit 64 and \"%s...%s...%s\", got exit %d, stderr \"%s\"", prog,
+                 cmd, start, needle, end, r.code, r.err);
+    h_output_free(&r);
 }
 
 /* ------------------------------------------------------------------ hostile-client suite */

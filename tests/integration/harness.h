@@ -116,6 +116,18 @@ struct h_output {
 struct h_output h_run_env(const char *env_name, const char *const *args, const void *in,
                           size_t in_len, int timeout_ms);
 void h_output_free(struct h_output *o);
+/* Run prog (a path) with args as h_run_env does, where the name "localhost" resolves to
+ * ::1 first, then 127.0.0.1, and a connect to [::1]:port is refused: in a private mount
+ * namespace whose /etc/hosts says so (unshare --mount, which needs root), with a TCP
+ * socket bound to [::1]:port that does not listen. False, with a note saying why, where
+ * this cannot be arranged (no root, no IPv6, no such order); the test should skip then. */
+bool h_run_localhost_v6_refused(uint16_t port, const char *prog, const char *const *args,
+                                const void *in, size_t in_len, int timeout_ms,
+                                struct h_output *out);
+/* Run the binary named by env_name with args (as h_run_env), which must refuse them as
+ * bad usage: exit 64 and stderr "PROG: ...needle...\nTry 'PROG --help'.\n". */
+void h_expect_usage_error(const char *env_name, const char *prog, const char *const *args,
+                          const char *needle);
 
 /* ---- echod */
 

@@ -131,6 +131,25 @@ static void expect_usage(const char *const *args, const char *what)
     h_output_free(&r);
 }
 
+/* -H localhost, where localhost is ::1 first, then 127.0.0.1, and only 127.0.0.1 has
+ * echod: echod-bench tries each address in turn, then runs every connection there. */
+static void bench_tries_each_address(void **state)
+{
+    (void)state;
+    char port[16];
+    port_arg(port, sizeof(port), &echod.tcp[0]);
+    const char *args[] = {"-H", "localhost", "-p", port, "-c", "4", "-n", "50", "-q", NULL};
+    struct h_output r;
+    if (!h_run_localhost_v6_refused(h_port_of(&echod.tcp[0]), h_env("ECHOD_BENCH_BIN"), args, NULL,
+                                    0, 30000, &r))
+        skip();
+    if (r.code != 0)
+        fail_msg("-H localhost (::1 refused, then 127.0.0.1): echod-bench exited %d, stderr \"%s\"",
+                 r.code, r.err);
+    assert_int_equal(summary_value(&r, "msgs"), 4 * 50);
+    h_output_free(&r);
+}
+
 static void bench_bad_usage_exits_64(void **state)
 {
     (void)state;
@@ -146,6 +165,22 @@ static void bench_bad_usage_exits_64(void **state)
     expect_usage(bad_port, "-p http");
     const char *extra[] = {"-n", "1", "extra", NULL};
     expect_usage(extra, "an extra argument");
+    /* A bad option is named as getopt names it: the letter alone, even in a cluster. */
+    char port[16];
+    snprintf(port, sizeof(port), "%u", h_unused_tcp_port());
+    const struct {
+        const char *arg, *needle;
+    } bad[] = {
+        {"-qx", "invalid option -- 'x'"},
+        {"-xq", "invalid option -- 'x'"},
+        {"--bogus", "unrecognized option '--bogus'"},
+        {"-qc", "option requires an argument -- 'c'"},
+        {"--version=1", "option '--version' doesn't allow an argument"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *args[] = {"-p", port, "-T", "1000", "-n", "1", bad[i].arg, NULL};
+        h_expect_usage_error("ECHOD_BENCH_BIN", "echod-bench", args, bad[i].needle);
+    }
 }
 
 int main(void)
@@ -158,6 +193,7 @@ int main(void)
                                         h_teardown),
         cmocka_unit_test_setup_teardown(bench_wrong_answers_exit_1, setup_greet, h_teardown),
         cmocka_unit_test_teardown(bench_refused_exits_1, h_teardown),
+        cmocka_unit_test_setup_teardown(bench_tries_each_address, h_setup_echo, h_teardown),
         cmocka_unit_test_teardown(bench_bad_usage_exits_64, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -240,6 +240,26 @@ static void expect_usage(const char *const *args, const char *what)
     h_output_free(&r);
 }
 
+/* -H localhost, where localhost is ::1 first, then 127.0.0.1, and only 127.0.0.1 has
+ * echod: echod-cli tries each address in turn. (Not UDP: with no handshake, nothing says
+ * that an address is the wrong one before a datagram is sent; README says so.) */
+static void cli_tries_each_address(void **state)
+{
+    (void)state;
+    char port[16];
+    snprintf(port, sizeof(port), "%u", h_port_of(&echod.tcp[0]));
+    const char *args[] = {"-H", "localhost", "-p", port, "-T", "2000", NULL};
+    struct h_output r;
+    if (!h_run_localhost_v6_refused(h_port_of(&echod.tcp[0]), h_env("ECHOD_CLI_BIN"), args,
+                                    "via localhost\n", 14, 30000, &r))
+        skip();
+    if (r.code != 0 || strcmp(r.out, "via localhost\n") != 0)
+        fail_msg("-H localhost (::1 refused, then 127.0.0.1): expected exit 0 and the echo, got "
+                 "exit %d, stdout \"%s\", stderr \"%s\"",
+                 r.code, r.out, r.err);
+    h_output_free(&r);
+}
+
 static void cli_bad_usage_exits_64(void **state)
 {
     (void)state;
@@ -257,6 +277,20 @@ static void cli_bad_usage_exits_64(void **state)
     expect_usage(bad_timeout, "-T soon");
     const char *extra[] = {"-p", port, "extra-argument", NULL};
     expect_usage(extra, "an extra argument");
+    /* A bad option is named as getopt names it: the letter alone, even in a cluster. */
+    const struct {
+        const char *arg, *needle;
+    } bad[] = {
+        {"-ux", "invalid option -- 'x'"},
+        {"-xu", "invalid option -- 'x'"},
+        {"--bogus", "unrecognized option '--bogus'"},
+        {"-uT", "option requires an argument -- 'T'"},
+        {"--port", "option '--port' requires an argument"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *args[] = {"-p", port, "-T", "1000", bad[i].arg, NULL};
+        h_expect_usage_error("ECHOD_CLI_BIN", "echod-cli", args, bad[i].needle);
+    }
 }
 
 /* A pty whose slave has no echo and no output processing, so the master reads exactly
@@ -361,6 +395,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(cli_interactive, setup_greet, h_teardown),
         cmocka_unit_test_teardown(cli_refused_exits_1, h_teardown),
         cmocka_unit_test_teardown(cli_timeout_exits_1, h_teardown),
+        cmocka_unit_test_setup_teardown(cli_tries_each_address, h_setup_echo, h_teardown),
         cmocka_unit_test_teardown(cli_bad_usage_exits_64, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

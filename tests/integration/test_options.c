@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char good_conf[512]; /* a valid config on port 0 */
@@ -60,7 +61,7 @@ static void options_bad_usage_exits_64(void **state)
     const char *unknown_long[] = {"-t", "-c", good_conf, "--bogus", NULL};
     expect_usage_error(unknown_long, "bogus");
     const char *unknown_short[] = {"-t", "-c", good_conf, "-x", NULL};
-    expect_usage_error(unknown_short, "-x");
+    expect_usage_error(unknown_short, "'x'");
     const char *missing_config[] = {"-t", "-c", NULL};
     expect_usage_error(missing_config, NULL);
     const char *missing_port_file[] = {"-t", "-c", good_conf, "--port-file", NULL};
@@ -73,6 +74,27 @@ static void options_bad_usage_exits_64(void **state)
     expect_usage_error(bad_level, "loud");
     const char *bad_level_short[] = {"-t", "-c", good_conf, "-l", "verbose", NULL};
     expect_usage_error(bad_level_short, "verbose");
+}
+
+/* A bad option is named as getopt names it, wherever it stands: the letter alone in a
+ * cluster such as -tx or -xt, the long option by its name. */
+static void options_bad_option_named(void **state)
+{
+    (void)state;
+    const struct {
+        const char *arg, *needle;
+    } cases[] = {
+        {"-tx", "invalid option -- 'x'"},
+        {"-xt", "invalid option -- 'x'"},
+        {"--bogus", "unrecognized option '--bogus'"},
+        {"--help=now", "option '--help' doesn't allow an argument"},
+        {"-tc", "option requires an argument -- 'c'"},
+        {"--port-file", "option '--port-file' requires an argument"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *args[] = {"-t", "-c", good_conf, cases[i].arg, NULL};
+        h_expect_usage_error("ECHOD_BIN", "echod", args, cases[i].needle);
+    }
 }
 
 static void options_help_and_version_exit_0(void **state)
@@ -142,6 +164,10 @@ static void check_config_valid(void **state)
     h_write_temp("empty.conf", empty, strlen(empty), path, sizeof(path));
     expect_config_ok(path);
 
+    const char *last_comment = "workers = 1;\n# a last line with no newline";
+    h_write_temp("last-comment.conf", last_comment, strlen(last_comment), path, sizeof(path));
+    expect_config_ok(path);
+
     const char *off = "tcp = { listen = [ ]; };\nudp = { listen = [ ]; };\n";
     h_write_temp("off.conf", off, strlen(off), path, sizeof(path));
     expect_config_ok(path);
@@ -177,6 +203,10 @@ static const struct bad_config bad_configs[] = {
     {"listen address with an open bracket", "udp = {\n  listen = [ \"[::1\" ];\n};\n", 2, "listen"},
     {"listen port out of range", "tcp = {\n  listen = [ \"1.2.3.4:99999\" ];\n};\n", 2, "listen"},
     {"syntax error", "workers = 2;\nqueue_capacity = ;\nmax_connections = 5;\n", 2, NULL},
+    {"a NUL escape in a string", "tcp = {\n  greeting = \"Hi\\x00there: \";\n};\n", 2,
+     "greeting: \\x00 (a NUL byte) is not allowed in a string"},
+    {"a hex literal out of range", "\nidle_timeout_ms = 0xFFFFFFFF;\n", 2,
+     "idle_timeout_ms: must be between 0 and 2147483647, not 0xFFFFFFFF"},
 };
 
 static void expect_config_error(const struct bad_config *bc, bool is_check_only)
@@ -247,12 +277,29 @@ static void missing_or_unreadable_config_exits_78(void **state)
                  RUN_ARGS(r));
     h_output_free(&r);
 
-    const char *dir_args[] = {"-t", "-c", h_tmpdir(), NULL};
-    r = run_echod(dir_args);
-    if (r.code != 78 || !strstr(r.err, h_tmpdir()))
-        fail_msg("a directory as config: expected exit 78 and the path on stderr, got " RUN_FMT,
-                 RUN_ARGS(r));
-    h_output_free(&r);
+    /* Not a regular file: echod says what it is, and never blocks opening a FIFO that
+     * has no writer (run_echod fails the test if echod has not exited within 10 s). */
+    char fifo[600], want[700];
+    snprintf(fifo, sizeof(fifo), "%s/config.fifo", h_tmpdir());
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const struct {
+        const char *path, *kind;
+    } others[] = {
+        {fifo, "a FIFO"}, {h_tmpdir(), "a directory"}, {"/dev/null", "a character device"}};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        const char *args_other[] = {"-t", "-c", others[i].path, NULL};
+        int64_t start_ms = h_now_ms();
+        r = run_echod(args_other);
+        snprintf(want, sizeof(want), "%s: is %s, not a regular file\n", others[i].path,
+                 others[i].kind);
+        if (r.code != 78 || strcmp(r.err, want) != 0)
+            fail_msg("%s as config: expected exit 78 and \"%s\", got " RUN_FMT, others[i].kind,
+                     want, RUN_ARGS(r));
+        h_note("%s as config: exit 78 after %lld ms", others[i].kind,
+               (long long)(h_now_ms() - start_ms));
+        h_output_free(&r);
+    }
+    unlink(fifo);
 }
 
 /* ---------------------------------------------------------------- listeners */
@@ -468,6 +515,7 @@ int main(void)
     h_init("test_options", 120);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(options_bad_usage_exits_64, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(options_bad_option_named, setup, h_teardown),
         cmocka_unit_test_setup_teardown(options_help_and_version_exit_0, setup, h_teardown),
         cmocka_unit_test_setup_teardown(check_config_valid, setup, h_teardown),
         cmocka_unit_test_setup_teardown(check_config_errors_exit_78, setup, h_teardown),

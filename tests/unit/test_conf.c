@@ -4,8 +4,9 @@
  * bad mode or level, bad listen address, too many addresses, greeting limits, the greet
  * buffer rule, syntax) gives -EINVAL and exactly "NAME:LINE: key: message" and leaves the
  * struct as it was; an empty listen list turns a service off; conf_worker_count;
- * a missing file; @include refused; and the shipped etc/echod.conf, which must load to
- * the defaults. */
+ * a missing file; @include refused; a last line that is a comment without a newline;
+ * range errors quoting the literal as written; \x00 escapes refused; paths that are not
+ * regular files; and the shipped etc/echod.conf, which must load to the defaults. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -323,8 +324,8 @@ static void check_out_of_range(const struct range_case *r, long long v)
     char text[256], key[64], message[128];
     range_text(r, v, text, sizeof(text));
     snprintf(key, sizeof(key), "%s%s%s", r->group ? r->group : "", r->group ? "." : "", r->key);
-    snprintf(message, sizeof(message), "must be between %lld and %lld, not %lld", r->min, r->max,
-             v);
+    snprintf(message, sizeof(message), "must be between %lld and %lld, not %lld%s", r->min, r->max,
+             v, v > INT32_MAX || v < INT32_MIN ? "L" : "");
     check_error(text, 3, key, message);
 }
 
@@ -603,6 +604,29 @@ static void test_syntax_error(void **state)
     CHECK_ERROR_CASES(cases);
 }
 
+/* libconfig 1.5 reads a last line that is a # or // comment without a newline as a
+ * syntax error: conf hands it the text ending in one. An error at the end of the text
+ * names the text's last line, whether or not it ends in a newline. */
+static void test_last_line_without_newline(void **state)
+{
+    (void)state;
+    load_ok("workers = 2;\n# the last line, no newline");
+    assert_int_equal(conf.workers, 2);
+    load_ok("workers = 3;\n// the last line, no newline");
+    assert_int_equal(conf.workers, 3);
+    load_ok("workers = 4; # a comment after the value");
+    assert_int_equal(conf.workers, 4);
+    load_ok("workers = 5;\n/* a block comment */");
+    assert_int_equal(conf.workers, 5);
+    static const struct error_case cases[] = {
+        {"workers = 1;\nqueue_capacity =", 2, NULL, "syntax error"},
+        {"workers = 1;\nqueue_capacity =\n", 2, NULL, "syntax error"},
+        {"workers = 1;\ntcp = { # open", 2, NULL, "syntax error"},
+        {"workers = 1;\n\nbogus = 2; # no newline", 3, "bogus", "unknown key"},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
 /* After a good load, a bad one leaves every value of the good one. */
 static void test_unchanged_on_failure(void **state)
 {
@@ -683,7 +707,52 @@ static void test_wrapping_integer_literals(void **state)
     assert_string_equal(conf.tcp.greeting, "4294967297 \" 4294967297");
     check_error("workers = 1.5e10;\n", 1, "workers", "must be an integer");
     check_error("workers = 4294967297L;\n", 1, "workers",
-                "must be between 0 and 1024, not 4294967297");
+                "must be between 0 and 1024, not 4294967297L");
+}
+
+/* A range error quotes the literal as written: libconfig reads a hex literal into an int,
+ * so 0xFFFFFFFF has the value -1, which is not what the file says. */
+static void test_range_error_quotes_the_literal(void **state)
+{
+    (void)state;
+    static const struct error_case cases[] = {
+        {"idle_timeout_ms = 0xFFFFFFFF;\n", 1, "idle_timeout_ms",
+         "must be between 0 and 2147483647, not 0xFFFFFFFF"},
+        {"# c\nsend_timeout_ms = 0x80000000;\n", 2, "send_timeout_ms",
+         "must be between 0 and 2147483647, not 0x80000000"},
+        {"workers = 0x0000ffff;\n", 1, "workers", "must be between 0 and 1024, not 0x0000ffff"},
+        {"workers = +2000;\n", 1, "workers", "must be between 0 and 1024, not +2000"},
+        {"workers = 2000L;\n", 1, "workers", "must be between 0 and 1024, not 2000L"},
+        /* The name on one line, the value further down: the value as written. */
+        {"tcp = {\n  backlog =\n\n    0x10000; # 65536\n};\n", 2, "tcp.backlog",
+         "must be between 1 and 65535, not 0x10000"},
+        {"udp = { guard = { rate = 0; burst = 0x0; }; };\n", 1, "udp.guard.rate",
+         "must be between 1 and 10000000, not 0"},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
+/* A string cannot hold a NUL byte: libconfig 1.5 drops the "\x00" escape, so
+ * "Hi\x00there: " would load as "Hithere: ". conf refuses it (or "\X00") with its line,
+ * before libconfig sees the text; "\\x00" (a backslash, then "x00") is just text. */
+static void test_nul_escape_refused(void **state)
+{
+    (void)state;
+    static const struct error_case cases[] = {
+        {"tcp = {\n  greeting = \"Hi\\x00there: \";\n};\n", 2, "greeting",
+         "\\x00 (a NUL byte) is not allowed in a string"},
+        {"udp = { mode = \"greet\"; greeting = \"a\\X00\"; };\n", 1, "greeting",
+         "\\X00 (a NUL byte) is not allowed in a string"},
+        {"log_level = \"info\";\ntcp = { listen = [ \"127.0.0.1:0\\x00\" ]; };\n", 2, "listen",
+         "\\x00 (a NUL byte) is not allowed in a string"},
+        /* In a string continued on a second line: that line. */
+        {"tcp = { greeting = \"a\"\n  \"b\\x00\"; };\n", 2, "greeting",
+         "\\x00 (a NUL byte) is not allowed in a string"},
+    };
+    CHECK_ERROR_CASES(cases);
+    load_ok("tcp = { greeting = \"\\\\x00 \\x01\\x41\"; }; # \\x00\n");
+    assert_string_equal(conf.tcp.greeting, "\\x00 \x01"
+                                           "A");
 }
 
 /* @include is refused before libconfig sees it: its reader exits the process when the
@@ -705,7 +774,9 @@ static void test_unreadable_file(void **state)
 {
     (void)state;
     assert_int_equal(conf_load_file(&conf, "/", err, sizeof(err)), -EISDIR);
-    assert_string_equal(err, "/: cannot read: Is a directory");
+    assert_string_equal(err, "/: is a directory, not a regular file");
+    assert_int_equal(conf_load_file(&conf, "/dev/null", err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "/dev/null: is a character device, not a regular file");
     char path[] = "/tmp/echod-test_conf-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
@@ -756,11 +827,14 @@ int main(void)
         TEST(test_greeting_limits),
         TEST(test_greet_buffer_rule),
         TEST(test_syntax_error),
+        TEST(test_last_line_without_newline),
         TEST(test_unchanged_on_failure),
         TEST(test_error_buffer_truncation),
         TEST(test_worker_count),
         TEST(test_missing_file),
         TEST(test_wrapping_integer_literals),
+        TEST(test_range_error_quotes_the_literal),
+        TEST(test_nul_escape_refused),
         TEST(test_include_refused),
         TEST(test_unreadable_file),
         TEST(test_shipped_conf),
