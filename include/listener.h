@@ -34,8 +34,9 @@ int listener_open(const struct addr *a, int type, int backlog, struct listener *
 struct listener *listener_ref(struct listener *l);
 /* Drop a reference (NULL is fine); the last one closes the socket. Any thread. */
 void listener_unref(struct listener *l);
-/* Whether l was opened for the listen entry a with `type`: a reload keeps such a
- * listener instead of binding it again (so "127.0.0.1:0" keeps its port). */
+/* Whether l serves the listen entry a with `type`: a is the entry l was opened for or
+ * the address it is bound to. A reload keeps such a listener instead of binding it
+ * again (so "127.0.0.1:0" keeps its port, and naming that port keeps it too). */
 bool listener_matches(const struct listener *l, const struct addr *a, int type);
 /* Stop a TCP listener for good: new connects are refused (shutdown(2); the fd stays
  * open until the last reference). An adopted socket is left alone: systemd keeps

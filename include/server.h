@@ -18,9 +18,22 @@ int server_open(const struct conf *c, struct server **out, char *err, size_t err
 int server_write_port_file(const struct server *s, const char *path);
 /* Start the UDP thread, the workers and the acceptor; 0 or -errno. */
 int server_start(struct server *s);
+/* Before a reload: warn about each key of next that cannot change while echod runs
+ * (workers, queue_capacity, switching the per-IP limit or a whole service on or off)
+ * and set it back to the value in force. */
+void server_reload_keep_fixed(const struct server *s, struct conf *next);
+/* Apply next (checked, and passed through server_reload_keep_fixed): open the added
+ * listeners, publish the new settings to every thread and wake them; listeners no
+ * longer listed are retired by their threads. 0; or -errno with err saying why, and
+ * nothing changed. The caller then makes next its configuration in force. */
+int server_reload(struct server *s, const struct conf *next, char *err, size_t err_size);
+/* Count a reload as applied or refused (the reloads / reload_failures counters). */
+void server_count_reload(struct server *s, bool is_applied);
 /* Stop accepting now and let workers drain until shutdown_timeout_ms. Calling it again
  * cuts the wait short. */
 void server_shutdown(struct server *s);
+/* Whether server_shutdown has been called. */
+bool server_is_shutting_down(const struct server *s);
 /* An eventfd that becomes readable each time a worker finishes draining. */
 int server_done_fd(const struct server *s);
 /* After server_done_fd polled readable: whether every worker has now finished. */

@@ -38,7 +38,9 @@
     X(udp_drop_own_port)    /* guard: source port is one of echod's own UDP ports */               \
     X(udp_drop_address)     /* guard: multicast, broadcast, unspecified or 0.0.0.0/8 source */     \
     X(udp_drop_rate)        /* guard: the source's /24 or /64 ran out of tokens */                 \
-    X(udp_drop_global_rate) /* guard: the global datagrams-per-second cap was reached */
+    X(udp_drop_global_rate) /* guard: the global datagrams-per-second cap was reached */     \
+    X(reloads)              /* SIGHUP reloads applied */                                           \
+    X(reload_failures)      /* SIGHUP reloads refused: the old configuration stays */
 
 enum stats_counter {
 #define STATS_ENUM(name) STAT_##name,

@@ -75,10 +75,16 @@ void listener_unref(struct listener *l)
     free(l);
 }
 
+/* Whether two addresses are the same, byte for byte. */
+static bool listener_same_addr(const struct addr *x, const struct addr *y)
+{
+    return x->len == y->len && memcmp(&x->ss, &y->ss, x->len) == 0;
+}
+
 bool listener_matches(const struct listener *l, const struct addr *a, int type)
 {
-    return l->type == type && l->configured.len == a->len &&
-           memcmp(&l->configured.ss, &a->ss, a->len) == 0;
+    return l->type == type &&
+           (listener_same_addr(&l->configured, a) || listener_same_addr(&l->bound, a));
 }
 
 void listener_stop(struct listener *l)

@@ -119,29 +119,41 @@ static void main_parse_args(int argc, char **argv, struct options *o)
     }
 }
 
-/* Raise the soft fd limit to the hard one: each connection is an fd. Exits 78 saying
- * what to change when max_connections and echod's own fds do not fit. */
-static void main_check_fd_limit(const struct conf *c)
+/* Whether c's max_connections and echod's own fds fit the open file limit: 0, or
+ * -EMFILE with err saying what to change. A limit of 0 (unknown) always fits. */
+static int main_fit_fd_limit(const struct conf *c, uint64_t limit, char *err, size_t err_size)
 {
-    uint64_t limit = 0;
-    int rc = fdlimit_raise(&limit);
-    if (rc < 0)
-        log_warn("cannot raise the open file limit: %s", strerror(-rc));
     bool is_tcp = c->tcp.listen_count > 0;
     uint64_t own = fdlimit_own_fds(c->tcp.listen_count + c->udp.listen_count, conf_worker_count(c),
                                    is_tcp, c->udp.listen_count > 0);
     uint64_t conns = is_tcp ? c->max_connections : 0;
     if (limit == 0 || limit >= conns + own)
-        return; /* it fits, or the limit is unknown */
+        return 0;
     unsigned long long need = conns + own, fit = limit > own ? limit - own : 0;
-    fprintf(stderr,
-            "echod: max_connections = %u needs %llu open files (%llu connections + %llu that "
-            "echod itself uses), but the open file limit is %llu.\n"
-            "echod: lower max_connections to %llu or less, or raise the limit to at least %llu "
-            "(ulimit -n %llu in the shell, or LimitNOFILE=%llu in the systemd unit).\n",
-            c->max_connections, need, (unsigned long long)conns, (unsigned long long)own,
-            (unsigned long long)limit, fit, need, need, need);
-    exit(EX_CONFIG);
+    snprintf(err, err_size,
+             "echod: max_connections = %u needs %llu open files (%llu connections + %llu that "
+             "echod itself uses), but the open file limit is %llu.\n"
+             "echod: lower max_connections to %llu or less, or raise the limit to at least %llu "
+             "(ulimit -n %llu in the shell, or LimitNOFILE=%llu in the systemd unit).",
+             c->max_connections, need, (unsigned long long)conns, (unsigned long long)own,
+             (unsigned long long)limit, fit, need, need, need);
+    return -EMFILE;
+}
+
+/* Raise the soft fd limit to the hard one (each connection is an fd) and return it.
+ * Exits 78 saying what to change when max_connections and echod's own fds do not fit. */
+static uint64_t main_check_fd_limit(const struct conf *c)
+{
+    uint64_t limit = 0;
+    int rc = fdlimit_raise(&limit);
+    if (rc < 0)
+        log_warn("cannot raise the open file limit: %s", strerror(-rc));
+    char err[1024];
+    if (main_fit_fd_limit(c, limit, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        exit(EX_CONFIG);
+    }
+    return limit;
 }
 
 /* Load the configuration (defaults without -c); exits 78 when it is invalid. */
@@ -160,8 +172,67 @@ static void main_load_conf(const struct options *o, struct conf *c)
         c->log_level = o->log_level;
 }
 
+/* What a reload needs to know besides the server. */
+struct main_state {
+    const struct options *o;
+    struct conf *conf; /* the configuration in force; the server reads it too */
+    uint64_t fd_limit; /* the open file limit echod runs under */
+};
+
+/* Read the file again, with the same checks as -t, into next (the -l level still
+ * overrides it). 0, or -errno with err saying why. */
+static int main_reread(const struct main_state *m, struct conf *next, char *err, size_t size)
+{
+    if (conf_init_defaults(next) < 0) {
+        snprintf(err, size, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = conf_load_file(next, m->o->config_path, err, size);
+    if (rc < 0) {
+        conf_free(next);
+        return rc;
+    }
+    if (m->o->has_log_level)
+        next->log_level = m->o->log_level;
+    return 0;
+}
+
+/* SIGHUP: read the configuration again and apply it to the running server. An invalid
+ * file or one that cannot be applied leaves everything as it was. */
+static void main_reload(struct main_state *m, struct server *s)
+{
+    if (m->o->config_path == NULL) {
+        log_info("reload: echod runs on its built-in defaults (no -c): nothing to read");
+        server_count_reload(s, true);
+        return;
+    }
+    struct conf next;
+    char err[1024];
+    int rc = main_reread(m, &next, err, sizeof(err));
+    if (rc == 0) {
+        server_reload_keep_fixed(s, &next);
+        rc = main_fit_fd_limit(&next, m->fd_limit, err, sizeof(err));
+        if (rc == 0)
+            rc = server_reload(s, &next, err, sizeof(err));
+        if (rc < 0)
+            conf_free(&next);
+    }
+    if (rc < 0) {
+        log_error("reload failed, keeping the configuration in force: %s", err);
+        server_count_reload(s, false);
+        return;
+    }
+    conf_free(m->conf);
+    *m->conf = next;
+    log_set_level(next.log_level);
+    if (m->o->port_file && (rc = server_write_port_file(s, m->o->port_file)) < 0)
+        log_error("reload: cannot write the port file %s: %s", m->o->port_file, strerror(-rc));
+    log_info("reloaded %s", m->o->config_path);
+    server_count_reload(s, true);
+}
+
 /* Read signals until the workers are done; 0 once they are. */
-static int main_serve(struct server *s, int sigfd)
+static int main_serve(struct main_state *m, struct server *s, int sigfd)
 {
     struct pollfd fds[2] = {{sigfd, POLLIN, 0}, {server_done_fd(s), POLLIN, 0}};
     for (;;) {
@@ -177,7 +248,11 @@ static int main_serve(struct server *s, int sigfd)
             } else if (sig == SIGUSR1) {
                 server_log_stats(s);
             } else if (sig == SIGHUP) {
-                log_info("received %s: ignored (echod has no reload yet)", strsignal(sig));
+                log_info("received %s: reloading", strsignal(sig));
+                if (!server_is_shutting_down(s))
+                    main_reload(m, s);
+                else
+                    log_info("reload: ignored, echod is stopping");
             } else {
                 log_info("received %s: ignored (it has no meaning for echod)", strsignal(sig));
             }
@@ -195,7 +270,7 @@ int main(int argc, char **argv)
     main_parse_args(argc, argv, &o);
     main_load_conf(&o, &c);
     log_set_level(c.log_level);
-    main_check_fd_limit(&c);
+    struct main_state m = {&o, &c, main_check_fd_limit(&c)};
     if (o.is_check_only) {
         printf("configuration OK\n");
         conf_free(&c);
@@ -235,7 +310,7 @@ int main(int argc, char **argv)
         exit_code = EX_CANTCREAT;
         goto done;
     }
-    if ((rc = main_serve(s, sigfd)) < 0)
+    if ((rc = main_serve(&m, s, sigfd)) < 0)
         log_error("poll: %s", strerror(-rc));
     server_log_stats(s);
     exit_code = 0;

@@ -41,6 +41,7 @@ struct server {
     struct worker **workers;
     unsigned nworkers;
     struct udp *udp;
+    struct stats stats;  /* the main thread's: reloads */
     int done_fd;         /* eventfd: every worker adds 1 when it ends */
     uint64_t done_count; /* workers (or, with none, the shutdown) reported done */
     bool is_shutting_down;
@@ -208,6 +209,92 @@ int server_start(struct server *s)
     return rc;
 }
 
+/* A key that cannot change while echod runs: warn, naming the value kept, and keep it. */
+static void server_keep(const char *key, unsigned *next, unsigned now, const char *why)
+{
+    if (*next == now)
+        return;
+    log_warn("reload: %s cannot change while echod runs (%s); keeping %u, not %u", key, why, now,
+             *next);
+    *next = now;
+}
+
+void server_reload_keep_fixed(const struct server *s, struct conf *next)
+{
+    const struct conf *c = s->conf;
+    server_keep("workers", &next->workers, c->workers, "threads are started once");
+    server_keep("queue_capacity", &next->queue_capacity, c->queue_capacity,
+                "the queues are allocated once");
+    if ((c->max_connections_per_ip == 0) != (next->max_connections_per_ip == 0))
+        server_keep("max_connections_per_ip", &next->max_connections_per_ip,
+                    c->max_connections_per_ip,
+                    "turning the per-IP limit on or off needs a restart");
+    if ((s->tcp_ls.count == 0) != (next->tcp.listen_count == 0))
+        log_warn("reload: tcp cannot be turned %s while echod runs; its listen list is ignored",
+                 s->tcp_ls.count == 0 ? "on" : "off");
+    if ((s->udp_ls.count == 0) != (next->udp.listen_count == 0))
+        log_warn("reload: udp cannot be turned %s while echod runs; its listen list is ignored",
+                 s->udp_ls.count == 0 ? "on" : "off");
+}
+
+/* Publish a new value in box (NULL: out of memory). */
+static int server_publish(struct snap_box *box, void *settings)
+{
+    return settings == NULL ? -ENOMEM : snap_box_publish(box, settings);
+}
+
+/* The listen lists of next, for the services that run: one that did not start stays
+ * off (server_reload_keep_fixed warned). */
+static int server_rebind(struct server *s, const struct conf *next, struct listener_set *tcp,
+                         struct listener_set *udp, char *err, size_t err_size)
+{
+    struct conf lists = *next; /* a shallow copy: only its listen lists are changed */
+    if (s->tcp_ls.count == 0)
+        lists.tcp.listen_count = 0;
+    if (s->udp_ls.count == 0)
+        lists.udp.listen_count = 0;
+    return server_bind(s, &lists, tcp, udp, err, err_size);
+}
+
+int server_reload(struct server *s, const struct conf *next, char *err, size_t err_size)
+{
+    struct listener_set tcp, udp;
+    int rc = server_rebind(s, next, &tcp, &udp, err, err_size);
+    if (rc < 0)
+        return rc;
+    if (s->udp)
+        rc = server_publish(s->udp_box, server_udp_settings(next, &udp));
+    if (rc == 0 && s->acceptor)
+        rc = server_publish(s->tcp_box, server_tcp_settings(&tcp));
+    if (rc < 0) { /* out of memory: what was published stays consistent on its own */
+        snprintf(err, err_size, "out of memory");
+        listener_set_clear(&tcp);
+        listener_set_clear(&udp);
+        return rc;
+    }
+    for (size_t i = 0; i < tcp.count; i++)
+        if (next->tcp_backlog != s->conf->tcp_backlog)
+            listen(tcp.items[i]->fd, (int)next->tcp_backlog); /* kept ones: new backlog */
+    listener_set_clear(&s->tcp_ls);
+    listener_set_clear(&s->udp_ls);
+    s->tcp_ls = tcp;
+    s->udp_ls = udp;
+    if (s->acceptor) {
+        acceptor_set_max_connections(s->acceptor, next->max_connections);
+        acceptor_wake(s->acceptor);
+    }
+    if (s->iplimit)
+        iplimit_set_limits(s->iplimit, next->max_connections_per_ip, next->max_connections);
+    if (s->udp)
+        udp_wake(s->udp);
+    return 0;
+}
+
+void server_count_reload(struct server *s, bool is_applied)
+{
+    stats_add(&s->stats, is_applied ? STAT_reloads : STAT_reload_failures, 1);
+}
+
 /* Workers whose thread was started. */
 static unsigned server_started_workers(const struct server *s)
 {
@@ -250,6 +337,11 @@ void server_shutdown(struct server *s)
     }
 }
 
+bool server_is_shutting_down(const struct server *s)
+{
+    return s->is_shutting_down;
+}
+
 int server_done_fd(const struct server *s)
 {
     return s->done_fd;
@@ -266,8 +358,9 @@ bool server_is_done(struct server *s)
 
 void server_log_stats(struct server *s)
 {
-    struct stats *all[2 + CONF_MAX_WORKERS];
+    struct stats *all[3 + CONF_MAX_WORKERS];
     size_t n = 0;
+    all[n++] = &s->stats;
     if (s->acceptor)
         all[n++] = acceptor_stats(s->acceptor);
     if (s->udp)

@@ -41,6 +41,7 @@ struct worker {
     _Atomic unsigned load;        /* pushed and not yet closed; acceptor adds, worker subtracts */
     _Atomic uint64_t deadline_ms; /* drain deadline (CLOCK_MONOTONIC ms); 0 while serving */
     struct stats stats;           /* written by the worker thread only */
+    char *greeting;               /* the worker's own copy: the configuration may go */
 };
 
 /* conn_set tells us each close: the load drops, and whoever runs us hears of it. */
@@ -59,9 +60,13 @@ int worker_create(const struct conf *c, const struct worker_hooks *hooks, struct
     w->hooks = *hooks;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     int rc = w->epfd < 0 ? -errno : handoff_create(c->queue_capacity, &w->queue);
+    if (rc == 0 && (w->greeting = malloc(c->tcp.greeting_len + 1)) == NULL)
+        rc = -ENOMEM;
+    if (rc == 0)
+        memcpy(w->greeting, c->tcp.greeting, c->tcp.greeting_len + 1);
     struct conn_settings s = {
         .mode = c->tcp.mode,
-        .greet = {c->tcp.greeting, c->tcp.greeting_len, c->tcp_max_line_bytes},
+        .greet = {w->greeting, c->tcp.greeting_len, c->tcp_max_line_bytes},
         .buffer_bytes = c->tcp_buffer_bytes,
         .idle_timeout_ms = c->idle_timeout_ms,
         .send_timeout_ms = c->send_timeout_ms,
@@ -198,6 +203,7 @@ void worker_destroy(struct worker *w)
     handoff_destroy(w->queue);
     if (w->epfd >= 0)
         close(w->epfd);
+    free(w->greeting);
     free(w);
 }
 

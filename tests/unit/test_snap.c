@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <setjmp.h>
 
 #include <cmocka.h>
@@ -88,7 +89,7 @@ struct reader {
     pthread_t thread;
     struct snap_box *box;
     _Atomic bool *is_done;
-    unsigned long pickups;
+    _Atomic unsigned long pickups;
     unsigned long bad;
 };
 
@@ -104,7 +105,7 @@ static void *reader_main(void *arg)
             struct snap *next = snap_box_acquire(r->box, &gen);
             snap_release(held);
             held = next;
-            r->pickups++;
+            atomic_fetch_add(&r->pickups, 1);
         }
         const struct value *v = snap_data(held);
         if (v->check != 3 * v->n + 1 || v->n < last_n)
@@ -128,18 +129,28 @@ static void test_publish_storm(void **state)
         r[i].is_done = &is_done;
         assert_int_equal(pthread_create(&r[i].thread, NULL, reader_main, &r[i]), 0);
     }
-    for (uint64_t n = 1; n <= PUBLISHES; n++)
-        assert_int_equal(snap_box_publish(b, value_new(n)), 0);
+    /* At least PUBLISHES, and on until every reader has changed values a few times (the
+     * readers may start late on a busy machine), for 10 s at the most. */
+    uint64_t n = 0;
+    time_t give_up = time(NULL) + 10;
+    for (bool is_mixed = false; n < PUBLISHES || (!is_mixed && time(NULL) < give_up);) {
+        assert_int_equal(snap_box_publish(b, value_new(++n)), 0);
+        is_mixed = true;
+        for (int i = 0; i < READERS; i++)
+            is_mixed = is_mixed && atomic_load(&r[i].pickups) >= 10;
+    }
     atomic_store(&is_done, true);
     unsigned long pickups = 0;
     for (int i = 0; i < READERS; i++) {
         pthread_join(r[i].thread, NULL);
         assert_int_equal(r[i].bad, 0);
-        pickups += r[i].pickups;
+        pickups += atomic_load(&r[i].pickups);
     }
-    print_message("# %d publishes, %lu pickups by %d readers\n", PUBLISHES, pickups, READERS);
-    assert_true(pickups > 0);
-    assert_int_equal(atomic_load(&values_freed), PUBLISHES); /* all but the current one */
+    print_message("# %llu publishes, %lu pickups by %d readers\n", (unsigned long long)n, pickups,
+                  READERS);
+    for (int i = 0; i < READERS; i++)
+        assert_true(atomic_load(&r[i].pickups) >= 10);
+    assert_int_equal(atomic_load(&values_freed), n); /* all but the current one */
     snap_box_destroy(b);
     assert_int_equal(atomic_load(&values_freed), atomic_load(&values_made));
 }
