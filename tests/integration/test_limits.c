@@ -1,7 +1,8 @@
 /* test_limits: echod against clients that try to hold its resources, run as a real
  * daemon on loopback. send_timeout_ms closes a client that writes and never reads
- * while a normal client echoes on; greet mode closes a slowloris that dribbles a line it
- * never ends; max_connections_per_ip refuses the connection over the limit with a clean
+ * while a normal client echoes on, and spares clients that read steadily (410 KB/s) or
+ * slowly (10 KB/s, small receive buffer) while writing; greet mode closes a slowloris that dribbles
+ * a line it never ends; max_connections_per_ip refuses the connection over the limit with a clean
  * EOF, spares another IP and admits again after a close; with its fd limit cut at run
  * time (prlimit), echod sheds extra clients with EOF through its reserve fd, keeps a
  * connection it already had echoing, does not spin, and resumes by itself; and a
@@ -45,8 +46,12 @@ static int connect_from(const char *src)
 
 /* ---------------------------------------------------------------- send timeout */
 
-/* send_timeout_ms 500: a client that writes and never reads is closed once its output
- * stops moving, and counted; a normal client echoing meanwhile is unaffected. */
+/* send_timeout_ms 500: a client that writes and never reads is closed once it stops
+ * acknowledging, and counted. echod checks once per timeout, so it closes within two
+ * timeouts of its output stalling, and that stall comes before echod stops taking the
+ * client's bytes (backpressure); a normal client echoing meanwhile is unaffected. (On
+ * loopback echod's kernel starts with a send buffer of megabytes, which the client's
+ * writes take seconds to fill.) */
 static void send_timeout_closes_non_reader(void **state)
 {
     (void)state;
@@ -59,19 +64,124 @@ static void send_timeout_closes_non_reader(void **state)
     static uint8_t junk[65536];
     int64_t start = h_now_ms();
     int64_t deadline = start + 10000;
+    int64_t last_taken = start; /* when echod last took a byte from the hog */
     bool is_closed = false;
     while (!is_closed && h_now_ms() < deadline) {
         ssize_t n = send(hog, junk, sizeof(junk), MSG_NOSIGNAL);
         is_closed = n < 0 && errno != EAGAIN; /* EPIPE or ECONNRESET: echod closed it */
+        if (n > 0)
+            last_taken = h_now_ms();
         h_echo_roundtrip(normal, "still here\n", 11, 2000);
         h_sleep_ms(50);
     }
     assert_true(is_closed);
     int64_t after = h_now_ms() - start;
-    h_note("the non-reader was closed %lld ms after it connected", (long long)after);
-    assert_true(after >= 500); /* not before send_timeout_ms */
+    int64_t stalled = h_now_ms() - last_taken;
+    h_note("the non-reader was closed %lld ms after it connected, %lld ms after echod last "
+           "took a byte from it",
+           (long long)after, (long long)stalled);
+    assert_true(after >= 500);              /* not before send_timeout_ms */
+    assert_true(stalled <= 2 * 500 + 1000); /* two checks and slack */
     assert_int_equal(h_echod_stat(&echod, "tcp_send_timeouts"), 1);
     h_echo_roundtrip(normal, "and after\n", 10, 2000);
+}
+
+/* What one paced client saw: bytes it sent, bytes it got back, and when (ms after it
+ * connected) echod closed it, or -1 if echod never did. */
+struct paced_result {
+    size_t sent;
+    size_t received;
+    int64_t closed_after_ms;
+};
+
+/* A client on fd that writes as fast as echod takes its bytes (tx, at most tx_len) while
+ * reading `chunk` bytes every `period_ms`, for run_ms; then it half-closes and reads the
+ * rest as fast as it comes (30 s at most). Each echoed byte must equal the byte sent. */
+static struct paced_result paced_reader(int fd, const uint8_t *tx, size_t tx_len, size_t chunk,
+                                        int period_ms, int run_ms)
+{
+    static uint8_t rx[64 * KIB];
+    struct paced_result r = {0, 0, -1};
+    int64_t start = h_now_ms();
+    int64_t next_read = start;
+    bool is_draining = false;
+    for (int64_t deadline = start + run_ms + 30000; h_now_ms() < deadline;) {
+        int64_t now = h_now_ms();
+        if (!is_draining && now >= start + run_ms) {
+            shutdown(fd, SHUT_WR);
+            is_draining = true;
+        }
+        if (!is_draining && r.sent < tx_len) {
+            ssize_t n = send(fd, tx + r.sent, tx_len - r.sent, MSG_NOSIGNAL);
+            if (n > 0)
+                r.sent += (size_t)n;
+        }
+        size_t want = is_draining ? sizeof(rx) : 0;
+        if (!is_draining && now >= next_read) {
+            want = chunk;
+            next_read += period_ms;
+        }
+        while (want > 0) {
+            ssize_t n = recv(fd, rx, want < sizeof(rx) ? want : sizeof(rx), 0);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                r.closed_after_ms = h_now_ms() - start;
+                if (n < 0)
+                    h_note("recv: %s after %lld ms, %zu of %zu bytes back", strerror(errno),
+                           (long long)r.closed_after_ms, r.received, r.sent);
+                return r;
+            }
+            if (n < 0)
+                break;
+            h_assert_bytes("echo", tx + r.received, rx, (size_t)n);
+            r.received += (size_t)n;
+            want = is_draining ? want : want - (size_t)n;
+        }
+        struct pollfd p = {fd, POLLIN, 0};
+        poll(&p, 1, is_draining ? 100 : 2);
+    }
+    return r;
+}
+
+/* Run one paced client against echod, which must keep it open for the whole run, give
+ * every byte back and close only after the client's FIN (clean EOF). */
+static void paced_reader_survives(int fd, size_t chunk, int period_ms, int run_ms)
+{
+    static uint8_t tx[32 * MIB];
+    h_fill_random(tx, sizeof(tx));
+    struct paced_result r = paced_reader(fd, tx, sizeof(tx), chunk, period_ms, run_ms);
+    h_note("reading %zu bytes every %d ms: %zu bytes sent, %zu back, closed after %lld ms", chunk,
+           period_ms, r.sent, r.received, (long long)r.closed_after_ms);
+    assert_int_equal(h_echod_stat(&echod, "tcp_send_timeouts"), 0);
+    if (r.closed_after_ms < run_ms)
+        fail_msg("echod closed the reader after %lld ms", (long long)r.closed_after_ms);
+    assert_int_equal(r.received, r.sent);
+    assert_true(r.sent > 0);
+}
+
+/* send_timeout_ms 1000: a client that writes while reading a steady 410 KB/s is not a
+ * non-reader. echod's send buffer autotunes to megabytes and the socket reports
+ * writable only once a third of it drained, so echod's own sends pause for seconds; the
+ * client's acknowledgements do not. It survives 5 s and gets every byte back. */
+static void send_timeout_spares_steady_reader(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  TCP_ONLY "send_timeout_ms = 1000;\n"
+                           "tcp = { listen = [ \"127.0.0.1:0\" ]; };\n",
+                  NULL);
+    paced_reader_survives(h_tcp_connect_ok(&echod.tcp[0]), 4100, 10, 5000);
+}
+
+/* send_timeout_ms 1000: a client reading 1 KiB every 100 ms (10 KB/s) with a 4 KiB
+ * receive buffer, as a slow client would have, survives 5 s and gets every byte back. */
+static void send_timeout_spares_slow_small_reader(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  TCP_ONLY "send_timeout_ms = 1000;\n"
+                           "tcp = { listen = [ \"127.0.0.1:0\" ]; };\n",
+                  NULL);
+    paced_reader_survives(h_tcp_connect_sized(&echod.tcp[0], 4096), 1024, 100, 5000);
 }
 
 /* ---------------------------------------------------------------- slowloris */
@@ -354,6 +464,8 @@ int main(void)
     h_init("test_limits", 240);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(send_timeout_closes_non_reader, h_teardown),
+        cmocka_unit_test_teardown(send_timeout_spares_steady_reader, h_teardown),
+        cmocka_unit_test_teardown(send_timeout_spares_slow_small_reader, h_teardown),
         cmocka_unit_test_teardown(greet_slowloris_closed, h_teardown),
         cmocka_unit_test_teardown(per_ip_limit, h_teardown),
         cmocka_unit_test_teardown(fds_exhausted_shed_and_resume, h_teardown),
