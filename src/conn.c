@@ -486,6 +486,10 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
         log_debug("TCP_NODELAY: %s", strerror(errno));
+    /* Urgent data is data too (RFC 862): read it in its place in the stream, not
+     * dropped as a separate byte nobody asks for. */
+    if (setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one)) < 0)
+        log_debug("SO_OOBINLINE: %s", strerror(errno));
     struct conn *c = calloc(1, sizeof(*c));
     int rc = c ? 0 : -ENOMEM;
     if (rc == 0) {

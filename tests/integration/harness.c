@@ -979,6 +979,38 @@ void h_send_all(int fd, const void *buf, size_t len, int timeout_ms)
     }
 }
 
+void h_expect_urgent_echoed(struct echod *e, int fd, const char *reply_prefix)
+{
+    h_send_all(fd, "abc", 3, 2000);
+    h_sleep_ms(50);
+    if (send(fd, "X", 1, MSG_OOB | MSG_NOSIGNAL) != 1)
+        fail_msg("send with MSG_OOB: %s", strerror(errno));
+    h_sleep_ms(50);
+    h_send_all(fd, "def\n", 4, 2000);
+    char want[256];
+    int want_len = snprintf(want, sizeof(want), "%sabcXdef\n", reply_prefix);
+    assert_true(want_len > 0 && (size_t)want_len < sizeof(want));
+    char got[256];
+    size_t len = 0;
+    for (int64_t deadline = h_now_ms() + 2000; len < (size_t)want_len;) {
+        int left = (int)(deadline - h_now_ms());
+        ssize_t n = h_recv_some(fd, got + len, (size_t)want_len - len, left > 0 ? left : 0);
+        if (n <= 0)
+            fail_msg("%zu of %d bytes back (\"%.*s\"), then %s", len, want_len, (int)len, got,
+                     n == -1 ? "nothing for 2 s" : "EOF or an error");
+        len += (size_t)n;
+    }
+    h_assert_bytes("echo with an urgent byte", want, got, len);
+    shutdown(fd, SHUT_WR);
+    h_expect_eof(fd, 2000);
+    const char *names[] = {"tcp_bytes_in", "tcp_bytes_out"};
+    uint64_t v[2];
+    h_echod_wait_stat(e, "tcp_closed", 1, 2000);
+    h_echod_stats(e, names, v, 2);
+    assert_int_equal(v[0], 8);
+    assert_int_equal(v[1], (uint64_t)want_len);
+}
+
 void h_recv_exact(int fd, void *buf, size_t len, int timeout_ms)
 {
     int64_t deadline = h_now_ms() + timeout_ms;

@@ -204,6 +204,12 @@ void h_echo_roundtrip(int fd, const void *data, size_t len, int timeout_ms);
  * bytes and (if half-closing) seen EOF; fails on timeout, error or early EOF. Does not
  * compare contents. */
 void h_streams_run(struct h_stream *s, size_t n, int timeout_ms);
+/* On a fresh connection fd to echod e (which has served nothing else): send "abc", then
+ * "X" as urgent data (MSG_OOB), then "def\n", 50 ms apart; expect exactly reply_prefix
+ * followed by "abcXdef\n" back, then EOF after a half-close, with tcp_bytes_in 8 and
+ * tcp_bytes_out the bytes received. RFC 862: any data received is sent back, urgent
+ * or not, in order. */
+void h_expect_urgent_echoed(struct echod *e, int fd, const char *reply_prefix);
 /* Fail unless got[0..len) equals want, naming what and the first differing offset. */
 void h_assert_bytes(const char *what, const void *want, const void *got, size_t len);
 

@@ -2,14 +2,14 @@
  * connection, with the syscalls and allocator of the echo path counted through
  * -Wl,--wrap (see Makefile.am). It proves what the issue asks of the hot path rather
  * than assuming it: a steady-state echo or greet message costs exactly one recv and one
- * send, no malloc and no epoll_ctl; accepted sockets get TCP_NODELAY; a client that
- * does not read is held to buffer_bytes of pending output and then gets every byte back;
- * the buffer goes back to the pool once drained, so an idle connection holds none.
- * Timeouts run on a fake clock: in greet mode a slowloris dribbling an unfinished line
- * is closed by idle_timeout_ms while whole lines (and echo-mode bytes) keep a connection
- * alive; send_timeout_ms closes a client that never reads, not one that reads slowly,
- * and counts the peer's acknowledgements as progress, not echod's own sends.
- * The cost tests run with send_timeout_ms on, as it is by default.
+ * send, no malloc and no epoll_ctl; accepted sockets get TCP_NODELAY and SO_OOBINLINE;
+ * a client that does not read is held to buffer_bytes of pending output and then gets
+ * every byte back; the buffer goes back to the pool once drained, so an idle connection
+ * holds none. Timeouts run on a fake clock: in greet mode a slowloris dribbling an
+ * unfinished line is closed by idle_timeout_ms while whole lines (and echo-mode bytes)
+ * keep a connection alive; send_timeout_ms closes a client that never reads, not one
+ * that reads slowly, and counts the peer's acknowledgements as progress, not echod's
+ * own sends. The cost tests run with send_timeout_ms on, as it is by default.
  * The test's own client I/O uses read/write, which are not wrapped. Built without
  * _FORTIFY_SOURCE so recv/send are not renamed to their _chk forms. */
 #include "config.h"
@@ -249,14 +249,17 @@ static void expect_calls(unsigned long malloc_n, unsigned long recv_n, unsigned 
 
 /* ---------------------------------------------------------------- tests */
 
-/* The accepted socket gets TCP_NODELAY. */
-static void test_adopt_sets_nodelay(void **state)
+/* The accepted socket gets TCP_NODELAY, and SO_OOBINLINE so urgent data is echoed. */
+static void test_adopt_sets_socket_options(void **state)
 {
     (void)state;
     start(PROTO_ECHO, "");
     int on = 0;
     socklen_t len = sizeof(on);
     assert_int_equal(getsockopt(server_fd, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+    assert_int_equal(on, 1);
+    on = 0;
+    assert_int_equal(getsockopt(server_fd, SOL_SOCKET, SO_OOBINLINE, &on, &len), 0);
     assert_int_equal(on, 1);
     assert_int_equal(conn_set_count(set), 1);
 }
@@ -566,7 +569,7 @@ static void test_send_timeout_spares_slow_reader(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_adopt_sets_nodelay, teardown),
+        cmocka_unit_test_teardown(test_adopt_sets_socket_options, teardown),
         cmocka_unit_test_teardown(test_echo_one_recv_one_send, teardown),
         cmocka_unit_test_teardown(test_greet_one_recv_one_send, teardown),
         cmocka_unit_test_teardown(test_backpressure_bounded_and_lossless, teardown),
