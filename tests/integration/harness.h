@@ -241,6 +241,9 @@ void h_echod_start_limited(struct echod *e, const char *config_text, long nofile
 /* h_echod_start with echod's stderr on err_fd (say, a pipe the test holds); e->log_path
  * is then empty. */
 void h_echod_start_stderr(struct echod *e, const char *config_text, int err_fd);
+/* h_echod_start with the standard fds in the closed_std mask (bit N: fd N) closed when
+ * echod starts, as a shell's `>&- 2>&-` leaves them. */
+void h_echod_start_closed_std(struct echod *e, const char *config_text, unsigned closed_std);
 /* Whether echod has closed fd within timeout_ms: EOF or an error such as a reset (true),
  * or still open (false). Bytes that arrive are discarded if may_have_data, else fail. */
 bool h_is_closed_within(int fd, int timeout_ms, bool may_have_data);

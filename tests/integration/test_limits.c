@@ -1,12 +1,14 @@
 /* test_limits: echod against clients that try to hold its resources, run as a real
  * daemon on loopback. send_timeout_ms closes a client that writes and never reads
  * while a normal client echoes on, and spares clients that read steadily (410 KB/s) or
- * slowly (10 KB/s, small receive buffer) while writing; greet mode closes a slowloris that dribbles
- * a line it never ends; max_connections_per_ip refuses the connection over the limit with a clean
- * EOF, spares another IP and admits again after a close; with its fd limit cut at run
- * time (prlimit), echod sheds extra clients with EOF through its reserve fd, keeps a
- * connection it already had echoing, does not spin, and resumes by itself; and a
- * closed stderr pipe cannot kill it. */
+ * slowly (10 KB/s, small receive buffer) while writing; greet mode closes a slowloris
+ * that dribbles a line it never ends; max_connections_per_ip refuses the connection
+ * over the limit with a clean EOF, spares another IP and admits again after a close;
+ * with its fd limit cut at run time (prlimit), echod sheds extra clients with EOF
+ * through its reserve fd, keeps a connection it already had echoing, does not spin,
+ * and resumes by itself; a closed stderr pipe cannot kill it; and started with its std
+ * fds closed, it holds them with /dev/null, so its log cannot land in its own signalfd
+ * or eventfd. */
 #include "config.h"
 
 #include "harness.h"
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define TCP_ONLY "udp = { listen = [ ]; };\n"
@@ -401,6 +404,67 @@ static void closed_stderr_pipe_does_not_kill(void **state)
     assert_int_equal(h_echod_stop(&echod), 0);
 }
 
+/* Write the first 8 bytes of a log line into fd `target` of process pid, through
+ * pidfd_getfd: what a 6.1 kernel does with a log line written into an eventfd (it adds
+ * them to the counter; later kernels refuse the write). False if this kernel or its
+ * ptrace policy does not let the test take the fd. */
+static bool write_into_fd_of(pid_t pid, int target)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    int fd = pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, pidfd, target, 0);
+    if (fd < 0)
+        h_note("cannot take fd %d of echod: %s", target, strerror(errno));
+    else if (write(fd, "2026-11-", 8) < 0 && errno != EINVAL)
+        fail_msg("write into echod's fd %d: %s", target, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    if (pidfd >= 0)
+        close(pidfd);
+    return fd >= 0;
+}
+
+/* echod started with the std fds in closed_std closed (bit N: fd N): each is /dev/null
+ * in echod, not the signalfd or the "workers done" eventfd its log would go into; bytes
+ * written where its log goes (fds 1 and 2) end nothing; it serves echoes and logs
+ * (debug lines per connection, a stats line per SIGUSR1) for a second and exits 0 on
+ * SIGTERM. */
+static void check_closed_std(unsigned closed_std)
+{
+    h_echod_start_closed_std(&echod, DEBUG_CONFIG, closed_std);
+    for (int fd = 0; fd < 3; fd++) {
+        if (!(closed_std & (1u << fd)))
+            continue;
+        char path[64], target[256] = "";
+        snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)echod.pid, fd);
+        ssize_t n = readlink(path, target, sizeof(target) - 1);
+        target[n > 0 ? n : 0] = '\0';
+        if (strcmp(target, "/dev/null") != 0)
+            fail_msg("started with fd %d closed, echod holds there \"%s\", not /dev/null", fd,
+                     target);
+    }
+    for (int fd = 1; fd < 3; fd++)
+        write_into_fd_of(echod.pid, fd);
+    for (int64_t end = h_now_ms() + 1000; h_now_ms() < end;) {
+        h_echod_assert_alive(&echod);
+        int fd = h_tcp_connect_ok(&echod.tcp[0]);
+        h_echo_roundtrip(fd, "log me\n", 7, 2000);
+        h_close(fd);
+        kill(echod.pid, SIGUSR1);
+        h_sleep_ms(100);
+    }
+    h_echod_assert_alive(&echod);
+    assert_int_equal(h_echod_stop(&echod), 0);
+}
+
+/* Started with stdout and stderr closed (`>&- 2>&-`), and with all three std fds closed,
+ * echod takes /dev/null for them and serves on: its log cannot land in its own fds. */
+static void closed_std_fds_are_held(void **state)
+{
+    (void)state;
+    check_closed_std(1u << 1 | 1u << 2);
+    check_closed_std(1u << 0 | 1u << 1 | 1u << 2);
+}
+
 /* Everything left in the pipe's read end rfd until EOF (10 s at most), NUL-terminated,
  * in a static buffer. */
 static char *read_to_eof(int rfd)
@@ -470,6 +534,7 @@ int main(void)
         cmocka_unit_test_teardown(per_ip_limit, h_teardown),
         cmocka_unit_test_teardown(fds_exhausted_shed_and_resume, h_teardown),
         cmocka_unit_test_teardown(closed_stderr_pipe_does_not_kill, h_teardown),
+        cmocka_unit_test_teardown(closed_std_fds_are_held, h_teardown),
         cmocka_unit_test_teardown(stalled_stderr_does_not_block, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
