@@ -16,7 +16,7 @@ struct conn_settings {
     struct proto_greet greet;
     size_t buffer_bytes;         /* pending-output bound per connection */
     unsigned idle_timeout_ms;    /* no progress (see conn.c's DESIGN); 0 = never */
-    unsigned send_timeout_ms;    /* pending output sent nothing; 0 = never */
+    unsigned send_timeout_ms;    /* output pending, the peer acknowledged nothing; 0 = never */
     struct iplimit *iplimit;     /* released on each close; NULL when there is no limit */
     void (*on_close)(void *arg); /* told, on this thread, whenever a connection closes */
     void *on_close_arg;
@@ -33,7 +33,7 @@ void conn_set_destroy(struct conn_set *set);
 int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms);
 /* Handle epoll `events` for the connection registered with data.ptr == conn. */
 void conn_set_handle(struct conn_set *set, void *conn, uint32_t events, uint64_t now_ms);
-/* Close connections whose idle or linger time ran out. */
+/* Close connections whose idle, linger or send time ran out. */
 void conn_set_expire(struct conn_set *set, uint64_t now_ms);
 /* Milliseconds until the next expiry (0 if due), or -1 when nothing can expire. */
 int conn_set_next_expiry_ms(const struct conn_set *set, uint64_t now_ms);

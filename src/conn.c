@@ -14,7 +14,13 @@
  * Idle means no progress: in echo mode any byte in or out; in greet mode only a byte
  * out (a line answered, output draining), so a slowloris dribbling a line that never
  * ends cannot hold its connection. A connection is in the send list only while output
- * is pending; a send that moves a byte restarts its clock. Buffers a burst of clients
+ * is pending, and there progress is what the peer acknowledged (TCP_INFO's bytes
+ * acked), not what echod sent: the kernel reports writable only once a third of a send
+ * buffer autotuned to megabytes has drained, so a client reading a steady 410 KB/s can
+ * see no send from echod for seconds. Joining the list notes the figure; at each
+ * deadline a connection whose figure moved notes it and waits another timeout, one
+ * whose figure did not is closed. That is one getsockopt per pending spell and per
+ * timeout, never per message. Buffers a burst of clients
  * borrowed go back to the pools; those no connection needs for CONN_POOL_TRIM_MS are
  * freed and the heap trimmed, so memory returns once the burst is over. The trim timer
  * runs only while a pool keeps something, so an idle worker never wakes for it. */
@@ -37,6 +43,7 @@
 #include "buf.h"
 #include "list.h"
 #include "log.h"
+#include "tcpinfo.h"
 
 /* How long a connection closed for a protocol error keeps discarding input after its
  * error reply, so that closing does not reset the reply away. */
@@ -65,6 +72,7 @@ struct conn {
     struct buf *in;               /* greet: unanswered input, linear, NULL when none */
     struct conn_timer timer;      /* in set->idle or set->linger */
     struct conn_timer send_timer; /* in set->sending while out is pending, else unlinked */
+    uint64_t acked_bytes;         /* what the peer had acknowledged at the last send check */
 };
 
 struct conn_set {
@@ -181,19 +189,22 @@ static void conn_touch(struct conn_set *set, struct conn *c, uint64_t now_ms)
     list_move_back(&set->idle, &c->timer.node);
 }
 
-/* Keep c in the send list exactly while output is pending; a send that moved bytes
- * restarts its clock. No syscall: the echo fast path only tests c->out. */
-static void conn_watch_output(struct conn_set *set, struct conn *c, uint64_t now_ms, bool has_sent)
+/* Keep c in the send list exactly while output is pending. Joining it notes how much
+ * the peer has acknowledged, the figure its send deadline compares with (see DESIGN).
+ * The echo fast path never joins: it only tests c->out, with no syscall. */
+static void conn_watch_output(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
     struct list_node *n = &c->send_timer.node;
     if (c->out == NULL) {
         list_unlink(n);
         return;
     }
-    if (set->s.send_timeout_ms == 0 || (n->next != n && !has_sent))
+    if (set->s.send_timeout_ms == 0 || n->next != n)
         return;
+    if (tcpinfo_bytes_acked(c->fd, &c->acked_bytes) < 0)
+        c->acked_bytes = UINT64_MAX; /* unknown: the first check only notes the figure */
     c->send_timer.deadline_ms = now_ms + set->s.send_timeout_ms;
-    list_move_back(&set->sending, n);
+    list_push_back(&set->sending, n);
 }
 
 /* What a recv-like call returned: bytes (> 0) or 0 at EOF, -EAGAIN, or -errno. */
@@ -384,13 +395,12 @@ static enum conn_result conn_linger_read(struct conn_set *set, struct conn *c)
 }
 
 /* After I/O: close a finished connection, or set the epoll interest its state needs. */
-static enum conn_result conn_settle(struct conn_set *set, struct conn *c, uint64_t now_ms,
-                                    bool has_sent)
+static enum conn_result conn_settle(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
     if (c->is_failing && !c->has_error_reply)
         conn_queue_error_reply(set, c);
     conn_release_empty(set, c);
-    conn_watch_output(set, c, now_ms, has_sent);
+    conn_watch_output(set, c, now_ms);
     bool is_answered = c->out == NULL && c->in == NULL;
     if (is_answered && c->is_failing && c->has_error_reply && !c->is_lingering)
         conn_start_linger(set, c, now_ms);
@@ -467,8 +477,7 @@ void conn_set_handle(struct conn_set *set, void *conn, uint32_t events, uint64_t
     /* Greet: a partial line is no progress, only an answer is (see DESIGN). */
     if (has_sent || (has_read && set->s.mode == PROTO_ECHO))
         conn_touch(set, c, now_ms);
-    if (conn_settle(set, c, now_ms, has_sent) == CONN_OPEN && (events & EPOLLHUP) &&
-        !c->is_lingering)
+    if (conn_settle(set, c, now_ms) == CONN_OPEN && (events & EPOLLHUP) && !c->is_lingering)
         conn_close(set, c, STAT_tcp_io_errors); /* both directions are gone */
 }
 
@@ -477,6 +486,10 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
         log_debug("TCP_NODELAY: %s", strerror(errno));
+    /* Urgent data is data too (RFC 862): read it in its place in the stream, not
+     * dropped as a separate byte nobody asks for. */
+    if (setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one)) < 0)
+        log_debug("SO_OOBINLINE: %s", strerror(errno));
     struct conn *c = calloc(1, sizeof(*c));
     int rc = c ? 0 : -ENOMEM;
     if (rc == 0) {
@@ -506,16 +519,36 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
     return 0;
 }
 
-/* Close the connections at the front of `list` whose deadline has passed; the list
- * links the conn_timer `timer_offset` bytes into each struct conn. */
-static void conn_expire_list(struct conn_set *set, struct list_node *list, size_t timer_offset,
-                             uint64_t now_ms, enum stats_counter reason)
+/* Close the connections at the front of `list` (idle or linger) whose deadline has
+ * passed. */
+static void conn_expire_list(struct conn_set *set, struct list_node *list, uint64_t now_ms,
+                             enum stats_counter reason)
 {
     while (!list_is_empty(list)) {
-        struct conn_timer *t = list_entry(list->next, struct conn_timer, node);
-        if (t->deadline_ms > now_ms)
+        struct conn *c = list_entry(list->next, struct conn, timer.node);
+        if (c->timer.deadline_ms > now_ms)
             break;
-        conn_close(set, (struct conn *)(void *)((char *)t - timer_offset), reason);
+        conn_close(set, c, reason);
+    }
+}
+
+/* The send deadlines that have come: a connection whose peer acknowledged nothing since
+ * the last check is closed; one whose peer did keeps the new figure and is checked again
+ * a send timeout later. */
+static void conn_expire_sending(struct conn_set *set, uint64_t now_ms)
+{
+    while (!list_is_empty(&set->sending)) {
+        struct conn *c = list_entry(set->sending.next, struct conn, send_timer.node);
+        if (c->send_timer.deadline_ms > now_ms)
+            break;
+        uint64_t acked;
+        if (tcpinfo_bytes_acked(c->fd, &acked) < 0 || acked == c->acked_bytes) {
+            conn_close(set, c, STAT_tcp_send_timeouts);
+            continue;
+        }
+        c->acked_bytes = acked;
+        c->send_timer.deadline_ms = now_ms + set->s.send_timeout_ms;
+        list_move_back(&set->sending, &c->send_timer.node);
     }
 }
 
@@ -543,12 +576,10 @@ static void conn_trim_pools(struct conn_set *set, uint64_t now_ms)
 void conn_set_expire(struct conn_set *set, uint64_t now_ms)
 {
     conn_trim_pools(set, now_ms);
-    size_t timer = offsetof(struct conn, timer);
     if (set->s.idle_timeout_ms > 0)
-        conn_expire_list(set, &set->idle, timer, now_ms, STAT_tcp_idle_timeouts);
-    conn_expire_list(set, &set->linger, timer, now_ms, STAT_COUNT);
-    conn_expire_list(set, &set->sending, offsetof(struct conn, send_timer), now_ms,
-                     STAT_tcp_send_timeouts);
+        conn_expire_list(set, &set->idle, now_ms, STAT_tcp_idle_timeouts);
+    conn_expire_list(set, &set->linger, now_ms, STAT_COUNT);
+    conn_expire_sending(set, now_ms);
 }
 
 /* Milliseconds from now until the first deadline of list, or -1 if it is empty. */

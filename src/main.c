@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -260,10 +261,27 @@ static int main_serve(struct main_state *m, struct server *s, int sigfd)
     }
 }
 
+/* Hold each of fds 0-2 that is closed with /dev/null. Otherwise the first fds echod
+ * opens (the signalfd, the "workers done" eventfd) take those numbers and its log is
+ * written into them: a 6.1 kernel adds a line's first 8 bytes to the eventfd's counter,
+ * so echod believes its workers are done and exits right after starting; later kernels
+ * refuse the write, and the log is lost. Exits 71 if /dev/null cannot be opened. */
+static void main_hold_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+            continue;
+        int null_fd = open("/dev/null", O_RDWR); /* the lowest free fd: this one */
+        if (null_fd != fd && (null_fd < 0 || dup2(null_fd, fd) < 0 || close(null_fd) < 0))
+            exit(EX_OSERR); /* nowhere to say so: stderr may be the closed one */
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct options o = {0};
     struct conf c;
+    main_hold_std_fds();
     /* A write to a closed stderr pipe must not kill echod: every thread blocks SIGPIPE
      * and sends use MSG_NOSIGNAL, and this covers what happens before and besides. */
     signal(SIGPIPE, SIG_IGN);

@@ -307,11 +307,18 @@ bool h_file_contains(const char *path, const char *needle)
 
 /* ------------------------------------------------------------------ processes */
 
-/* The child side of a spawn: only async-signal-safe calls until exec. stdin from in_fd
- * (-1: /dev/null), stdout to out_path, stderr to err_fd or else err_path (NULL:
- * /dev/null), RLIMIT_NOFILE set to nofile when nofile > 0. */
-static void h_spawn_child(pid_t parent, char *const argv[], int in_fd, const char *out_path,
-                          int err_fd, const char *err_path, long nofile)
+/* How a child is started: what h_spawn_child sets up before the exec. */
+struct h_spawn_how {
+    int in_fd;            /* stdin; -1: /dev/null */
+    const char *out_path; /* stdout; NULL: /dev/null */
+    int err_fd;           /* stderr when >= 0, else err_path */
+    const char *err_path; /* NULL: /dev/null */
+    long nofile;          /* RLIMIT_NOFILE (soft and hard) when > 0 */
+    unsigned closed_std;  /* bit N set: fd N (0, 1 or 2) is closed at the exec */
+};
+
+/* The child side of a spawn: only async-signal-safe calls until exec. */
+static void h_spawn_child(pid_t parent, char *const argv[], const struct h_spawn_how *how)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
@@ -320,30 +327,41 @@ static void h_spawn_child(pid_t parent, char *const argv[], int in_fd, const cha
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
-    struct rlimit rl = {(rlim_t)nofile, (rlim_t)nofile};
-    if (nofile > 0 && setrlimit(RLIMIT_NOFILE, &rl) != 0)
+    struct rlimit rl = {(rlim_t)how->nofile, (rlim_t)how->nofile};
+    if (how->nofile > 0 && setrlimit(RLIMIT_NOFILE, &rl) != 0)
         _exit(126);
-    int in = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY);
-    int out = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = err_fd >= 0
-                  ? err_fd
-                  : open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int in = how->in_fd >= 0 ? how->in_fd : open("/dev/null", O_RDONLY);
+    int out = open(how->out_path ? how->out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = how->err_fd >= 0 ? how->err_fd
+                               : open(how->err_path ? how->err_path : "/dev/null",
+                                      O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
         _exit(127);
+    for (int fd = 0; fd < 3; fd++)
+        if (how->closed_std & (1u << fd))
+            close(fd);
     execv(argv[0], argv);
     _exit(127);
 }
 
-pid_t h_spawn(char *const argv[], int stdin_fd, const char *out_path, const char *err_path)
+/* fork, set the child up as `how` says and exec argv; the child is tracked. */
+static pid_t h_spawn_how(char *const argv[], const struct h_spawn_how *how)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         fail_msg("fork: %s", strerror(errno));
     if (pid == 0)
-        h_spawn_child(parent, argv, stdin_fd, out_path, -1, err_path, 0);
+        h_spawn_child(parent, argv, how);
     h_track_child(pid);
     return pid;
+}
+
+pid_t h_spawn(char *const argv[], int stdin_fd, const char *out_path, const char *err_path)
+{
+    struct h_spawn_how how = {
+        .in_fd = stdin_fd, .out_path = out_path, .err_fd = -1, .err_path = err_path};
+    return h_spawn_how(argv, &how);
 }
 
 /* The exit code of a wait status: the code, or 128 + the signal. */
@@ -527,10 +545,11 @@ void h_echod_dump_log(struct echod *e)
     free(text);
 }
 
-/* h_echod_start, with RLIMIT_NOFILE set to nofile in the child when nofile > 0, and its
- * stderr on err_fd instead of e->log_path when err_fd >= 0. */
+/* h_echod_start, with RLIMIT_NOFILE set to nofile in the child when nofile > 0, its
+ * stderr on err_fd instead of e->log_path when err_fd >= 0, and the std fds in the
+ * closed_std mask closed. */
 static void h_echod_launch(struct echod *e, const char *config_text, const char *const *extra_args,
-                           long nofile, int err_fd)
+                           long nofile, int err_fd, unsigned closed_std)
 {
     memset(e, 0, sizeof(*e));
     const char *bin = h_env("ECHOD_BIN");
@@ -553,8 +572,13 @@ static void h_echod_launch(struct echod *e, const char *config_text, const char 
     argv[argc] = NULL;
     if (err_fd >= 0)
         e->log_path[0] = '\0'; /* the caller reads the log from its end of err_fd */
-    e->pid = nofile > 0 || err_fd >= 0 ? h_spawn_limited(argv, err_fd, e->log_path, nofile)
-                                       : h_spawn(argv, -1, e->out_path, e->log_path);
+    struct h_spawn_how how = {.in_fd = -1,
+                              .out_path = e->out_path,
+                              .err_fd = err_fd,
+                              .err_path = e->log_path,
+                              .nofile = nofile,
+                              .closed_std = closed_std};
+    e->pid = h_spawn_how(argv, &how);
 
     int64_t deadline = h_now_ms() + 5000;
     for (;;) {
@@ -622,7 +646,7 @@ int h_echod_reload(struct echod *e, const char *config_text)
 
 void h_echod_start(struct echod *e, const char *config_text, const char *const *extra_args)
 {
-    h_echod_launch(e, config_text, extra_args, 0, -1);
+    h_echod_launch(e, config_text, extra_args, 0, -1, 0);
 }
 
 int h_echod_signal_wait(struct echod *e, int sig, int timeout_ms)
@@ -1016,6 +1040,38 @@ void h_send_all(int fd, const void *buf, size_t len, int timeout_ms)
         if (h_wait_fd(fd, POLLOUT, deadline) == 0)
             fail_msg("send timed out after %d ms with %zu of %zu bytes sent", timeout_ms, off, len);
     }
+}
+
+void h_expect_urgent_echoed(struct echod *e, int fd, const char *reply_prefix)
+{
+    h_send_all(fd, "abc", 3, 2000);
+    h_sleep_ms(50);
+    if (send(fd, "X", 1, MSG_OOB | MSG_NOSIGNAL) != 1)
+        fail_msg("send with MSG_OOB: %s", strerror(errno));
+    h_sleep_ms(50);
+    h_send_all(fd, "def\n", 4, 2000);
+    char want[256];
+    int want_len = snprintf(want, sizeof(want), "%sabcXdef\n", reply_prefix);
+    assert_true(want_len > 0 && (size_t)want_len < sizeof(want));
+    char got[256];
+    size_t len = 0;
+    for (int64_t deadline = h_now_ms() + 2000; len < (size_t)want_len;) {
+        int left = (int)(deadline - h_now_ms());
+        ssize_t n = h_recv_some(fd, got + len, (size_t)want_len - len, left > 0 ? left : 0);
+        if (n <= 0)
+            fail_msg("%zu of %d bytes back (\"%.*s\"), then %s", len, want_len, (int)len, got,
+                     n == -1 ? "nothing for 2 s" : "EOF or an error");
+        len += (size_t)n;
+    }
+    h_assert_bytes("echo with an urgent byte", want, got, len);
+    shutdown(fd, SHUT_WR);
+    h_expect_eof(fd, 2000);
+    const char *names[] = {"tcp_bytes_in", "tcp_bytes_out"};
+    uint64_t v[2];
+    h_echod_wait_stat(e, "tcp_closed", 1, 2000);
+    h_echod_stats(e, names, v, 2);
+    assert_int_equal(v[0], 8);
+    assert_int_equal(v[1], (uint64_t)want_len);
 }
 
 void h_recv_exact(int fd, void *buf, size_t len, int timeout_ms)
@@ -1429,24 +1485,24 @@ void h_tcp_connect_paced(int *fds, size_t n, const struct sockaddr_storage *sa, 
 
 pid_t h_spawn_limited(char *const argv[], int err_fd, const char *err_path, long nofile)
 {
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        fail_msg("fork: %s", strerror(errno));
-    if (pid == 0)
-        h_spawn_child(parent, argv, -1, NULL, err_fd, err_path, nofile);
-    h_track_child(pid);
-    return pid;
+    struct h_spawn_how how = {
+        .in_fd = -1, .err_fd = err_fd, .err_path = err_path, .nofile = nofile};
+    return h_spawn_how(argv, &how);
 }
 
 void h_echod_start_limited(struct echod *e, const char *config_text, long nofile)
 {
-    h_echod_launch(e, config_text, NULL, nofile, -1);
+    h_echod_launch(e, config_text, NULL, nofile, -1, 0);
 }
 
 void h_echod_start_stderr(struct echod *e, const char *config_text, int err_fd)
 {
-    h_echod_launch(e, config_text, NULL, 0, err_fd);
+    h_echod_launch(e, config_text, NULL, 0, err_fd, 0);
+}
+
+void h_echod_start_closed_std(struct echod *e, const char *config_text, unsigned closed_std)
+{
+    h_echod_launch(e, config_text, NULL, 0, -1, closed_std);
 }
 
 bool h_is_closed_within(int fd, int timeout_ms, bool may_have_data)

@@ -237,6 +237,12 @@ void h_echo_roundtrip(int fd, const void *data, size_t len, int timeout_ms);
  * bytes and (if half-closing) seen EOF; fails on timeout, error or early EOF. Does not
  * compare contents. */
 void h_streams_run(struct h_stream *s, size_t n, int timeout_ms);
+/* On a fresh connection fd to echod e (which has served nothing else): send "abc", then
+ * "X" as urgent data (MSG_OOB), then "def\n", 50 ms apart; expect exactly reply_prefix
+ * followed by "abcXdef\n" back, then EOF after a half-close, with tcp_bytes_in 8 and
+ * tcp_bytes_out the bytes received. RFC 862: any data received is sent back, urgent
+ * or not, in order. */
+void h_expect_urgent_echoed(struct echod *e, int fd, const char *reply_prefix);
 /* Fail unless got[0..len) equals want, naming what and the first differing offset. */
 void h_assert_bytes(const char *what, const void *want, const void *got, size_t len);
 
@@ -268,6 +274,9 @@ void h_echod_start_limited(struct echod *e, const char *config_text, long nofile
 /* h_echod_start with echod's stderr on err_fd (say, a pipe the test holds); e->log_path
  * is then empty. */
 void h_echod_start_stderr(struct echod *e, const char *config_text, int err_fd);
+/* h_echod_start with the standard fds in the closed_std mask (bit N: fd N) closed when
+ * echod starts, as a shell's `>&- 2>&-` leaves them. */
+void h_echod_start_closed_std(struct echod *e, const char *config_text, unsigned closed_std);
 /* Whether echod has closed fd within timeout_ms: EOF or an error such as a reset (true),
  * or still open (false). Bytes that arrive are discarded if may_have_data, else fail. */
 bool h_is_closed_within(int fd, int timeout_ms, bool may_have_data);

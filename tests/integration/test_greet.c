@@ -1,7 +1,8 @@
 /* test_greet: greet mode through the real echod, byte for byte, with the tutorial's
  * Chinese greetings (UTF-8). TCP: one line, many lines in one write, a line split across
  * delayed writes, CRLF, NULs, a trailing partial line at half-close, a line of exactly
- * max_line_bytes, and the error line then EOF for longer ones. UDP: greeting + datagram,
+ * max_line_bytes, the error line then EOF for longer ones, and an urgent (MSG_OOB) byte
+ * answered in its place in the line. UDP: greeting + datagram,
  * up to the largest datagram; a reply that would be larger is dropped and counted. */
 #include "config.h"
 
@@ -115,6 +116,14 @@ static void assert_error_line(const uint8_t *p, size_t len)
         fail_msg("expected a line starting '%s', got %zu bytes: \"%s\"", ERROR_PREFIX, len, text);
     if (p[len - 1] != '\n' || memchr(p, '\n', len - 1) != NULL)
         fail_msg("expected exactly one line ending in \\n, got %zu bytes: \"%s\"", len, text);
+}
+
+/* An urgent (MSG_OOB) byte is part of the line: "abc", "X", "def\n" is answered with
+ * the greeting and "abcXdef\n", and the counters agree. */
+static void tcp_greet_urgent_byte_in_line(void **state)
+{
+    (void)state;
+    h_expect_urgent_echoed(&echod, h_tcp_connect_ok(&echod.tcp[0]), TCP_GREETING);
 }
 
 static void tcp_greet_single_line(void **state)
@@ -381,6 +390,7 @@ int main(void)
     h_init("test_greet", 120);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(tcp_greet_single_line, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_greet_urgent_byte_in_line, setup, h_teardown),
         cmocka_unit_test_setup_teardown(tcp_greet_many_lines_one_write, setup, h_teardown),
         cmocka_unit_test_setup_teardown(tcp_greet_line_split_across_writes, setup, h_teardown),
         cmocka_unit_test_setup_teardown(tcp_greet_crlf, setup, h_teardown),

@@ -1,11 +1,14 @@
 /* test_limits: echod against clients that try to hold its resources, run as a real
  * daemon on loopback. send_timeout_ms closes a client that writes and never reads
- * while a normal client echoes on; greet mode closes a slowloris that dribbles a line it
- * never ends; max_connections_per_ip refuses the connection over the limit with a clean
- * EOF, spares another IP and admits again after a close; with its fd limit cut at run
- * time (prlimit), echod sheds extra clients with EOF through its reserve fd, keeps a
- * connection it already had echoing, does not spin, and resumes by itself; and a
- * closed stderr pipe cannot kill it. */
+ * while a normal client echoes on, and spares clients that read steadily (410 KB/s) or
+ * slowly (10 KB/s, small receive buffer) while writing; greet mode closes a slowloris
+ * that dribbles a line it never ends; max_connections_per_ip refuses the connection
+ * over the limit with a clean EOF, spares another IP and admits again after a close;
+ * with its fd limit cut at run time (prlimit), echod sheds extra clients with EOF
+ * through its reserve fd, keeps a connection it already had echoing, does not spin,
+ * and resumes by itself; a closed stderr pipe cannot kill it; and started with its std
+ * fds closed, it holds them with /dev/null, so its log cannot land in its own signalfd
+ * or eventfd. */
 #include "config.h"
 
 #include "harness.h"
@@ -20,6 +23,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define TCP_ONLY "udp = { listen = [ ]; };\n"
@@ -45,8 +49,12 @@ static int connect_from(const char *src)
 
 /* ---------------------------------------------------------------- send timeout */
 
-/* send_timeout_ms 500: a client that writes and never reads is closed once its output
- * stops moving, and counted; a normal client echoing meanwhile is unaffected. */
+/* send_timeout_ms 500: a client that writes and never reads is closed once it stops
+ * acknowledging, and counted. echod checks once per timeout, so it closes within two
+ * timeouts of its output stalling, and that stall comes before echod stops taking the
+ * client's bytes (backpressure); a normal client echoing meanwhile is unaffected. (On
+ * loopback echod's kernel starts with a send buffer of megabytes, which the client's
+ * writes take seconds to fill.) */
 static void send_timeout_closes_non_reader(void **state)
 {
     (void)state;
@@ -59,19 +67,124 @@ static void send_timeout_closes_non_reader(void **state)
     static uint8_t junk[65536];
     int64_t start = h_now_ms();
     int64_t deadline = start + 10000;
+    int64_t last_taken = start; /* when echod last took a byte from the hog */
     bool is_closed = false;
     while (!is_closed && h_now_ms() < deadline) {
         ssize_t n = send(hog, junk, sizeof(junk), MSG_NOSIGNAL);
         is_closed = n < 0 && errno != EAGAIN; /* EPIPE or ECONNRESET: echod closed it */
+        if (n > 0)
+            last_taken = h_now_ms();
         h_echo_roundtrip(normal, "still here\n", 11, 2000);
         h_sleep_ms(50);
     }
     assert_true(is_closed);
     int64_t after = h_now_ms() - start;
-    h_note("the non-reader was closed %lld ms after it connected", (long long)after);
-    assert_true(after >= 500); /* not before send_timeout_ms */
+    int64_t stalled = h_now_ms() - last_taken;
+    h_note("the non-reader was closed %lld ms after it connected, %lld ms after echod last "
+           "took a byte from it",
+           (long long)after, (long long)stalled);
+    assert_true(after >= 500);              /* not before send_timeout_ms */
+    assert_true(stalled <= 2 * 500 + 1000); /* two checks and slack */
     assert_int_equal(h_echod_stat(&echod, "tcp_send_timeouts"), 1);
     h_echo_roundtrip(normal, "and after\n", 10, 2000);
+}
+
+/* What one paced client saw: bytes it sent, bytes it got back, and when (ms after it
+ * connected) echod closed it, or -1 if echod never did. */
+struct paced_result {
+    size_t sent;
+    size_t received;
+    int64_t closed_after_ms;
+};
+
+/* A client on fd that writes as fast as echod takes its bytes (tx, at most tx_len) while
+ * reading `chunk` bytes every `period_ms`, for run_ms; then it half-closes and reads the
+ * rest as fast as it comes (30 s at most). Each echoed byte must equal the byte sent. */
+static struct paced_result paced_reader(int fd, const uint8_t *tx, size_t tx_len, size_t chunk,
+                                        int period_ms, int run_ms)
+{
+    static uint8_t rx[64 * KIB];
+    struct paced_result r = {0, 0, -1};
+    int64_t start = h_now_ms();
+    int64_t next_read = start;
+    bool is_draining = false;
+    for (int64_t deadline = start + run_ms + 30000; h_now_ms() < deadline;) {
+        int64_t now = h_now_ms();
+        if (!is_draining && now >= start + run_ms) {
+            shutdown(fd, SHUT_WR);
+            is_draining = true;
+        }
+        if (!is_draining && r.sent < tx_len) {
+            ssize_t n = send(fd, tx + r.sent, tx_len - r.sent, MSG_NOSIGNAL);
+            if (n > 0)
+                r.sent += (size_t)n;
+        }
+        size_t want = is_draining ? sizeof(rx) : 0;
+        if (!is_draining && now >= next_read) {
+            want = chunk;
+            next_read += period_ms;
+        }
+        while (want > 0) {
+            ssize_t n = recv(fd, rx, want < sizeof(rx) ? want : sizeof(rx), 0);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                r.closed_after_ms = h_now_ms() - start;
+                if (n < 0)
+                    h_note("recv: %s after %lld ms, %zu of %zu bytes back", strerror(errno),
+                           (long long)r.closed_after_ms, r.received, r.sent);
+                return r;
+            }
+            if (n < 0)
+                break;
+            h_assert_bytes("echo", tx + r.received, rx, (size_t)n);
+            r.received += (size_t)n;
+            want = is_draining ? want : want - (size_t)n;
+        }
+        struct pollfd p = {fd, POLLIN, 0};
+        poll(&p, 1, is_draining ? 100 : 2);
+    }
+    return r;
+}
+
+/* Run one paced client against echod, which must keep it open for the whole run, give
+ * every byte back and close only after the client's FIN (clean EOF). */
+static void paced_reader_survives(int fd, size_t chunk, int period_ms, int run_ms)
+{
+    static uint8_t tx[32 * MIB];
+    h_fill_random(tx, sizeof(tx));
+    struct paced_result r = paced_reader(fd, tx, sizeof(tx), chunk, period_ms, run_ms);
+    h_note("reading %zu bytes every %d ms: %zu bytes sent, %zu back, closed after %lld ms", chunk,
+           period_ms, r.sent, r.received, (long long)r.closed_after_ms);
+    assert_int_equal(h_echod_stat(&echod, "tcp_send_timeouts"), 0);
+    if (r.closed_after_ms < run_ms)
+        fail_msg("echod closed the reader after %lld ms", (long long)r.closed_after_ms);
+    assert_int_equal(r.received, r.sent);
+    assert_true(r.sent > 0);
+}
+
+/* send_timeout_ms 1000: a client that writes while reading a steady 410 KB/s is not a
+ * non-reader. echod's send buffer autotunes to megabytes and the socket reports
+ * writable only once a third of it drained, so echod's own sends pause for seconds; the
+ * client's acknowledgements do not. It survives 5 s and gets every byte back. */
+static void send_timeout_spares_steady_reader(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  TCP_ONLY "send_timeout_ms = 1000;\n"
+                           "tcp = { listen = [ \"127.0.0.1:0\" ]; };\n",
+                  NULL);
+    paced_reader_survives(h_tcp_connect_ok(&echod.tcp[0]), 4100, 10, 5000);
+}
+
+/* send_timeout_ms 1000: a client reading 1 KiB every 100 ms (10 KB/s) with a 4 KiB
+ * receive buffer, as a slow client would have, survives 5 s and gets every byte back. */
+static void send_timeout_spares_slow_small_reader(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  TCP_ONLY "send_timeout_ms = 1000;\n"
+                           "tcp = { listen = [ \"127.0.0.1:0\" ]; };\n",
+                  NULL);
+    paced_reader_survives(h_tcp_connect_sized(&echod.tcp[0], 4096), 1024, 100, 5000);
 }
 
 /* ---------------------------------------------------------------- slowloris */
@@ -291,6 +404,67 @@ static void closed_stderr_pipe_does_not_kill(void **state)
     assert_int_equal(h_echod_stop(&echod), 0);
 }
 
+/* Write the first 8 bytes of a log line into fd `target` of process pid, through
+ * pidfd_getfd: what a 6.1 kernel does with a log line written into an eventfd (it adds
+ * them to the counter; later kernels refuse the write). False if this kernel or its
+ * ptrace policy does not let the test take the fd. */
+static bool write_into_fd_of(pid_t pid, int target)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    int fd = pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, pidfd, target, 0);
+    if (fd < 0)
+        h_note("cannot take fd %d of echod: %s", target, strerror(errno));
+    else if (write(fd, "2026-11-", 8) < 0 && errno != EINVAL)
+        fail_msg("write into echod's fd %d: %s", target, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    if (pidfd >= 0)
+        close(pidfd);
+    return fd >= 0;
+}
+
+/* echod started with the std fds in closed_std closed (bit N: fd N): each is /dev/null
+ * in echod, not the signalfd or the "workers done" eventfd its log would go into; bytes
+ * written where its log goes (fds 1 and 2) end nothing; it serves echoes and logs
+ * (debug lines per connection, a stats line per SIGUSR1) for a second and exits 0 on
+ * SIGTERM. */
+static void check_closed_std(unsigned closed_std)
+{
+    h_echod_start_closed_std(&echod, DEBUG_CONFIG, closed_std);
+    for (int fd = 0; fd < 3; fd++) {
+        if (!(closed_std & (1u << fd)))
+            continue;
+        char path[64], target[256] = "";
+        snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)echod.pid, fd);
+        ssize_t n = readlink(path, target, sizeof(target) - 1);
+        target[n > 0 ? n : 0] = '\0';
+        if (strcmp(target, "/dev/null") != 0)
+            fail_msg("started with fd %d closed, echod holds there \"%s\", not /dev/null", fd,
+                     target);
+    }
+    for (int fd = 1; fd < 3; fd++)
+        write_into_fd_of(echod.pid, fd);
+    for (int64_t end = h_now_ms() + 1000; h_now_ms() < end;) {
+        h_echod_assert_alive(&echod);
+        int fd = h_tcp_connect_ok(&echod.tcp[0]);
+        h_echo_roundtrip(fd, "log me\n", 7, 2000);
+        h_close(fd);
+        kill(echod.pid, SIGUSR1);
+        h_sleep_ms(100);
+    }
+    h_echod_assert_alive(&echod);
+    assert_int_equal(h_echod_stop(&echod), 0);
+}
+
+/* Started with stdout and stderr closed (`>&- 2>&-`), and with all three std fds closed,
+ * echod takes /dev/null for them and serves on: its log cannot land in its own fds. */
+static void closed_std_fds_are_held(void **state)
+{
+    (void)state;
+    check_closed_std(1u << 1 | 1u << 2);
+    check_closed_std(1u << 0 | 1u << 1 | 1u << 2);
+}
+
 /* Everything left in the pipe's read end rfd until EOF (10 s at most), NUL-terminated,
  * in a static buffer. */
 static char *read_to_eof(int rfd)
@@ -354,10 +528,13 @@ int main(void)
     h_init("test_limits", 240);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(send_timeout_closes_non_reader, h_teardown),
+        cmocka_unit_test_teardown(send_timeout_spares_steady_reader, h_teardown),
+        cmocka_unit_test_teardown(send_timeout_spares_slow_small_reader, h_teardown),
         cmocka_unit_test_teardown(greet_slowloris_closed, h_teardown),
         cmocka_unit_test_teardown(per_ip_limit, h_teardown),
         cmocka_unit_test_teardown(fds_exhausted_shed_and_resume, h_teardown),
         cmocka_unit_test_teardown(closed_stderr_pipe_does_not_kill, h_teardown),
+        cmocka_unit_test_teardown(closed_std_fds_are_held, h_teardown),
         cmocka_unit_test_teardown(stalled_stderr_does_not_block, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

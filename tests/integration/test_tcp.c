@@ -1,7 +1,8 @@
 /* test_tcp: TCP echo through the real echod. Exact echo of seeded random payloads from
  * 1 byte to 4 MiB (with NULs), a 4 MiB half-close, a client that writes 16 MiB without
  * reading (echod's RSS and pending output must stay bounded, then every byte arrives),
- * interleaved clients, IPv6, and the counters and fd table after many connections close.
+ * interleaved clients, IPv6, the counters and fd table after many connections close, and
+ * an urgent (MSG_OOB) byte echoed in its place.
  * Each test gets a fresh echod (workers = 2, buffer_bytes = 65536) on ephemeral ports. */
 #include "config.h"
 
@@ -309,6 +310,14 @@ static void tcp_counters_and_no_fd_leak(void **state)
     h_echo_roundtrip(fd, "still here\n", 11, 5000);
 }
 
+/* Urgent data is data: "abc", "X" sent with MSG_OOB, "def\n" come back as "abcXdef\n",
+ * and the counters agree. */
+static void tcp_echo_urgent_byte_in_order(void **state)
+{
+    (void)state;
+    h_expect_urgent_echoed(&echod, h_tcp_connect_ok(&echod.tcp[0]), "");
+}
+
 int main(void)
 {
     h_init("test_tcp", 240);
@@ -321,6 +330,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(tcp_interleaved_clients, setup, h_teardown),
         cmocka_unit_test_setup_teardown(tcp_echo_ipv6, setup, h_teardown),
         cmocka_unit_test_setup_teardown(tcp_counters_and_no_fd_leak, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_echo_urgent_byte_in_order, setup, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

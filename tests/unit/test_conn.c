@@ -2,13 +2,14 @@
  * connection, with the syscalls and allocator of the echo path counted through
  * -Wl,--wrap (see Makefile.am). It proves what the issue asks of the hot path rather
  * than assuming it: a steady-state echo or greet message costs exactly one recv and one
- * send, no malloc and no epoll_ctl; accepted sockets get TCP_NODELAY; a client that
- * does not read is held to buffer_bytes of pending output and then gets every byte back;
- * the buffer goes back to the pool once drained, so an idle connection holds none.
- * Timeouts run on a fake clock: in greet mode a slowloris dribbling an unfinished line
- * is closed by idle_timeout_ms while whole lines (and echo-mode bytes) keep a connection
- * alive; send_timeout_ms closes a client that never reads, not one that reads slowly.
- * The cost tests run with send_timeout_ms on, as it is by default.
+ * send, no malloc and no epoll_ctl; accepted sockets get TCP_NODELAY and SO_OOBINLINE;
+ * a client that does not read is held to buffer_bytes of pending output and then gets
+ * every byte back; the buffer goes back to the pool once drained, so an idle connection
+ * holds none. Timeouts run on a fake clock: in greet mode a slowloris dribbling an
+ * unfinished line is closed by idle_timeout_ms while whole lines (and echo-mode bytes)
+ * keep a connection alive; send_timeout_ms closes a client that never reads, not one
+ * that reads slowly, and counts the peer's acknowledgements as progress, not echod's
+ * own sends. The cost tests run with send_timeout_ms on, as it is by default.
  * The test's own client I/O uses read/write, which are not wrapped. Built without
  * _FORTIFY_SOURCE so recv/send are not renamed to their _chk forms. */
 #include "config.h"
@@ -22,6 +23,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "stats.h"
+#include "tcpinfo.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -247,14 +249,17 @@ static void expect_calls(unsigned long malloc_n, unsigned long recv_n, unsigned 
 
 /* ---------------------------------------------------------------- tests */
 
-/* The accepted socket gets TCP_NODELAY. */
-static void test_adopt_sets_nodelay(void **state)
+/* The accepted socket gets TCP_NODELAY, and SO_OOBINLINE so urgent data is echoed. */
+static void test_adopt_sets_socket_options(void **state)
 {
     (void)state;
     start(PROTO_ECHO, "");
     int on = 0;
     socklen_t len = sizeof(on);
     assert_int_equal(getsockopt(server_fd, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+    assert_int_equal(on, 1);
+    on = 0;
+    assert_int_equal(getsockopt(server_fd, SOL_SOCKET, SO_OOBINLINE, &on, &len), 0);
     assert_int_equal(on, 1);
     assert_int_equal(conn_set_count(set), 1);
 }
@@ -457,16 +462,24 @@ static void serve_until_sent(uint64_t now)
     }
 }
 
-/* send_timeout_ms 300: a client that writes and never reads is closed 300 ms after its
- * output last moved, and counted; idle_timeout_ms (off here) plays no part. */
-static void test_send_timeout_closes_non_reader(void **state)
+/* Echo mode, send_timeout_ms 300, small buffers: a client that writes without reading
+ * until echod is stalled on it, all at the fake time of the adoption, which is returned. */
+static uint64_t start_stalled_non_reader(void)
 {
-    (void)state;
     send_timeout_ms = 300;
     start(PROTO_ECHO, "");
     shrink_buffers();
-    uint64_t now = adopted_ms;
-    write_until_stalled(now);
+    write_until_stalled(adopted_ms);
+    return adopted_ms;
+}
+
+/* send_timeout_ms 300: a client that writes and never reads is closed 300 ms after its
+ * output started waiting, having acknowledged nothing since (its receive buffer was
+ * already full), and counted; idle_timeout_ms (off here) plays no part. */
+static void test_send_timeout_closes_non_reader(void **state)
+{
+    (void)state;
+    uint64_t now = start_stalled_non_reader();
     assert_int_equal(conn_set_next_expiry_ms(set, now), 300);
     conn_set_expire(set, now + 299);
     assert_int_equal(conn_set_count(set), 1);
@@ -474,6 +487,41 @@ static void test_send_timeout_closes_non_reader(void **state)
     assert_int_equal(conn_set_count(set), 0);
     assert_int_equal(atomic_load(&stats.v[STAT_tcp_send_timeouts]), 1);
     assert_int_equal(atomic_load(&stats.v[STAT_tcp_idle_timeouts]), 0);
+}
+
+/* Progress is what the peer acknowledges, not what echod sends: with echod stalled on a
+ * client that does not read, the client reads what its kernel holds while echod is not
+ * served (it sends nothing), and its kernel's acknowledgements of the data echod's
+ * kernel then delivers spare the connection at the deadline. Once the client reads no
+ * more, a check finds nothing acknowledged since the one before and closes it. */
+static void test_send_timeout_counts_acknowledgements(void **state)
+{
+    (void)state;
+    uint64_t now = start_stalled_non_reader();
+    uint64_t sent = atomic_load(&stats.v[STAT_tcp_bytes_out]);
+    uint64_t acked0, acked;
+    assert_int_equal(tcpinfo_bytes_acked(server_fd, &acked0), 0);
+    static uint8_t sink[65536];
+    /* Read until echod's kernel has delivered more (a drop on these tiny buffers may
+     * wait for a retransmission). */
+    int64_t deadline = (int64_t)clock_now_ms() + 5000;
+    do {
+        assert_true((int64_t)clock_now_ms() < deadline);
+        while (read(client, sink, sizeof(sink)) > 0)
+            ;
+        poll(NULL, 0, 10);
+        assert_int_equal(tcpinfo_bytes_acked(server_fd, &acked), 0);
+    } while (acked == acked0);
+    conn_set_expire(set, now + 300);
+    assert_int_equal(conn_set_count(set), 1);
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_bytes_out]), sent); /* echod sent nothing */
+    int checks = 1;
+    while (conn_set_count(set) == 1 && checks < 20) {
+        poll(NULL, 0, 100); /* real time for the last acknowledgements to come */
+        conn_set_expire(set, now + 300 * (uint64_t)++checks);
+    }
+    assert_int_equal(conn_set_count(set), 0);
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_send_timeouts]), 1);
 }
 
 /* A slow reader is not a non-reader: the client keeps writing and reads what has come,
@@ -521,7 +569,7 @@ static void test_send_timeout_spares_slow_reader(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_adopt_sets_nodelay, teardown),
+        cmocka_unit_test_teardown(test_adopt_sets_socket_options, teardown),
         cmocka_unit_test_teardown(test_echo_one_recv_one_send, teardown),
         cmocka_unit_test_teardown(test_greet_one_recv_one_send, teardown),
         cmocka_unit_test_teardown(test_backpressure_bounded_and_lossless, teardown),
@@ -531,6 +579,7 @@ int main(void)
         cmocka_unit_test_teardown(test_echo_bytes_are_progress, teardown),
         cmocka_unit_test_teardown(test_send_timeout_closes_non_reader, teardown),
         cmocka_unit_test_teardown(test_send_timeout_spares_slow_reader, teardown),
+        cmocka_unit_test_teardown(test_send_timeout_counts_acknowledgements, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,13 @@
+/* tcpinfo: what the kernel knows of a TCP connection's peer, for the send timeout: how
+ * many bytes the peer has acknowledged. Any thread; owns nothing. */
+#ifndef ECHOD_TCPINFO_H
+#define ECHOD_TCPINFO_H
+
+#include <stdint.h>
+
+/* Store in *out the bytes of data the peer of TCP socket fd has acknowledged so far
+ * (TCP_INFO's tcpi_bytes_acked, Linux 4.1 and later). 0, -ENOTSUP when the kernel does
+ * not report it, or -errno. */
+int tcpinfo_bytes_acked(int fd, uint64_t *out);
+
+#endif
