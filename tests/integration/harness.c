@@ -326,7 +326,16 @@ static void h_spawn_child(pid_t parent, char *const argv[], const struct h_spawn
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
+    /* Whatever the test was started with (a background job ignores INT and QUIT), the
+     * child starts with every signal at its default, as from a terminal. */
+    const int defaults[] = {SIGPIPE, SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGUSR1, SIGUSR2,
+                            SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT};
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+        signal(defaults[i], SIG_DFL);
+    /* A process group of its own whose parent (the test) is in the same session: never
+     * an orphaned group, whose stop signals the kernel would discard (as it would under
+     * a CI runner that starts the suite in a new session). */
+    setpgid(0, 0);
     struct rlimit rl = {(rlim_t)how->nofile, (rlim_t)how->nofile};
     if (how->nofile > 0 && setrlimit(RLIMIT_NOFILE, &rl) != 0)
         _exit(126);
