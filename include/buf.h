@@ -52,13 +52,18 @@ struct buf_pool {
     struct buf **free;
 };
 
+/* An empty buf of cap bytes in one allocation (free() releases it), or NULL. */
+struct buf *buf_new(size_t cap);
 /* 0 or -ENOMEM. */
 int buf_pool_init(struct buf_pool *p, size_t buf_bytes, size_t max_free);
+/* Hand out bufs of buf_bytes from now on: kept ones of another size are freed. */
+void buf_pool_resize(struct buf_pool *p, size_t buf_bytes);
 /* Free every kept buf. */
 void buf_pool_destroy(struct buf_pool *p);
 /* An empty buf of p->buf_bytes capacity, or NULL when memory is exhausted. */
 struct buf *buf_pool_get(struct buf_pool *p);
-/* Return b (which must come from p) to the pool; NULL is ignored. */
+/* Return b to the pool (one of another size, from buf_new or before a resize, is
+ * freed); NULL is ignored. */
 void buf_pool_put(struct buf_pool *p, struct buf *b);
 /* Free the bufs kept since the last trim that no get needed meanwhile, and start the next
  * interval. Returns how many were freed. */

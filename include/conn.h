@@ -11,12 +11,19 @@
 #include "proto.h"
 #include "stats.h"
 
+/* The TCP settings of one configuration generation (a snapshot's: immutable). Mode,
+ * greeting and sizes apply to the connections adopted while they are current, for
+ * their whole life; the timeouts of the current settings apply to every connection. */
 struct conn_settings {
     enum proto_mode mode;
     struct proto_greet greet;
-    size_t buffer_bytes;         /* pending-output bound per connection */
-    unsigned idle_timeout_ms;    /* no progress (see conn.c's DESIGN); 0 = never */
-    unsigned send_timeout_ms;    /* output pending, the peer acknowledged nothing; 0 = never */
+    size_t buffer_bytes;      /* pending-output bound per connection */
+    unsigned idle_timeout_ms; /* no progress (see conn.c's DESIGN); 0 = never */
+    unsigned send_timeout_ms; /* output pending, the peer acknowledged nothing; 0 = never */
+};
+
+/* What the set tells its owner; fixed for the set's life. */
+struct conn_hooks {
     struct iplimit *iplimit;     /* released on each close; NULL when there is no limit */
     void (*on_close)(void *arg); /* told, on this thread, whenever a connection closes */
     void *on_close_arg;
@@ -24,10 +31,17 @@ struct conn_settings {
 
 struct conn_set;
 
-/* A connection set registering its sockets in epfd; 0 or -errno. */
-int conn_set_create(const struct conn_settings *s, int epfd, struct stats *stats,
+/* A connection set registering its sockets in epfd; give it settings with conn_set_use
+ * before adopting. 0 or -errno. */
+int conn_set_create(const struct conn_hooks *hooks, int epfd, struct stats *stats,
                     struct conn_set **out);
-/* Close every connection at once and free the set. */
+/* Make s the current settings (see struct conn_settings). The set calls release(handle)
+ * (release may be NULL) once no connection uses s any more. 0, or -ENOMEM with the old
+ * settings kept and release(handle) called. */
+int conn_set_use(struct conn_set *set, const struct conn_settings *s, void (*release)(void *),
+                 void *handle);
+/* Close every connection at once, telling nobody (its thread has ended), and free the
+ * set. */
 void conn_set_destroy(struct conn_set *set);
 /* Serve the accepted socket fd, taking ownership (closed on failure); 0 or -errno. */
 int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms);

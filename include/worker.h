@@ -6,7 +6,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "conf.h"
 #include "evloop.h"
 #include "iplimit.h"
 #include "stats.h"
@@ -15,15 +14,23 @@ struct worker;
 
 /* How a worker reports back to whoever runs it. */
 struct worker_hooks {
-    void (*on_close)(void *arg); /* called on the worker thread after each close */
+    void (*on_close)(void *arg); /* called on the worker thread after each close (not at
+                                    worker_destroy: the thread has ended by then) */
     void (*on_room)(void *arg);  /* called on the worker thread after it took sockets */
     void *arg;
     int done_fd;             /* eventfd the worker adds 1 to when its thread ends */
     struct iplimit *iplimit; /* each close releases its IP's slot; NULL: no per-IP limit */
 };
 
-/* A worker (not yet running) for the TCP settings of c; 0 or -errno. */
-int worker_create(const struct conf *c, const struct worker_hooks *hooks, struct worker **out);
+struct snap_box;
+
+/* A worker (not yet running) with a hand-off queue of queue_capacity sockets, serving
+ * connections with the conn_settings published in the box (a reload publishes new ones:
+ * see conn.h for what applies to whom); 0 or -errno. */
+int worker_create(struct snap_box *settings, unsigned queue_capacity,
+                  const struct worker_hooks *hooks, struct worker **out);
+/* Make the thread take up newly published settings now (any thread). */
+void worker_wake(struct worker *w);
 /* Start the thread; 0 or -errno. */
 int worker_start(struct worker *w);
 /* Hand an accepted socket to the worker (acceptor thread). Takes ownership of fd as

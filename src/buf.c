@@ -96,6 +96,18 @@ void buf_linearize(struct buf *b)
     b->head = 0;
 }
 
+struct buf *buf_new(size_t cap)
+{
+    /* One allocation: the header, then the bytes. */
+    struct buf *b = malloc(sizeof(*b) + cap);
+    if (b == NULL)
+        return NULL;
+    b->data = (uint8_t *)(b + 1);
+    b->cap = cap;
+    buf_reset(b);
+    return b;
+}
+
 int buf_pool_init(struct buf_pool *p, size_t buf_bytes, size_t max_free)
 {
     p->buf_bytes = buf_bytes;
@@ -121,23 +133,28 @@ struct buf *buf_pool_get(struct buf_pool *p)
         b = p->free[--p->nfree];
         if (p->nfree < p->min_free)
             p->min_free = p->nfree;
-    } else {
-        /* One allocation: the header, then the bytes. */
-        b = malloc(sizeof(*b) + p->buf_bytes);
-        if (b == NULL)
-            return NULL;
-        b->data = (uint8_t *)(b + 1);
-        b->cap = p->buf_bytes;
+    } else if ((b = buf_new(p->buf_bytes)) == NULL) {
+        return NULL;
     }
     buf_reset(b);
     return b;
+}
+
+void buf_pool_resize(struct buf_pool *p, size_t buf_bytes)
+{
+    if (p->buf_bytes == buf_bytes)
+        return;
+    while (p->nfree > 0)
+        free(p->free[--p->nfree]);
+    p->min_free = 0;
+    p->buf_bytes = buf_bytes;
 }
 
 void buf_pool_put(struct buf_pool *p, struct buf *b)
 {
     if (b == NULL)
         return;
-    if (p->nfree < p->max_free)
+    if (b->cap == p->buf_bytes && p->nfree < p->max_free)
         p->free[p->nfree++] = b;
     else
         free(b);

@@ -55,10 +55,24 @@
 /* Rounds of reading and answering each connection gets at the shutdown deadline. */
 #define CONN_FINAL_ROUNDS 8
 
-/* A place in one of the deadline-ordered lists. */
+/* A place in one of the deadline-ordered lists: since when the clock runs. A list is in
+ * `since` order, and every entry of a list has the same timeout, so the order is the
+ * deadline order whatever timeout a reload sets. */
 struct conn_timer {
-    uint64_t deadline_ms;
+    uint64_t since_ms;
     struct list_node node;
+};
+
+/* The TCP settings of one configuration generation, and how many connections use it:
+ * mode, greeting, line and buffer sizes stay with a connection for its life, while the
+ * timeouts of the current profile apply to every connection. */
+struct conn_profile {
+    const struct conn_settings *s;
+    void (*release)(void *handle); /* called with handle when no connection uses s */
+    void *handle;
+    size_t in_cap;         /* greet: a full line plus its '\n' */
+    size_t conns;          /* connections that use it */
+    struct list_node node; /* in set->old_profiles once it is not current */
 };
 
 struct conn {
@@ -72,19 +86,21 @@ struct conn {
     struct buf *in;               /* greet: unanswered input, linear, NULL when none */
     struct conn_timer timer;      /* in set->idle or set->linger */
     struct conn_timer send_timer; /* in set->sending while out is pending, else unlinked */
+    struct conn_profile *profile; /* the settings it was accepted with */
     uint64_t acked_bytes;         /* what the peer had acknowledged at the last send check */
 };
 
 struct conn_set {
-    struct conn_settings s;
+    struct conn_hooks hooks;
+    struct conn_profile *current;  /* new connections take it; its timeouts apply to all */
+    struct list_node old_profiles; /* profiles some connection still uses */
     int epfd;
     struct stats *stats;
     size_t count;
-    size_t in_cap;          /* greet: a full line plus its '\n' */
-    struct buf scratch_in;  /* where the fast path reads */
-    struct buf scratch_out; /* where greet builds replies before one send */
-    struct buf_pool out_pool;
-    struct buf_pool in_pool;
+    struct buf scratch_in;    /* where the fast path reads; as large as any profile needs */
+    struct buf scratch_out;   /* where greet builds replies before one send */
+    struct buf_pool out_pool; /* bufs of the current profile's buffer_bytes */
+    struct buf_pool in_pool;  /* bufs of the current profile's in_cap */
     struct list_node idle;    /* live connections, least recently active first */
     struct list_node linger;  /* lingering connections, oldest first */
     struct list_node sending; /* connections with pending output, least recent send first */
@@ -93,36 +109,83 @@ struct conn_set {
 
 enum conn_result { CONN_OPEN, CONN_DONE };
 
-int conn_set_create(const struct conn_settings *s, int epfd, struct stats *stats,
+int conn_set_create(const struct conn_hooks *hooks, int epfd, struct stats *stats,
                     struct conn_set **out)
 {
     struct conn_set *set = calloc(1, sizeof(*set));
     if (set == NULL)
         return -ENOMEM;
-    set->s = *s;
+    set->hooks = *hooks;
     set->epfd = epfd;
     set->stats = stats;
-    set->in_cap = s->greet.max_line_bytes + 1;
+    list_init(&set->old_profiles);
     list_init(&set->idle);
     list_init(&set->linger);
     list_init(&set->sending);
-    size_t in_bytes = s->buffer_bytes > set->in_cap ? s->buffer_bytes : set->in_cap;
-    set->scratch_in.data = malloc(in_bytes);
-    set->scratch_in.cap = in_bytes;
-    set->scratch_out.data = malloc(s->buffer_bytes);
-    set->scratch_out.cap = s->buffer_bytes;
-    int rc = set->scratch_in.data && set->scratch_out.data ? 0 : -ENOMEM;
-    if (rc == 0)
-        rc = buf_pool_init(&set->out_pool, s->buffer_bytes, CONN_POOL_KEEP);
-    if (rc == 0 && (rc = buf_pool_init(&set->in_pool, set->in_cap, CONN_POOL_KEEP)) < 0)
+    int rc = buf_pool_init(&set->out_pool, 0, CONN_POOL_KEEP);
+    if (rc == 0 && (rc = buf_pool_init(&set->in_pool, 0, CONN_POOL_KEEP)) < 0)
         buf_pool_destroy(&set->out_pool);
     if (rc < 0) {
-        free(set->scratch_in.data);
-        free(set->scratch_out.data);
         free(set);
         return rc;
     }
     *out = set;
+    return 0;
+}
+
+/* Make scratch hold at least bytes (it only grows); 0 or -ENOMEM. */
+static int conn_grow_scratch(struct buf *scratch, size_t bytes)
+{
+    if (scratch->cap >= bytes)
+        return 0;
+    uint8_t *data = realloc(scratch->data, bytes);
+    if (data == NULL)
+        return -ENOMEM;
+    scratch->data = data;
+    scratch->cap = bytes;
+    return 0;
+}
+
+/* Free a profile no connection uses, and tell its owner. */
+static void conn_profile_free(struct conn_profile *p)
+{
+    if (p->release)
+        p->release(p->handle);
+    free(p);
+}
+
+/* A connection let go of profile p: free it when it was the last one and p is old. */
+static void conn_profile_drop(struct conn_set *set, struct conn_profile *p)
+{
+    if (--p->conns > 0 || p == set->current)
+        return;
+    list_unlink(&p->node);
+    conn_profile_free(p);
+}
+
+int conn_set_use(struct conn_set *set, const struct conn_settings *s, void (*release)(void *),
+                 void *handle)
+{
+    struct conn_profile *p = calloc(1, sizeof(*p));
+    size_t in_cap = s->greet.max_line_bytes + 1;
+    size_t in_bytes = s->buffer_bytes > in_cap ? s->buffer_bytes : in_cap;
+    if (p == NULL || conn_grow_scratch(&set->scratch_in, in_bytes) < 0 ||
+        conn_grow_scratch(&set->scratch_out, s->buffer_bytes) < 0) {
+        free(p);
+        if (release)
+            release(handle);
+        return -ENOMEM;
+    }
+    *p = (struct conn_profile){.s = s, .release = release, .handle = handle, .in_cap = in_cap};
+    list_init(&p->node);
+    buf_pool_resize(&set->out_pool, s->buffer_bytes);
+    buf_pool_resize(&set->in_pool, in_cap);
+    struct conn_profile *old = set->current;
+    set->current = p;
+    if (old && old->conns == 0)
+        conn_profile_free(old);
+    else if (old)
+        list_push_back(&set->old_profiles, &old->node);
     return 0;
 }
 
@@ -137,17 +200,25 @@ static void conn_log(const struct conn *c, const char *event, const char *detail
     log_debug("tcp %s fd %d %s (%s)", peer, c->fd, event, detail);
 }
 
+/* Let go of what c holds (timers, buffers, its settings, its per-IP slot), but not of
+ * its socket. */
+static void conn_unhold(struct conn_set *set, struct conn *c)
+{
+    list_unlink(&c->timer.node);
+    list_unlink(&c->send_timer.node);
+    buf_pool_put(&set->out_pool, c->out);
+    buf_pool_put(&set->in_pool, c->in);
+    conn_profile_drop(set, c->profile);
+    if (set->hooks.iplimit)
+        iplimit_release(set->hooks.iplimit, c->fd); /* before close frees the fd number */
+}
+
 /* Close c now and forget it; `reason` is the counter that says why, or STAT_COUNT. */
 static void conn_close(struct conn_set *set, struct conn *c, enum stats_counter reason)
 {
     if (log_is_enabled(LOG_LEVEL_DEBUG))
         conn_log(c, "closed", reason == STAT_COUNT ? "done" : stats_name(reason));
-    list_unlink(&c->timer.node);
-    list_unlink(&c->send_timer.node);
-    buf_pool_put(&set->out_pool, c->out);
-    buf_pool_put(&set->in_pool, c->in);
-    if (set->s.iplimit)
-        iplimit_release(set->s.iplimit, c->fd); /* before close frees the fd number */
+    conn_unhold(set, c);
     /* Counted before the client can see the close, so a reader that saw EOF and then
      * asks for the counters finds this close in them. */
     if (reason != STAT_COUNT)
@@ -156,7 +227,7 @@ static void conn_close(struct conn_set *set, struct conn *c, enum stats_counter 
     close(c->fd); /* also removes it from epoll */
     free(c);
     set->count--;
-    set->s.on_close(set->s.on_close_arg); /* after close: the fd is free for the acceptor */
+    set->hooks.on_close(set->hooks.on_close_arg); /* after close: the fd is free again */
 }
 
 /* Give back buffers that hold nothing, so idle connections keep none. */
@@ -172,20 +243,33 @@ static void conn_release_empty(struct conn_set *set, struct conn *c)
     }
 }
 
-/* Take a buffer from pool into *slot if it has none; 0 or -ENOMEM. */
-static int conn_take_buf(struct buf_pool *pool, struct buf **slot)
+/* Take a buffer of cap bytes into *slot if it has none: from pool when its size is
+ * the one asked for (the current profile's), else a buffer of its own that the pool
+ * frees on return. 0 or -ENOMEM. */
+static int conn_take_buf(struct buf_pool *pool, size_t cap, struct buf **slot)
 {
     if (*slot == NULL)
-        *slot = buf_pool_get(pool);
+        *slot = pool->buf_bytes == cap ? buf_pool_get(pool) : buf_new(cap);
     return *slot ? 0 : -ENOMEM;
+}
+
+/* The timeouts in force: the current profile's, for every connection. */
+static unsigned conn_idle_ms(const struct conn_set *set)
+{
+    return set->current->s->idle_timeout_ms;
+}
+
+static unsigned conn_send_ms(const struct conn_set *set)
+{
+    return set->current->s->send_timeout_ms;
 }
 
 /* Push the deadline of a connection that made progress. */
 static void conn_touch(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
-    if (set->s.idle_timeout_ms == 0 || c->is_lingering)
+    if (c->is_lingering)
         return;
-    c->timer.deadline_ms = now_ms + set->s.idle_timeout_ms;
+    c->timer.since_ms = now_ms; /* kept even with no idle timeout: a reload may set one */
     list_move_back(&set->idle, &c->timer.node);
 }
 
@@ -199,11 +283,13 @@ static void conn_watch_output(struct conn_set *set, struct conn *c, uint64_t now
         list_unlink(n);
         return;
     }
-    if (set->s.send_timeout_ms == 0 || n->next != n)
+    if (n->next != n)
         return;
-    if (tcpinfo_bytes_acked(c->fd, &c->acked_bytes) < 0)
+    /* Without a send timeout the figure is not needed now: a reload that sets one gets
+     * a first check that only notes it. */
+    if (conn_send_ms(set) == 0 || tcpinfo_bytes_acked(c->fd, &c->acked_bytes) < 0)
         c->acked_bytes = UINT64_MAX; /* unknown: the first check only notes the figure */
-    c->send_timer.deadline_ms = now_ms + set->s.send_timeout_ms;
+    c->send_timer.since_ms = now_ms;
     list_push_back(&set->sending, n);
 }
 
@@ -251,7 +337,7 @@ static int conn_send_or_keep(struct conn_set *set, struct conn *c, const uint8_t
     stats_add(set->stats, STAT_tcp_bytes_out, (uint64_t)sent);
     if ((size_t)sent == n)
         return 0;
-    int rc = conn_take_buf(&set->out_pool, &c->out);
+    int rc = conn_take_buf(&set->out_pool, c->profile->s->buffer_bytes, &c->out);
     if (rc == 0)
         buf_append(c->out, data + sent, n - (size_t)sent);
     return rc;
@@ -262,7 +348,7 @@ static int conn_send_or_keep(struct conn_set *set, struct conn *c, const uint8_t
 static int conn_read_echo(struct conn_set *set, struct conn *c)
 {
     if (c->out == NULL) {
-        ssize_t n = recv(c->fd, set->scratch_in.data, set->s.buffer_bytes, 0);
+        ssize_t n = recv(c->fd, set->scratch_in.data, c->profile->s->buffer_bytes, 0);
         n = conn_read_result(set, c, n);
         return n > 0 ? conn_send_or_keep(set, c, set->scratch_in.data, (size_t)n) : (int)n;
     }
@@ -293,7 +379,7 @@ static int conn_keep_input(struct conn_set *set, struct conn *c, const char *in,
 {
     if (consumed == len)
         return 0;
-    int rc = conn_take_buf(&set->in_pool, &c->in);
+    int rc = conn_take_buf(&set->in_pool, c->profile->in_cap, &c->in);
     if (rc == 0)
         buf_append(c->in, in + consumed, len - consumed);
     return rc;
@@ -305,7 +391,8 @@ static int conn_greet_answer(struct conn_set *set, struct conn *c, const char *i
     size_t consumed;
     struct buf *reply = &set->scratch_out;
     buf_reset(reply);
-    enum proto_status st = proto_greet_frame(&set->s.greet, in, len, false, reply, &consumed);
+    enum proto_status st =
+        proto_greet_frame(&c->profile->s->greet, in, len, false, reply, &consumed);
     int rc = reply->len > 0 ? conn_send_or_keep(set, c, reply->data, reply->len) : 0;
     if (st == PROTO_LINE_TOO_LONG)
         conn_fail_line_too_long(set, c);
@@ -319,12 +406,12 @@ static int conn_greet_process(struct conn_set *set, struct conn *c)
 {
     if (c->in == NULL || c->is_failing)
         return 0;
-    int rc = conn_take_buf(&set->out_pool, &c->out);
+    int rc = conn_take_buf(&set->out_pool, c->profile->s->buffer_bytes, &c->out);
     if (rc < 0)
         return rc;
     size_t consumed;
-    enum proto_status st = proto_greet_frame(&set->s.greet, (const char *)c->in->data, c->in->len,
-                                             c->is_read_closed, c->out, &consumed);
+    enum proto_status st = proto_greet_frame(&c->profile->s->greet, (const char *)c->in->data,
+                                             c->in->len, c->is_read_closed, c->out, &consumed);
     buf_consume(c->in, consumed);
     buf_linearize(c->in);
     if (st == PROTO_LINE_TOO_LONG)
@@ -336,15 +423,15 @@ static int conn_greet_process(struct conn_set *set, struct conn *c)
 static int conn_read_greet(struct conn_set *set, struct conn *c)
 {
     if (c->in == NULL && c->out == NULL) {
-        ssize_t n = recv(c->fd, set->scratch_in.data, set->in_cap, 0);
+        ssize_t n = recv(c->fd, set->scratch_in.data, c->profile->in_cap, 0);
         n = conn_read_result(set, c, n);
         return n > 0 ? conn_greet_answer(set, c, (const char *)set->scratch_in.data, (size_t)n)
                      : (int)n;
     }
-    int rc = conn_take_buf(&set->in_pool, &c->in);
+    int rc = conn_take_buf(&set->in_pool, c->profile->in_cap, &c->in);
     if (rc < 0)
         return rc;
-    ssize_t n = recv(c->fd, c->in->data + c->in->len, set->in_cap - c->in->len, 0);
+    ssize_t n = recv(c->fd, c->in->data + c->in->len, c->profile->in_cap - c->in->len, 0);
     n = conn_read_result(set, c, n);
     if (n > 0)
         buf_commit(c->in, (size_t)n);
@@ -358,15 +445,16 @@ static bool conn_wants_read(const struct conn_set *set, const struct conn *c)
         return false;
     if (c->out && buf_space(c->out) == 0)
         return false; /* backpressure: the client is not reading its echo */
-    return c->in == NULL || c->in->len < set->in_cap;
+    return c->in == NULL || c->in->len < c->profile->in_cap;
 }
 
 /* Queue the error reply once the output ring has room for it. */
 static void conn_queue_error_reply(struct conn_set *set, struct conn *c)
 {
     char reply[128];
-    int n = proto_line_too_long_reply(&set->s.greet, reply, sizeof(reply));
-    if (n <= 0 || (size_t)n >= sizeof(reply) || conn_take_buf(&set->out_pool, &c->out) < 0)
+    int n = proto_line_too_long_reply(&c->profile->s->greet, reply, sizeof(reply));
+    if (n <= 0 || (size_t)n >= sizeof(reply) ||
+        conn_take_buf(&set->out_pool, c->profile->s->buffer_bytes, &c->out) < 0)
         return;
     if (buf_space(c->out) >= (size_t)n) {
         buf_append(c->out, reply, (size_t)n);
@@ -380,7 +468,7 @@ static void conn_start_linger(struct conn_set *set, struct conn *c, uint64_t now
 {
     shutdown(c->fd, SHUT_WR);
     c->is_lingering = true;
-    c->timer.deadline_ms = now_ms + CONN_LINGER_MS;
+    c->timer.since_ms = now_ms;
     list_move_back(&set->linger, &c->timer.node);
 }
 
@@ -433,15 +521,15 @@ static int conn_step(struct conn_set *set, struct conn *c, uint32_t events)
     bool had_output = c->out != NULL;
     if ((events & (EPOLLOUT | EPOLLHUP)) && had_output) {
         rc = conn_flush(set, c);
-        if (rc == 0 && set->s.mode == PROTO_GREET)
+        if (rc == 0 && c->profile->s->mode == PROTO_GREET)
             rc = conn_greet_process(set, c); /* the flush made room for waiting lines */
     }
     if (rc == 0 && (events & (EPOLLIN | EPOLLHUP)) && conn_wants_read(set, c)) {
-        rc = set->s.mode == PROTO_ECHO ? conn_read_echo(set, c) : conn_read_greet(set, c);
-        if (rc == 0 && !had_output && c->out && set->s.mode == PROTO_GREET)
+        rc = c->profile->s->mode == PROTO_ECHO ? conn_read_echo(set, c) : conn_read_greet(set, c);
+        if (rc == 0 && !had_output && c->out && c->profile->s->mode == PROTO_GREET)
             rc = conn_flush(set, c); /* a split line completed: send its reply now */
     }
-    if (rc == 0 && c->is_read_closed && set->s.mode == PROTO_GREET)
+    if (rc == 0 && c->is_read_closed && c->profile->s->mode == PROTO_GREET)
         rc = conn_greet_process(set, c); /* EOF ends a trailing partial line */
     return rc;
 }
@@ -475,7 +563,7 @@ void conn_set_handle(struct conn_set *set, void *conn, uint32_t events, uint64_t
     bool has_sent = conn_bytes(set, STAT_tcp_bytes_out) != out;
     bool has_read = conn_bytes(set, STAT_tcp_bytes_in) != in;
     /* Greet: a partial line is no progress, only an answer is (see DESIGN). */
-    if (has_sent || (has_read && set->s.mode == PROTO_ECHO))
+    if (has_sent || (has_read && c->profile->s->mode == PROTO_ECHO))
         conn_touch(set, c, now_ms);
     if (conn_settle(set, c, now_ms) == CONN_OPEN && (events & EPOLLHUP) && !c->is_lingering)
         conn_close(set, c, STAT_tcp_io_errors); /* both directions are gone */
@@ -501,32 +589,40 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
     }
     if (rc < 0) {
         free(c);
-        if (set->s.iplimit)
-            iplimit_release(set->s.iplimit, fd);
+        if (set->hooks.iplimit)
+            iplimit_release(set->hooks.iplimit, fd);
         close(fd);
         stats_add(set->stats, rc == -ENOMEM ? STAT_tcp_out_of_memory : STAT_tcp_io_errors, 1);
         stats_add(set->stats, STAT_tcp_closed, 1);
-        set->s.on_close(set->s.on_close_arg);
+        set->hooks.on_close(set->hooks.on_close_arg);
         return rc;
     }
-    c->timer.deadline_ms = now_ms + set->s.idle_timeout_ms;
+    c->profile = set->current;
+    c->profile->conns++;
+    c->timer.since_ms = now_ms;
     list_push_back(&set->idle, &c->timer.node);
     list_init(&c->send_timer.node);
     if (log_is_enabled(LOG_LEVEL_DEBUG))
-        conn_log(c, "opened", proto_mode_name(set->s.mode));
+        conn_log(c, "opened", proto_mode_name(c->profile->s->mode));
     set->count++;
     stats_add(set->stats, STAT_tcp_opened, 1);
     return 0;
 }
 
-/* Close the connections at the front of `list` (idle or linger) whose deadline has
- * passed. */
-static void conn_expire_list(struct conn_set *set, struct list_node *list, uint64_t now_ms,
-                             enum stats_counter reason)
+/* Whether a timer with timeout_ms (0: none) has run out at now_ms. */
+static bool conn_is_due(const struct conn_timer *t, unsigned timeout_ms, uint64_t now_ms)
+{
+    return timeout_ms > 0 && t->since_ms + timeout_ms <= now_ms;
+}
+
+/* Close the connections at the front of `list` (idle or linger, whose entries all have
+ * timeout_ms) whose time has run out. */
+static void conn_expire_list(struct conn_set *set, struct list_node *list, unsigned timeout_ms,
+                             uint64_t now_ms, enum stats_counter reason)
 {
     while (!list_is_empty(list)) {
         struct conn *c = list_entry(list->next, struct conn, timer.node);
-        if (c->timer.deadline_ms > now_ms)
+        if (!conn_is_due(&c->timer, timeout_ms, now_ms))
             break;
         conn_close(set, c, reason);
     }
@@ -539,7 +635,7 @@ static void conn_expire_sending(struct conn_set *set, uint64_t now_ms)
 {
     while (!list_is_empty(&set->sending)) {
         struct conn *c = list_entry(set->sending.next, struct conn, send_timer.node);
-        if (c->send_timer.deadline_ms > now_ms)
+        if (!conn_is_due(&c->send_timer, conn_send_ms(set), now_ms))
             break;
         uint64_t acked;
         if (tcpinfo_bytes_acked(c->fd, &acked) < 0 || acked == c->acked_bytes) {
@@ -547,7 +643,7 @@ static void conn_expire_sending(struct conn_set *set, uint64_t now_ms)
             continue;
         }
         c->acked_bytes = acked;
-        c->send_timer.deadline_ms = now_ms + set->s.send_timeout_ms;
+        c->send_timer.since_ms = now_ms;
         list_move_back(&set->sending, &c->send_timer.node);
     }
 }
@@ -576,21 +672,22 @@ static void conn_trim_pools(struct conn_set *set, uint64_t now_ms)
 void conn_set_expire(struct conn_set *set, uint64_t now_ms)
 {
     conn_trim_pools(set, now_ms);
-    if (set->s.idle_timeout_ms > 0)
-        conn_expire_list(set, &set->idle, now_ms, STAT_tcp_idle_timeouts);
-    conn_expire_list(set, &set->linger, now_ms, STAT_COUNT);
+    conn_expire_list(set, &set->idle, conn_idle_ms(set), now_ms, STAT_tcp_idle_timeouts);
+    conn_expire_list(set, &set->linger, CONN_LINGER_MS, now_ms, STAT_COUNT);
     conn_expire_sending(set, now_ms);
 }
 
-/* Milliseconds from now until the first deadline of list, or -1 if it is empty. */
-static int conn_list_wait_ms(const struct list_node *list, uint64_t now_ms)
+/* Milliseconds from now until the first deadline of list, whose entries all have
+ * timeout_ms, or -1 if it is empty or the timeout is 0 (none). */
+static int conn_list_wait_ms(const struct list_node *list, unsigned timeout_ms, uint64_t now_ms)
 {
-    if (list_is_empty(list))
+    if (list_is_empty(list) || timeout_ms == 0)
         return -1;
     const struct conn_timer *t = list_entry(list->next, struct conn_timer, node);
-    if (t->deadline_ms <= now_ms)
+    uint64_t deadline = t->since_ms + timeout_ms;
+    if (deadline <= now_ms)
         return 0;
-    uint64_t wait = t->deadline_ms - now_ms;
+    uint64_t wait = deadline - now_ms;
     return wait > INT32_MAX ? INT32_MAX : (int)wait;
 }
 
@@ -606,13 +703,14 @@ static int conn_min_wait(int a, int b)
 
 int conn_set_next_expiry_ms(const struct conn_set *set, uint64_t now_ms)
 {
-    int idle = set->s.idle_timeout_ms > 0 ? conn_list_wait_ms(&set->idle, now_ms) : -1;
-    int linger = conn_list_wait_ms(&set->linger, now_ms);
+    int idle = conn_list_wait_ms(&set->idle, conn_idle_ms(set), now_ms);
+    int linger = conn_list_wait_ms(&set->linger, CONN_LINGER_MS, now_ms);
     int trim = -1;
     if (set->trim_at_ms != 0)
         trim = set->trim_at_ms <= now_ms ? 0 : (int)(set->trim_at_ms - now_ms);
     int wait = conn_min_wait(idle, linger);
-    return conn_min_wait(conn_min_wait(wait, trim), conn_list_wait_ms(&set->sending, now_ms));
+    int sending = conn_list_wait_ms(&set->sending, conn_send_ms(set), now_ms);
+    return conn_min_wait(conn_min_wait(wait, trim), sending);
 }
 
 /* The shutdown deadline for one connection: a few last rounds of reading and answering
@@ -647,6 +745,16 @@ size_t conn_set_count(const struct conn_set *set)
     return set->count;
 }
 
+/* Teardown: close c without telling anyone (the thread that counted it has ended; the
+ * per-IP table locks, so releasing its slot is safe from any thread). */
+static void conn_discard(struct conn_set *set, struct conn *c)
+{
+    conn_unhold(set, c);
+    close(c->fd);
+    free(c);
+    set->count--;
+}
+
 void conn_set_destroy(struct conn_set *set)
 {
     if (set == NULL)
@@ -654,7 +762,9 @@ void conn_set_destroy(struct conn_set *set)
     struct list_node *lists[] = {&set->idle, &set->linger};
     for (size_t i = 0; i < 2; i++)
         while (!list_is_empty(lists[i]))
-            conn_close(set, list_entry(lists[i]->next, struct conn, timer.node), STAT_COUNT);
+            conn_discard(set, list_entry(lists[i]->next, struct conn, timer.node));
+    if (set->current)
+        conn_profile_free(set->current);
     buf_pool_destroy(&set->out_pool);
     buf_pool_destroy(&set->in_pool);
     free(set->scratch_in.data);

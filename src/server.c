@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "acceptor.h"
+#include "conn.h"
 #include "clock.h"
 #include "iplimit.h"
 #include "log.h"
@@ -34,8 +35,9 @@ struct server {
     const struct conf *conf;    /* the configuration in force (the caller's) */
     struct listener_set tcp_ls; /* the listeners in force: references of the server's */
     struct listener_set udp_ls;
-    struct snap_box *tcp_box; /* the acceptor's settings (acceptor_settings) */
-    struct snap_box *udp_box; /* the UDP thread's settings (udp_settings) */
+    struct snap_box *tcp_box;  /* the acceptor's settings (acceptor_settings) */
+    struct snap_box *udp_box;  /* the UDP thread's settings (udp_settings) */
+    struct snap_box *conn_box; /* the workers' settings (conn_settings) */
     struct acceptor *acceptor;
     struct iplimit *iplimit; /* NULL without max_connections_per_ip; outlives the workers */
     struct worker **workers;
@@ -158,6 +160,24 @@ static struct udp_settings *server_udp_settings(const struct conf *c,
     return u;
 }
 
+/* The workers' settings from the configuration c, in one allocation with the greeting
+ * (free() releases both); NULL when out of memory. */
+static struct conn_settings *server_conn_settings(const struct conf *c)
+{
+    struct conn_settings *t = malloc(sizeof(*t) + c->tcp.greeting_len + 1);
+    if (t == NULL)
+        return NULL;
+    char *greeting = memcpy(t + 1, c->tcp.greeting, c->tcp.greeting_len + 1);
+    *t = (struct conn_settings){
+        .mode = c->tcp.mode,
+        .greet = {greeting, c->tcp.greeting_len, c->tcp_max_line_bytes},
+        .buffer_bytes = c->tcp_buffer_bytes,
+        .idle_timeout_ms = c->idle_timeout_ms,
+        .send_timeout_ms = c->send_timeout_ms,
+    };
+    return t;
+}
+
 /* A box publishing settings (NULL: out of memory) freed with free_settings. */
 static int server_box(void *settings, void (*free_settings)(void *), struct snap_box **out)
 {
@@ -172,6 +192,8 @@ static int server_start_tcp(struct server *s)
     if (s->workers == NULL)
         return -ENOMEM;
     int rc = server_box(server_tcp_settings(&s->tcp_ls), acceptor_settings_free, &s->tcp_box);
+    if (rc == 0)
+        rc = server_box(server_conn_settings(s->conf), free, &s->conn_box);
     if (rc == 0 && s->conf->max_connections_per_ip > 0)
         rc = iplimit_create(s->conf->max_connections_per_ip, s->conf->max_connections, &s->iplimit);
     if (rc == 0)
@@ -179,7 +201,7 @@ static int server_start_tcp(struct server *s)
     struct worker_hooks hooks = {acceptor_release, acceptor_room, s->acceptor, s->done_fd,
                                  s->iplimit};
     for (unsigned i = 0; rc == 0 && i < s->nworkers; i++) {
-        rc = worker_create(s->conf, &hooks, &s->workers[i]);
+        rc = worker_create(s->conn_box, s->conf->queue_capacity, &hooks, &s->workers[i]);
         if (rc == 0 && (rc = worker_start(s->workers[i])) < 0) {
             worker_destroy(s->workers[i]);
             s->workers[i] = NULL;
@@ -266,6 +288,8 @@ int server_reload(struct server *s, const struct conf *next, char *err, size_t e
         rc = server_publish(s->udp_box, server_udp_settings(next, &udp));
     if (rc == 0 && s->acceptor)
         rc = server_publish(s->tcp_box, server_tcp_settings(&tcp));
+    if (rc == 0 && s->conn_box)
+        rc = server_publish(s->conn_box, server_conn_settings(next));
     if (rc < 0) { /* out of memory: what was published stays consistent on its own */
         snprintf(err, err_size, "out of memory");
         listener_set_clear(&tcp);
@@ -287,6 +311,9 @@ int server_reload(struct server *s, const struct conf *next, char *err, size_t e
         iplimit_set_limits(s->iplimit, next->max_connections_per_ip, next->max_connections);
     if (s->udp)
         udp_wake(s->udp);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if (s->workers[i])
+            worker_wake(s->workers[i]);
     return 0;
 }
 
@@ -389,7 +416,7 @@ void server_destroy(struct server *s)
     for (unsigned i = 0; i < s->nworkers; i++) {
         if (s->workers[i]) {
             worker_join(s->workers[i]);
-            worker_destroy(s->workers[i]); /* reports closes to the acceptor: keep it */
+            worker_destroy(s->workers[i]); /* releases iplimit slots: keep the table */
         }
     }
     acceptor_destroy(s->acceptor);
@@ -397,6 +424,7 @@ void server_destroy(struct server *s)
     udp_destroy(s->udp);
     snap_box_destroy(s->udp_box);
     snap_box_destroy(s->tcp_box);
+    snap_box_destroy(s->conn_box);
     listener_set_clear(&s->tcp_ls);
     listener_set_clear(&s->udp_ls);
     if (s->done_fd >= 0)

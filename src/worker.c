@@ -26,6 +26,7 @@
 #include "evloop.h"
 #include "handoff.h"
 #include "log.h"
+#include "snap.h"
 
 #define WORKER_EVENTS 256
 
@@ -41,7 +42,8 @@ struct worker {
     _Atomic unsigned load;        /* pushed and not yet closed; acceptor adds, worker subtracts */
     _Atomic uint64_t deadline_ms; /* drain deadline (CLOCK_MONOTONIC ms); 0 while serving */
     struct stats stats;           /* written by the worker thread only */
-    char *greeting;               /* the worker's own copy: the configuration may go */
+    struct snap_box *box;         /* where the main thread publishes conn_settings */
+    uint64_t generation;          /* worker thread only: the settings in force */
 };
 
 /* conn_set tells us each close: the load drops, and whoever runs us hears of it. */
@@ -52,30 +54,34 @@ static void worker_on_close(void *arg)
     w->hooks.on_close(w->hooks.arg);
 }
 
-int worker_create(const struct conf *c, const struct worker_hooks *hooks, struct worker **out)
+/* The connection set is done with a settings snapshot. */
+static void worker_release_settings(void *snap)
+{
+    snap_release(snap);
+}
+
+/* Hand the settings published last to the connection set (see conn_set_use). */
+static int worker_take_settings(struct worker *w)
+{
+    struct snap *snap = snap_box_acquire(w->box, &w->generation);
+    return conn_set_use(w->conns, snap_data(snap), worker_release_settings, snap);
+}
+
+int worker_create(struct snap_box *settings, unsigned queue_capacity,
+                  const struct worker_hooks *hooks, struct worker **out)
 {
     struct worker *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return -ENOMEM;
     w->hooks = *hooks;
+    w->box = settings;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
-    int rc = w->epfd < 0 ? -errno : handoff_create(c->queue_capacity, &w->queue);
-    if (rc == 0 && (w->greeting = malloc(c->tcp.greeting_len + 1)) == NULL)
-        rc = -ENOMEM;
+    int rc = w->epfd < 0 ? -errno : handoff_create(queue_capacity, &w->queue);
+    struct conn_hooks ch = {hooks->iplimit, worker_on_close, w};
     if (rc == 0)
-        memcpy(w->greeting, c->tcp.greeting, c->tcp.greeting_len + 1);
-    struct conn_settings s = {
-        .mode = c->tcp.mode,
-        .greet = {w->greeting, c->tcp.greeting_len, c->tcp_max_line_bytes},
-        .buffer_bytes = c->tcp_buffer_bytes,
-        .idle_timeout_ms = c->idle_timeout_ms,
-        .send_timeout_ms = c->send_timeout_ms,
-        .iplimit = hooks->iplimit,
-        .on_close = worker_on_close,
-        .on_close_arg = w,
-    };
+        rc = conn_set_create(&ch, w->epfd, &w->stats, &w->conns);
     if (rc == 0)
-        rc = conn_set_create(&s, w->epfd, &w->stats, &w->conns);
+        rc = worker_take_settings(w);
     if (rc == 0) {
         evloop_init(&w->loop, "worker", w->epfd);
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
@@ -124,6 +130,8 @@ static void worker_run_once(struct worker *w)
 {
     struct epoll_event events[WORKER_EVENTS];
     uint64_t now = clock_now_ms();
+    if (snap_box_generation(w->box) != w->generation && worker_take_settings(w) < 0)
+        log_error("worker: out of memory: keeping the TCP settings in force");
     int n = evloop_wait(&w->loop, events, WORKER_EVENTS, worker_wait_ms(w, now), &now);
     for (int i = 0; i < n; i++) {
         if (events[i].data.ptr == NULL)
@@ -176,6 +184,11 @@ bool worker_has_room(struct worker *w)
     return handoff_has_room(w->queue);
 }
 
+void worker_wake(struct worker *w)
+{
+    (void)eventfd_write(handoff_wake_fd(w->queue), 1);
+}
+
 unsigned worker_load(const struct worker *w)
 {
     return atomic_load_explicit(&w->load, memory_order_relaxed);
@@ -203,7 +216,6 @@ void worker_destroy(struct worker *w)
     handoff_destroy(w->queue);
     if (w->epfd >= 0)
         close(w->epfd);
-    free(w->greeting);
     free(w);
 }
 

@@ -150,21 +150,24 @@ static void tcp_pair(void)
     setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)); /* bounds every read */
 }
 
+static struct conn_settings settings; /* the set reads it for as long as it lives */
+
 static void start(enum proto_mode mode, const char *greeting)
 {
-    struct conn_settings s = {
+    settings = (struct conn_settings){
         .mode = mode,
         .greet = {greeting, strlen(greeting), 256},
         .buffer_bytes = buffer_bytes,
         .idle_timeout_ms = idle_timeout_ms,
         .send_timeout_ms = send_timeout_ms,
-        .on_close = on_close,
     };
+    struct conn_hooks hooks = {.on_close = on_close};
     memset(&stats, 0, sizeof(stats));
     closes = 0;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     assert_true(epfd >= 0);
-    assert_int_equal(conn_set_create(&s, epfd, &stats, &set), 0);
+    assert_int_equal(conn_set_create(&hooks, epfd, &stats, &set), 0);
+    assert_int_equal(conn_set_use(set, &settings, NULL, NULL), 0);
     tcp_pair();
     adopted_ms = clock_now_ms();
     assert_int_equal(conn_set_adopt(set, server_fd, adopted_ms), 0);
@@ -566,6 +569,52 @@ static void test_send_timeout_spares_slow_reader(void **state)
     assert_int_equal(conn_set_next_expiry_ms(set, now + 100000), -1);
 }
 
+static unsigned releases;
+
+static void count_release(void *handle)
+{
+    (void)handle;
+    releases++;
+}
+
+/* New settings (a reload): an open connection keeps the greeting it started with, a
+ * timeout the reload sets applies to it at once (its clock runs from its last
+ * progress), a new connection takes the new greeting, and each settings generation is
+ * released once the last connection using it has closed. */
+static void test_new_settings(void **state)
+{
+    (void)state;
+    start(PROTO_GREET, "A: "); /* no idle timeout */
+    roundtrip("x\n", 2, "A: x\n", 5);
+    static struct conn_settings next;
+    next = settings;
+    next.greet.greeting = "Bee: ";
+    next.greet.greeting_len = 5;
+    next.idle_timeout_ms = 1000;
+    releases = 0;
+    assert_int_equal(conn_set_use(set, &next, count_release, NULL), 0);
+    roundtrip("y\n", 2, "A: y\n", 5);
+    uint64_t t = clock_now_ms();
+    assert_true(conn_set_next_expiry_ms(set, t) > 0);
+    conn_set_expire(set, t + 500);
+    assert_int_equal(conn_set_count(set), 1);
+    conn_set_expire(set, t + 1100);
+    assert_int_equal(conn_set_count(set), 0);
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_idle_timeouts]), 1);
+    close(client);
+
+    tcp_pair();
+    assert_int_equal(conn_set_adopt(set, server_fd, clock_now_ms()), 0);
+    roundtrip("z\n", 2, "Bee: z\n", 7);
+    assert_int_equal(conn_set_use(set, &settings, NULL, NULL), 0);
+    assert_int_equal(releases, 0); /* the open connection still uses next */
+    shutdown(client, SHUT_WR);
+    for (int i = 0; i < 100 && conn_set_count(set) > 0; i++)
+        serve(50);
+    assert_int_equal(conn_set_count(set), 0);
+    assert_int_equal(releases, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -580,6 +629,7 @@ int main(void)
         cmocka_unit_test_teardown(test_send_timeout_closes_non_reader, teardown),
         cmocka_unit_test_teardown(test_send_timeout_spares_slow_reader, teardown),
         cmocka_unit_test_teardown(test_send_timeout_counts_acknowledgements, teardown),
+        cmocka_unit_test_teardown(test_new_settings, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
