@@ -141,13 +141,15 @@ static bool main_fd_limit_fits(const struct conf *c, size_t tcp_listeners, size_
     if (limit == 0 || limit >= conns + own)
         return true; /* it fits, or the limit is unknown */
     unsigned long long need = conns + own, fit = limit > own ? limit - own : 0;
-    fprintf(stderr,
-            "echod: max_connections = %u needs %llu open files (%llu connections + %llu that "
-            "echod itself uses), but the open file limit is %llu.\n"
-            "echod: lower max_connections to %llu or less, or raise the limit to at least %llu "
-            "(ulimit -n %llu in the shell, or LimitNOFILE=%llu in the systemd unit).\n",
-            c->max_connections, need, (unsigned long long)conns, (unsigned long long)own,
-            (unsigned long long)limit, fit, need, need, need);
+    log_bare(LOG_LEVEL_ERROR,
+             "echod: max_connections = %u needs %llu open files (%llu connections + %llu that "
+             "echod itself uses), but the open file limit is %llu.",
+             c->max_connections, need, (unsigned long long)conns, (unsigned long long)own,
+             (unsigned long long)limit);
+    log_bare(LOG_LEVEL_ERROR,
+             "echod: lower max_connections to %llu or less, or raise the limit to at least %llu "
+             "(ulimit -n %llu in the shell, or LimitNOFILE=%llu in the systemd unit).",
+             fit, need, need, need);
     return false;
 }
 
@@ -160,7 +162,7 @@ static void main_load_conf(const struct options *o, struct conf *c)
         exit(EX_OSERR);
     }
     if (o->config_path && conf_load_file(c, o->config_path, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s\n", err);
+        log_bare(LOG_LEVEL_ERROR, "%s", err);
         exit(EX_CONFIG);
     }
     if (o->has_log_level)
@@ -248,6 +250,7 @@ int main(int argc, char **argv)
     /* A write to a closed stderr pipe must not kill echod: every thread blocks SIGPIPE
      * and sends use MSG_NOSIGNAL, and this covers what happens before and besides. */
     signal(SIGPIPE, SIG_IGN);
+    log_init();
     main_parse_args(argc, argv, &o);
     main_load_conf(&o, &c);
     log_set_level(c.log_level);
