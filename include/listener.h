@@ -1,8 +1,9 @@
-/* listener: the TCP and UDP sockets echod serves, as shared, refcounted objects, and
- * the port file that publishes their ports. Opened by the main thread (at start-up and
- * on reload); the settings snapshots of the acceptor and the UDP thread hold references,
- * and the last reference closes the socket, so a listener a reload removed stays open
- * exactly until the thread serving it has moved on. */
+/* listener: the TCP and UDP sockets echod serves, bound or adopted from systemd, as
+ * shared, refcounted objects, and the port file that publishes their ports. Opened by
+ * the main thread (at start-up and on reload); the settings snapshots of the acceptor
+ * and the UDP thread hold references, and the last reference closes the socket, so a
+ * listener a reload removed stays open exactly until the thread serving it has moved
+ * on. Nothing after start-up cares where a listener came from. */
 #ifndef ECHOD_LISTENER_H
 #define ECHOD_LISTENER_H
 
@@ -30,6 +31,14 @@ struct listener_set {
 /* Bind a non-blocking socket of `type` to a (listening, for TCP) into a new listener
  * with one reference; 0 or -errno. */
 int listener_open(const struct addr *a, int type, int backlog, struct listener **out);
+/* Adopt fd, a socket passed by systemd, as a new listener with one reference: a
+ * listening TCP socket or a bound UDP socket, IPv4 or IPv6. name (FileDescriptorName=,
+ * may be NULL) "tcp" or "udp" must match the socket; any other name is classified by
+ * SO_TYPE/SO_ACCEPTCONN ("metrics" is reserved and refused for now). 0; or -errno with
+ * err saying why fd is refused (not a socket, not IPv4/IPv6, a connected TCP socket as
+ * Accept=yes passes, neither stream nor datagram, or a name that does not fit). fd
+ * stays open on failure. */
+int listener_adopt(int fd, const char *name, struct listener **out, char *err, size_t err_size);
 /* Take another reference; returns l. Any thread. */
 struct listener *listener_ref(struct listener *l);
 /* Drop a reference (NULL is fine); the last one closes the socket. Any thread. */

@@ -5,14 +5,19 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "conf.h"
 #include "listener.h"
+#include "sd.h"
 
 struct server;
 
-/* Bind every listener of c. 0; or -errno with err naming the address that failed. */
-int server_open(const struct conf *c, struct server **out, char *err, size_t err_size);
+/* Bind every listener of c or, when systemd passed sockets, adopt those instead (the
+ * listen lists of c are then not used). 0; or -errno with err naming the address that
+ * failed or the passed socket that was refused. */
+int server_open(const struct conf *c, const struct sd_listen *passed, struct server **out,
+                char *err, size_t err_size);
 /* Write the port file: one "tcp ADDR:PORT" or "udp ADDR:PORT" line per listener, TCP
  * first (see listener_write_port_file); 0 or -errno. */
 int server_write_port_file(const struct server *s, const char *path);
@@ -27,6 +32,14 @@ void server_reload_keep_fixed(const struct server *s, struct conf *next);
  * longer listed are retired by their threads. 0; or -errno with err saying why, and
  * nothing changed. The caller then makes next its configuration in force. */
 int server_reload(struct server *s, const struct conf *next, char *err, size_t err_size);
+/* The TCP and UDP listeners echod serves with configuration c: those in force when c
+ * is the configuration in force or systemd passed the sockets, else c's listen lists
+ * for the services that run. */
+void server_count_listeners(const struct server *s, const struct conf *c, size_t *tcp,
+                            size_t *udp);
+/* The watchdog's question: has every thread (acceptor, UDP, workers) slept idle in
+ * epoll_wait or come back to its loop within interval_ms? (see evloop_is_alive) */
+bool server_is_alive(const struct server *s, uint64_t now_ms, uint64_t interval_ms);
 /* Count a reload as applied or refused (the reloads / reload_failures counters). */
 void server_count_reload(struct server *s, bool is_applied);
 /* Stop accepting now and let workers drain until shutdown_timeout_ms. Calling it again
@@ -40,6 +53,9 @@ int server_done_fd(const struct server *s);
 bool server_is_done(struct server *s);
 /* Log every counter, summed over threads, at info level. */
 void server_log_stats(struct server *s);
+/* One line for systemd's STATUS=: "serving: 3 open connections, 120 accepted, 98765
+ * bytes echoed; 45 datagrams answered" ("stopping: ..." once the drain began). */
+void server_status(struct server *s, char *buf, size_t size);
 /* Join every thread, close every listener, free s. */
 void server_destroy(struct server *s);
 

@@ -1,15 +1,20 @@
 /* main: echod's entry point. The main thread parses the command line and the
- * configuration, binds every listener, blocks all signals, starts the threads, and then
- * only reads signals from a signalfd until the workers have drained: TERM and INT stop
- * gracefully (a second one at once), USR1 logs the counters, HUP and USR2 are logged and
- * ignored. Every other thread blocks every signal; the main thread alone leaves QUIT
- * (quit with a core dump), TSTP, TTIN, TTOU (stop) and CONT (resume) to their default
- * actions, as a foreground program's user expects of Ctrl-\ and Ctrl-Z. Start-up is the
- * only place the process exits on an error, with a sysexits(3) code:
+ * configuration, binds every listener (or adopts the sockets systemd passed), blocks
+ * all signals, starts the threads, tells systemd it is ready, and then only reads
+ * signals from a signalfd (and, under systemd, sends STATUS= once a second and pings
+ * the watchdog) until the workers have drained: TERM and INT stop gracefully (a second
+ * one at once), USR1 logs the counters, HUP reloads the configuration, USR2 is logged
+ * and ignored. Every other thread blocks every signal; the main thread alone leaves
+ * QUIT (quit with a core dump), TSTP, TTIN, TTOU (stop) and CONT (resume) to their
+ * default actions, as a foreground program's user expects of Ctrl-\ and Ctrl-Z.
+ * Start-up is the only place the process exits on an error, with a sysexits(3) code:
  *   64 EX_USAGE     bad command line
  *   69 EX_UNAVAILABLE a listener cannot be bound
  *   71 EX_OSERR     threads or fds cannot be had at start-up
  *   73 EX_CANTCREAT the --port-file cannot be written
+ *   76 EX_PROTOCOL  the sockets systemd passed (LISTEN_FDS) are malformed or unusable:
+ *                   a connected socket (Accept=yes), not a socket, a name that does
+ *                   not fit, or LISTEN_* variables that are wrong
  *   78 EX_CONFIG    the configuration is invalid or unreadable, or max_connections
  *                   does not fit the open file limit */
 #include "config.h"
@@ -27,10 +32,12 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "conf.h"
 #include "fdlimit.h"
 #include "listener.h"
 #include "log.h"
+#include "sd.h"
 #include "server.h"
 #include "signals.h"
 
@@ -59,10 +66,14 @@ static void main_usage(FILE *out)
             "  -V, --version           show the version and exit\n"
             "\n"
             "Signals: TERM or INT stop gracefully (a second one stops at once); USR1 logs\n"
-            "the counters; HUP and USR2 are logged and ignored; QUIT (Ctrl-\\) quits with a\n"
-            "core dump; TSTP (Ctrl-Z), TTIN and TTOU stop echod until CONT.\n"
-            "Exit codes: 0 ok, 64 usage, 69 cannot listen, 71 system error,\n"
-            "73 cannot write the port file, 78 configuration error.\n",
+            "the counters; HUP reloads the configuration file; USR2 is logged and ignored;\n"
+            "QUIT (Ctrl-\\) quits with a core dump; TSTP (Ctrl-Z), TTIN and TTOU stop echod\n"
+            "until CONT.\n"
+            "Under systemd, echod sends READY=1, STATUS=, RELOADING=1, STOPPING=1 and\n"
+            "WATCHDOG=1 to NOTIFY_SOCKET and serves the sockets passed in LISTEN_FDS (named\n"
+            "tcp or udp) instead of its listen lists.\n"
+            "Exit codes: 0 ok, 64 usage, 69 cannot listen, 71 system error, 73 cannot\n"
+            "write the port file, 76 unusable sockets from systemd, 78 configuration error.\n",
             CONF_DEFAULT_PORT);
 }
 
@@ -120,13 +131,15 @@ static void main_parse_args(int argc, char **argv, struct options *o)
     }
 }
 
-/* Whether c's max_connections and echod's own fds fit the open file limit: 0, or
- * -EMFILE with err saying what to change. A limit of 0 (unknown) always fits. */
-static int main_fit_fd_limit(const struct conf *c, uint64_t limit, char *err, size_t err_size)
+/* Whether c's max_connections and echod's own fds, with these listeners, fit the open
+ * file limit: 0, or -EMFILE with err saying what to change (two lines). A limit of 0
+ * (unknown) always fits. */
+static int main_fit_fd_limit(const struct conf *c, size_t tcp_listeners, size_t udp_listeners,
+                             uint64_t limit, char *err, size_t err_size)
 {
-    bool is_tcp = c->tcp.listen_count > 0;
-    uint64_t own = fdlimit_own_fds(c->tcp.listen_count + c->udp.listen_count, conf_worker_count(c),
-                                   is_tcp, c->udp.listen_count > 0);
+    bool is_tcp = tcp_listeners > 0;
+    uint64_t own = fdlimit_own_fds(tcp_listeners + udp_listeners, conf_worker_count(c), is_tcp,
+                                   udp_listeners > 0);
     uint64_t conns = is_tcp ? c->max_connections : 0;
     if (limit == 0 || limit >= conns + own)
         return 0;
@@ -141,20 +154,34 @@ static int main_fit_fd_limit(const struct conf *c, uint64_t limit, char *err, si
     return -EMFILE;
 }
 
-/* Raise the soft fd limit to the hard one (each connection is an fd) and return it.
- * Exits 78 saying what to change when max_connections and echod's own fds do not fit. */
-static uint64_t main_check_fd_limit(const struct conf *c)
+/* Log a start-up error of one or more lines at error level, each line a log line of
+ * its own (under journald each gets its priority). */
+static void main_log_lines(char *text)
+{
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        log_bare(LOG_LEVEL_ERROR, "%s", line);
+}
+
+/* Raise the soft fd limit to the hard one (each connection is an fd) and return it. */
+static uint64_t main_raise_fd_limit(void)
 {
     uint64_t limit = 0;
     int rc = fdlimit_raise(&limit);
     if (rc < 0)
         log_warn("cannot raise the open file limit: %s", strerror(-rc));
-    char err[1024];
-    if (main_fit_fd_limit(c, limit, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s\n", err);
-        exit(EX_CONFIG);
-    }
     return limit;
+}
+
+/* Whether c fits the limit with these listeners; if not, say what to change. */
+static bool main_fd_limit_fits(const struct conf *c, size_t tcp_listeners, size_t udp_listeners,
+                               uint64_t limit)
+{
+    char err[1024];
+    if (main_fit_fd_limit(c, tcp_listeners, udp_listeners, limit, err, sizeof(err)) == 0)
+        return true;
+    main_log_lines(err);
+    return false;
 }
 
 /* Load the configuration (defaults without -c); exits 78 when it is invalid. */
@@ -166,18 +193,26 @@ static void main_load_conf(const struct options *o, struct conf *c)
         exit(EX_OSERR);
     }
     if (o->config_path && conf_load_file(c, o->config_path, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s\n", err);
+        log_bare(LOG_LEVEL_ERROR, "%s", err);
         exit(EX_CONFIG);
     }
     if (o->has_log_level)
         c->log_level = o->log_level;
 }
 
-/* What a reload needs to know besides the server. */
+/* Room for a STATUS= line. */
+#define STATUS_MAX 256
+
+/* What the signal loop keeps besides the server. Main thread only. */
 struct main_state {
     const struct options *o;
-    struct conf *conf; /* the configuration in force; the server reads it too */
-    uint64_t fd_limit; /* the open file limit echod runs under */
+    struct conf *conf;         /* the configuration in force; the server reads it too */
+    uint64_t fd_limit;         /* the open file limit echod runs under */
+    struct sd_notify notify;   /* systemd's notification socket, when it listens */
+    struct sd_watchdog watchdog; /* systemd's watchdog, when it asks for pings */
+    char last_status[STATUS_MAX]; /* the last STATUS= sent */
+    bool has_failed_reload;    /* the last reload was refused: STATUS= says so */
+    bool has_warned_notify;    /* a failing notification was logged */
 };
 
 /* Read the file again, with the same checks as -t, into next (the -l level still
@@ -212,12 +247,15 @@ static void main_reload(struct main_state *m, struct server *s)
     int rc = main_reread(m, &next, err, sizeof(err));
     if (rc == 0) {
         server_reload_keep_fixed(s, &next);
-        rc = main_fit_fd_limit(&next, m->fd_limit, err, sizeof(err));
+        size_t tcp, udp;
+        server_count_listeners(s, &next, &tcp, &udp);
+        rc = main_fit_fd_limit(&next, tcp, udp, m->fd_limit, err, sizeof(err));
         if (rc == 0)
             rc = server_reload(s, &next, err, sizeof(err));
         if (rc < 0)
             conf_free(&next);
     }
+    m->has_failed_reload = rc < 0;
     if (rc < 0) {
         log_error("reload failed, keeping the configuration in force: %s", err);
         server_count_reload(s, false);
@@ -232,32 +270,119 @@ static void main_reload(struct main_state *m, struct server *s)
     server_count_reload(s, true);
 }
 
-/* Read signals until the workers are done; 0 once they are. */
+/* Send text to systemd, when it listens; say so once when it stops taking them. */
+static void main_notify(struct main_state *m, const char *text)
+{
+    int rc = sd_notify_send(&m->notify, "%s", text);
+    if (rc < 0 && !m->has_warned_notify)
+        log_warn("cannot notify systemd: %s (further failures are not logged)", strerror(-rc));
+    m->has_warned_notify |= rc < 0;
+}
+
+/* Send "STATUS=..." (after the lines in head, if any), unless it says what the last one
+ * said. */
+static void main_notify_status(struct main_state *m, struct server *s, const char *head)
+{
+    char status[STATUS_MAX], text[2 * STATUS_MAX];
+    server_status(s, status, sizeof(status));
+    if (head == NULL && strcmp(status, m->last_status) == 0)
+        return;
+    snprintf(text, sizeof(text), "%s%sSTATUS=%s%s", head ? head : "", head ? "\n" : "",
+             m->has_failed_reload ? "reload failed, see the log; " : "", status);
+    main_notify(m, text);
+    memcpy(m->last_status, status, STATUS_MAX);
+}
+
+/* SIGHUP under systemd's Type=notify-reload protocol: RELOADING=1 with the monotonic
+ * time first, READY=1 (and the STATUS=) once the reload is done, applied or not. */
+static void main_reload_notifying(struct main_state *m, struct server *s)
+{
+    if (sd_notify_is_on(&m->notify)) {
+        char text[64];
+        snprintf(text, sizeof(text), "RELOADING=1\nMONOTONIC_USEC=%llu",
+                 (unsigned long long)clock_now_us());
+        main_notify(m, text);
+    }
+    main_reload(m, s);
+    main_notify_status(m, s, "READY=1");
+}
+
+/* Handle the signals waiting on sigfd. */
+static void main_handle_signals(struct main_state *m, struct server *s, int sigfd)
+{
+    int sig;
+    while ((sig = signals_read(sigfd)) > 0) {
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_info("received %s", strsignal(sig));
+            bool was_stopping = server_is_shutting_down(s);
+            server_shutdown(s);
+            if (!was_stopping)
+                main_notify_status(m, s, "STOPPING=1");
+        } else if (sig == SIGUSR1) {
+            server_log_stats(s);
+        } else if (sig == SIGHUP && !server_is_shutting_down(s)) {
+            log_info("received %s: reloading", strsignal(sig));
+            main_reload_notifying(m, s);
+        } else if (sig == SIGHUP) {
+            log_info("received %s: ignored, echod is stopping", strsignal(sig));
+        } else {
+            log_info("received %s: ignored (it has no meaning for echod)", strsignal(sig));
+        }
+    }
+}
+
+/* The periodic work under systemd, due at *next_ms: STATUS= at most once a second, and
+ * WATCHDOG=1 every half interval while every thread is alive. */
+static void main_tick(struct main_state *m, struct server *s, uint64_t now_ms, uint64_t *next_ms)
+{
+    enum { STATUS_INTERVAL_MS = 1000 };
+    main_notify_status(m, s, NULL);
+    uint64_t step = STATUS_INTERVAL_MS;
+    if (sd_watchdog_is_on(&m->watchdog)) {
+        uint64_t interval_ms = sd_watchdog_interval_ms(&m->watchdog);
+        if (server_is_alive(s, now_ms, interval_ms))
+            main_notify(m, "WATCHDOG=1");
+        else
+            log_error("watchdog: a thread has not come back to its loop for %llu ms; not "
+                      "pinging, so systemd restarts echod",
+                      (unsigned long long)interval_ms);
+        if (interval_ms / 2 < step)
+            step = interval_ms / 2 ? interval_ms / 2 : 1;
+    }
+    *next_ms = now_ms + step;
+}
+
+/* Read signals until the workers are done; 0 once they are. Under systemd, wake for
+ * STATUS= and the watchdog; otherwise never wake without a reason. */
 static int main_serve(struct main_state *m, struct server *s, int sigfd)
 {
     struct pollfd fds[2] = {{sigfd, POLLIN, 0}, {server_done_fd(s), POLLIN, 0}};
+    bool is_ticking = sd_notify_is_on(&m->notify);
+    uint64_t next_tick_ms = clock_now_ms();
     for (;;) {
-        if (poll(fds, 2, -1) < 0 && errno != EINTR)
+        int timeout_ms = -1;
+        if (is_ticking) {
+            uint64_t now = clock_now_ms();
+            timeout_ms = next_tick_ms > now ? (int)(next_tick_ms - now) : 0;
+        }
+        if (poll(fds, 2, timeout_ms) < 0 && errno != EINTR)
             return -errno;
+        uint64_t now = clock_now_ms();
+        if (is_ticking && now >= next_tick_ms)
+            main_tick(m, s, now, &next_tick_ms);
         if ((fds[1].revents & POLLIN) && server_is_done(s))
             return 0;
-        int sig;
-        while ((sig = signals_read(sigfd)) > 0) {
-            if (sig == SIGTERM || sig == SIGINT) {
-                log_info("received %s", strsignal(sig));
-                server_shutdown(s);
-            } else if (sig == SIGUSR1) {
-                server_log_stats(s);
-            } else if (sig == SIGHUP) {
-                log_info("received %s: reloading", strsignal(sig));
-                if (!server_is_shutting_down(s))
-                    main_reload(m, s);
-                else
-                    log_info("reload: ignored, echod is stopping");
-            } else {
-                log_info("received %s: ignored (it has no meaning for echod)", strsignal(sig));
-            }
-        }
+        main_handle_signals(m, s, sigfd);
+    }
+}
+
+/* Take the sockets systemd passed, if any; exits 76 when they are malformed. */
+static void main_take_sockets(struct sd_listen *passed)
+{
+    char err[512];
+    if (sd_listen_take(passed, err, sizeof(err)) < 0) {
+        log_error("socket activation: %s", err);
+        exit(EX_PROTOCOL);
     }
 }
 
@@ -285,15 +410,26 @@ int main(int argc, char **argv)
     /* A write to a closed stderr pipe must not kill echod: every thread blocks SIGPIPE
      * and sends use MSG_NOSIGNAL, and this covers what happens before and besides. */
     signal(SIGPIPE, SIG_IGN);
+    log_init();
     main_parse_args(argc, argv, &o);
     main_load_conf(&o, &c);
     log_set_level(c.log_level);
-    struct main_state m = {&o, &c, main_check_fd_limit(&c)};
+    struct main_state m = {.o = &o, .conf = &c, .fd_limit = main_raise_fd_limit()};
     if (o.is_check_only) {
-        printf("configuration OK\n");
+        bool fits = main_fd_limit_fits(&c, c.tcp.listen_count, c.udp.listen_count, m.fd_limit);
+        if (fits)
+            printf("configuration OK\n");
         conf_free(&c);
-        return 0;
+        return fits ? 0 : EX_CONFIG;
     }
+    struct sd_listen passed;
+    main_take_sockets(&passed);
+    int notify_rc = sd_notify_open(&m.notify);
+    if (notify_rc < 0)
+        log_error("NOTIFY_SOCKET: %s: echod cannot tell systemd it is ready", strerror(-notify_rc));
+    int watchdog_rc = sd_watchdog_take(&m.watchdog);
+    if (watchdog_rc < 0)
+        log_error("WATCHDOG_USEC: %s: echod does not ping the watchdog", strerror(-watchdog_rc));
 
     int exit_code = EX_OSERR;
     int sigfd = -1;
@@ -309,9 +445,15 @@ int main(int argc, char **argv)
         log_error("cannot start the log thread: %s", strerror(-rc));
         goto done;
     }
-    if ((rc = server_open(&c, &s, err, sizeof(err))) < 0) {
+    if ((rc = server_open(&c, &passed, &s, err, sizeof(err))) < 0) {
         log_error("%s", err);
-        exit_code = EX_UNAVAILABLE;
+        exit_code = passed.count > 0 ? EX_PROTOCOL : EX_UNAVAILABLE;
+        goto done;
+    }
+    size_t tcp_count, udp_count;
+    server_count_listeners(s, &c, &tcp_count, &udp_count);
+    if (!main_fd_limit_fits(&c, tcp_count, udp_count, m.fd_limit)) {
+        exit_code = EX_CONFIG;
         goto done;
     }
     if ((rc = server_start(s)) < 0)
@@ -321,13 +463,14 @@ int main(int argc, char **argv)
         log_error("cannot unblock the job-control signals: %s", strerror(-rc));
         goto done;
     }
-    /* Written once every thread runs, so a script that sees the file can count on a
-     * fully started echod. */
+    /* Written, and READY=1 sent, once every thread runs, so a script that sees the file
+     * (or systemd, the notification) can count on a fully started echod. */
     if (o.port_file && (rc = server_write_port_file(s, o.port_file)) < 0) {
         log_error("cannot write the port file %s: %s", o.port_file, strerror(-rc));
         exit_code = EX_CANTCREAT;
         goto done;
     }
+    main_notify_status(&m, s, "READY=1");
     if ((rc = main_serve(&m, s, sigfd)) < 0)
         log_error("poll: %s", strerror(-rc));
     server_log_stats(s);
@@ -337,6 +480,8 @@ done:
         server_destroy(s);
     if (sigfd >= 0)
         close(sigfd);
+    sd_notify_close(&m.notify);
+    sd_listen_free(&passed);
     conf_free(&c);
     if (exit_code == 0)
         log_info("stopped");

@@ -24,9 +24,11 @@
 #include "acceptor.h"
 #include "conn.h"
 #include "clock.h"
+#include "evloop.h"
 #include "iplimit.h"
 #include "log.h"
 #include "snap.h"
+#include "sd.h"
 #include "stats.h"
 #include "udp.h"
 #include "worker.h"
@@ -47,6 +49,7 @@ struct server {
     int done_fd;         /* eventfd: every worker adds 1 when it ends */
     uint64_t done_count; /* workers (or, with none, the shutdown) reported done */
     bool is_shutting_down;
+    bool has_passed_sockets; /* systemd passed the listeners: reloads keep them */
 };
 
 /* The listeners of one service into *out: those of `keep` opened for the same listen
@@ -96,7 +99,32 @@ static int server_bind(const struct server *s, const struct conf *c, struct list
     return rc;
 }
 
-int server_open(const struct conf *c, struct server **out, char *err, size_t err_size)
+/* Adopt the sockets systemd passed instead of binding the configuration's. */
+static int server_adopt(struct server *s, const struct sd_listen *passed, char *err,
+                        size_t err_size)
+{
+    log_info("socket activation: %zu socket%s passed; tcp.listen and udp.listen are not used",
+             passed->count, passed->count == 1 ? "" : "s");
+    s->has_passed_sockets = true;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < passed->count; i++) {
+        const char *name = sd_listen_name(passed, i);
+        struct listener *l;
+        rc = listener_adopt(SD_LISTEN_FDS_START + (int)i, name, &l, err, err_size);
+        if (rc < 0)
+            break; /* the fds stay with the process, which exits */
+        char line[ADDR_STRLEN + 8];
+        listener_describe(l, line, sizeof(line));
+        log_info("listening %s (adopted fd %d%s%s%s)", line, l->fd, name ? ", named \"" : "",
+                 name ? name : "", name ? "\"" : "");
+        if ((rc = listener_set_add(l->type == SOCK_STREAM ? &s->tcp_ls : &s->udp_ls, l)) < 0)
+            snprintf(err, err_size, "out of memory");
+    }
+    return rc;
+}
+
+int server_open(const struct conf *c, const struct sd_listen *passed, struct server **out,
+                char *err, size_t err_size)
 {
     struct server *s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -109,7 +137,9 @@ int server_open(const struct conf *c, struct server **out, char *err, size_t err
     if (rc < 0)
         snprintf(err, err_size, "eventfd: %s", strerror(-rc));
     struct listener_set tcp, udp;
-    if (rc == 0 && (rc = server_bind(s, c, &tcp, &udp, err, err_size)) == 0) {
+    if (rc == 0 && passed->count > 0)
+        rc = server_adopt(s, passed, err, err_size);
+    else if (rc == 0 && (rc = server_bind(s, c, &tcp, &udp, err, err_size)) == 0) {
         s->tcp_ls = tcp;
         s->udp_ls = udp;
     }
@@ -270,6 +300,16 @@ static int server_publish(struct snap_box *box, void *settings)
 static int server_rebind(struct server *s, const struct conf *next, struct listener_set *tcp,
                          struct listener_set *udp, char *err, size_t err_size)
 {
+    if (s->has_passed_sockets) {
+        log_info("reload: the sockets came from systemd; tcp.listen and udp.listen are ignored");
+        if (listener_set_copy(tcp, &s->tcp_ls) < 0)
+            return -ENOMEM;
+        if (listener_set_copy(udp, &s->udp_ls) < 0) {
+            listener_set_clear(tcp);
+            return -ENOMEM;
+        }
+        return 0;
+    }
     struct conf lists = *next; /* a shallow copy: only its listen lists are changed */
     if (s->tcp_ls.count == 0)
         lists.tcp.listen_count = 0;
@@ -315,6 +355,26 @@ int server_reload(struct server *s, const struct conf *next, char *err, size_t e
         if (s->workers[i])
             worker_wake(s->workers[i]);
     return 0;
+}
+
+void server_count_listeners(const struct server *s, const struct conf *c, size_t *tcp,
+                            size_t *udp)
+{
+    bool is_current = s->has_passed_sockets || c == s->conf;
+    *tcp = is_current ? s->tcp_ls.count : (s->tcp_ls.count ? c->tcp.listen_count : 0);
+    *udp = is_current ? s->udp_ls.count : (s->udp_ls.count ? c->udp.listen_count : 0);
+}
+
+bool server_is_alive(const struct server *s, uint64_t now_ms, uint64_t interval_ms)
+{
+    if (s->acceptor && !evloop_is_alive(acceptor_beat(s->acceptor), now_ms, interval_ms))
+        return false;
+    if (s->udp && !evloop_is_alive(udp_beat(s->udp), now_ms, interval_ms))
+        return false;
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if (s->workers[i] && !evloop_is_alive(worker_beat(s->workers[i]), now_ms, interval_ms))
+            return false;
+    return true;
 }
 
 void server_count_reload(struct server *s, bool is_applied)
@@ -383,7 +443,8 @@ bool server_is_done(struct server *s)
     return s->done_count >= (started ? started : 1);
 }
 
-void server_log_stats(struct server *s)
+/* Every counter, summed over the threads, into sum. */
+static void server_sum_stats(struct server *s, uint64_t sum[STAT_COUNT])
 {
     struct stats *all[3 + CONF_MAX_WORKERS];
     size_t n = 0;
@@ -395,11 +456,30 @@ void server_log_stats(struct server *s)
     for (unsigned i = 0; i < s->nworkers; i++)
         if (s->workers[i])
             all[n++] = worker_stats(s->workers[i]);
-    uint64_t sum[STAT_COUNT];
     stats_sum(all, n, sum);
+}
+
+void server_log_stats(struct server *s)
+{
+    uint64_t sum[STAT_COUNT];
+    server_sum_stats(s, sum);
     char text[2048];
     stats_format(sum, text, sizeof(text));
     log_info("stats %s", text);
+}
+
+void server_status(struct server *s, char *buf, size_t size)
+{
+    uint64_t sum[STAT_COUNT];
+    server_sum_stats(s, sum);
+    uint64_t open = sum[STAT_tcp_opened] - sum[STAT_tcp_closed];
+    snprintf(buf, size,
+             "%s: %llu open connection%s, %llu accepted, %llu bytes echoed; %llu datagrams "
+             "answered",
+             s->is_shutting_down ? "stopping" : "serving", (unsigned long long)open,
+             open == 1 ? "" : "s", (unsigned long long)sum[STAT_tcp_accepted],
+             (unsigned long long)sum[STAT_tcp_bytes_out],
+             (unsigned long long)sum[STAT_udp_datagrams_out]);
 }
 
 void server_destroy(struct server *s)
