@@ -35,8 +35,7 @@ int server_reload(struct server *s, const struct conf *next, char *err, size_t e
 /* The TCP and UDP listeners echod serves with configuration c: those in force when c
  * is the configuration in force or systemd passed the sockets, else c's listen lists
  * for the services that run. */
-void server_count_listeners(const struct server *s, const struct conf *c, size_t *tcp,
-                            size_t *udp);
+void server_count_listeners(const struct server *s, const struct conf *c, size_t *tcp, size_t *udp);
 /* The watchdog's question: has every thread (acceptor, UDP, workers) slept idle in
  * epoll_wait or come back to its loop within interval_ms? (see evloop_is_alive) */
 bool server_is_alive(const struct server *s, uint64_t now_ms, uint64_t interval_ms);

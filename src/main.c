@@ -206,13 +206,13 @@ static void main_load_conf(const struct options *o, struct conf *c)
 /* What the signal loop keeps besides the server. Main thread only. */
 struct main_state {
     const struct options *o;
-    struct conf *conf;         /* the configuration in force; the server reads it too */
-    uint64_t fd_limit;         /* the open file limit echod runs under */
-    struct sd_notify notify;   /* systemd's notification socket, when it listens */
-    struct sd_watchdog watchdog; /* systemd's watchdog, when it asks for pings */
+    struct conf *conf;            /* the configuration in force; the server reads it too */
+    uint64_t fd_limit;            /* the open file limit echod runs under */
+    struct sd_notify notify;      /* systemd's notification socket, when it listens */
+    struct sd_watchdog watchdog;  /* systemd's watchdog, when it asks for pings */
     char last_status[STATUS_MAX]; /* the last STATUS= sent */
-    bool has_failed_reload;    /* the last reload was refused: STATUS= says so */
-    bool has_warned_notify;    /* a failing notification was logged */
+    bool has_failed_reload;       /* the last reload was refused: STATUS= says so */
+    bool has_warned_notify;       /* a failing notification was logged */
 };
 
 /* Read the file again, with the same checks as -t, into next (the -l level still

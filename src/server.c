@@ -357,8 +357,7 @@ int server_reload(struct server *s, const struct conf *next, char *err, size_t e
     return 0;
 }
 
-void server_count_listeners(const struct server *s, const struct conf *c, size_t *tcp,
-                            size_t *udp)
+void server_count_listeners(const struct server *s, const struct conf *c, size_t *tcp, size_t *udp)
 {
     bool is_current = s->has_passed_sockets || c == s->conf;
     *tcp = is_current ? s->tcp_ls.count : (s->tcp_ls.count ? c->tcp.listen_count : 0);

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXIT_PROTOCOL 76 /* EX_PROTOCOL: unusable sockets from systemd */
@@ -101,6 +102,23 @@ static void echod_spawn(struct echod *e, const char *config_text)
     e->pid = h_spawn(argv, -1, NULL, e->log_path);
 }
 
+/* echod_spawn with NOTIFY_SOCKET=path and the "NAME=VALUE" strings of env (NULL
+ * terminated, or NULL) in its environment only. */
+static void echod_spawn_notified(struct echod *e, const char *config_text, const char *path,
+                                 const char *const *env)
+{
+    setenv("NOTIFY_SOCKET", path, 1);
+    for (size_t i = 0; env && env[i]; i++)
+        putenv((char *)env[i]);
+    echod_spawn(e, config_text);
+    unsetenv("NOTIFY_SOCKET");
+    for (size_t i = 0; env && env[i]; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "%.*s", (int)strcspn(env[i], "="), env[i]);
+        unsetenv(name);
+    }
+}
+
 /* A loopback socket on port 0, blocking, as systemd creates them: a listening TCP
  * socket (SOCK_STREAM) or a bound UDP one; its address in sa. Tracked. */
 static int make_socket(int type, struct sockaddr_storage *sa)
@@ -175,9 +193,7 @@ static void notify_ready_status_stopping(void **state)
     (void)state;
     char path[256], got[1024];
     int nfd = notify_bind(path, sizeof(path));
-    setenv("NOTIFY_SOCKET", path, 1);
-    echod_spawn(&echod, conf_port0);
-    unsetenv("NOTIFY_SOCKET");
+    echod_spawn_notified(&echod, conf_port0, path, NULL);
     if (notify_recv(nfd, got, sizeof(got), 5000) < 0) {
         h_echod_dump_log(&echod);
         fail_msg("no notification within 5 s");
@@ -243,6 +259,100 @@ static void notify_ready_status_stopping(void **state)
     int code = h_wait_exit(echod.pid, 5000);
     echod.pid = 0;
     assert_int_equal(code, 0);
+}
+
+/* The next notification that is not a periodic STATUS= line, within timeout_ms. */
+static void notify_next_event(int fd, char *got, size_t size, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = deadline - h_now_ms();
+        if (left <= 0 || notify_recv(fd, got, size, (int)left) < 0)
+            fail_msg("no notification within %d ms", timeout_ms);
+        if (strncmp(got, "STATUS=", 7) != 0)
+            return;
+    }
+}
+
+/* SIGHUP under the Type=notify-reload protocol: RELOADING=1 with MONOTONIC_USEC= (the
+ * monotonic clock, now), then READY=1 with STATUS=; a refused reload says so in its
+ * STATUS=, and the next applied one clears it. */
+static void notify_reloading_then_ready(void **state)
+{
+    (void)state;
+    char path[256], got[1024];
+    int nfd = notify_bind(path, sizeof(path));
+    echod_spawn_notified(&echod, conf_port0, path, NULL);
+    notify_next_event(nfd, got, sizeof(got), 5000);
+    if (strncmp(got, "READY=1\n", 8) != 0)
+        fail_msg("first notification \"%s\", expected READY=1", got);
+    const char *bad = "workers = 1;\ntcp = { listen = [ oops ]; };\n";
+    const char *files[] = {conf_port0, bad, conf_port0};
+    for (size_t i = 0; i < 3; i++) {
+        h_echod_write_conf(&echod, files[i]);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        unsigned long long before_us =
+            (unsigned long long)ts.tv_sec * 1000000u + (unsigned long long)ts.tv_nsec / 1000u;
+        kill(echod.pid, SIGHUP);
+        notify_next_event(nfd, got, sizeof(got), 5000);
+        unsigned long long usec = 0;
+        if (sscanf(got, "RELOADING=1\nMONOTONIC_USEC=%llu", &usec) != 1)
+            fail_msg("after SIGHUP: \"%s\", expected RELOADING=1 and MONOTONIC_USEC=", got);
+        if (usec < before_us || usec > before_us + 5000000u)
+            fail_msg("MONOTONIC_USEC=%llu is not the monotonic time of the reload (%llu)", usec,
+                     before_us);
+        notify_next_event(nfd, got, sizeof(got), 5000);
+        bool is_refused = files[i] == bad;
+        const char *want = is_refused ? "READY=1\nSTATUS=reload failed, see the log; serving: "
+                                      : "READY=1\nSTATUS=serving: ";
+        if (strncmp(got, want, strlen(want)) != 0)
+            fail_msg("after reload %zu: \"%s\", expected \"%s...\"", i, got, want);
+        h_note("notify: reload %zu (%s): RELOADING=1 then \"%s\"", i,
+               is_refused ? "refused" : "applied", got);
+    }
+}
+
+/* Count WATCHDOG=1 pings within ms, driving fd (if >= 0) with echoes meanwhile. */
+static int count_pings(int nfd, int ms, int fd)
+{
+    char got[1024];
+    int pings = 0;
+    for (int64_t end = h_now_ms() + ms; h_now_ms() < end;) {
+        if (fd >= 0)
+            h_echo_roundtrip(fd, "load", 4, 5000);
+        while (notify_recv(nfd, got, sizeof(got), fd >= 0 ? 0 : 50) >= 0)
+            pings += strcmp(got, "WATCHDOG=1") == 0;
+    }
+    return pings;
+}
+
+/* WATCHDOG_USEC=400000: WATCHDOG=1 every half interval, idle (threads asleep in
+ * epoll_wait are alive) and busy alike; a WATCHDOG_PID that is not echod's asks for
+ * nothing. */
+static void watchdog_pings_idle_and_busy(void **state)
+{
+    (void)state;
+    char path[256], got[1024];
+    int nfd = notify_bind(path, sizeof(path));
+    static const char *const ours[] = {"WATCHDOG_USEC=400000", NULL};
+    echod_spawn_notified(&echod, conf_port0, path, ours);
+    notify_next_event(nfd, got, sizeof(got), 5000);
+    h_echod_read_ports(&echod);
+    int idle = count_pings(nfd, 2000, -1);
+    int fd = h_tcp_connect_ok(&echod.tcp[0]);
+    int busy = count_pings(nfd, 2000, fd);
+    h_note("watchdog: %d pings in 2 s idle, %d in 2 s of echoes (interval 400 ms)", idle, busy);
+    if (idle < 6 || busy < 6)
+        fail_msg("too few WATCHDOG=1 pings: %d idle, %d busy in 2 s each (want >= 6)", idle, busy);
+    h_close(fd);
+    assert_int_equal(h_echod_stop(&echod), 0);
+
+    static const char *const others[] = {"WATCHDOG_USEC=400000", "WATCHDOG_PID=1", NULL};
+    echod_spawn_notified(&echod, conf_port0, path, others);
+    notify_next_event(nfd, got, sizeof(got), 5000);
+    int other = count_pings(nfd, 1000, -1);
+    assert_int_equal(other, 0);
 }
 
 /* Without NOTIFY_SOCKET the main thread sleeps in poll until a signal: idle for 2.5 s,
@@ -606,6 +716,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(notify_ready_status_stopping, h_teardown),
         cmocka_unit_test_teardown(notify_plain_run_never_wakes, h_teardown),
+        cmocka_unit_test_teardown(notify_reloading_then_ready, h_teardown),
+        cmocka_unit_test_teardown(watchdog_pings_idle_and_busy, h_teardown),
         cmocka_unit_test_teardown(activation_tcp_alone, h_teardown),
         cmocka_unit_test_teardown(activation_tcp_and_udp_named, h_teardown),
         cmocka_unit_test_teardown(activation_unnamed_by_type, h_teardown),

@@ -369,6 +369,49 @@ static void listen_malformed(void **state)
     close(4);
 }
 
+/* Set or unset (NULL) WATCHDOG_USEC and WATCHDOG_PID. */
+static void set_watchdog_env(const char *usec, const char *pid)
+{
+    if (usec)
+        setenv("WATCHDOG_USEC", usec, 1);
+    else
+        unsetenv("WATCHDOG_USEC");
+    if (pid)
+        setenv("WATCHDOG_PID", pid, 1);
+    else
+        unsetenv("WATCHDOG_PID");
+}
+
+/* WATCHDOG_USEC turns the watchdog on (interval in ms, at least 1); WATCHDOG_PID must be
+ * ours when set; malformed values are refused; both variables are unset every time. */
+static void watchdog_take(void **state)
+{
+    (void)state;
+    char mine[32];
+    snprintf(mine, sizeof(mine), "%ld", (long)getpid());
+    struct sd_watchdog w;
+    static const struct {
+        const char *usec, *pid;
+        int rc;
+        uint64_t interval_ms; /* 0: off */
+    } cases[] = {
+        {NULL, NULL, 0, 0},           {"2000000", NULL, 0, 2000}, {"2000000", "MINE", 0, 2000},
+        {"500", NULL, 0, 1},          {"2000000", "1", 0, 0},     {"0", NULL, -EINVAL, 0},
+        {"-5", NULL, -EINVAL, 0},     {"2s", NULL, -EINVAL, 0},   {"", NULL, -EINVAL, 0},
+        {"2000000", "x", -EINVAL, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *pid = cases[i].pid && strcmp(cases[i].pid, "MINE") == 0 ? mine : cases[i].pid;
+        set_watchdog_env(cases[i].usec, pid);
+        assert_int_equal(sd_watchdog_take(&w), cases[i].rc);
+        assert_int_equal(sd_watchdog_is_on(&w), cases[i].interval_ms > 0);
+        if (cases[i].interval_ms > 0)
+            assert_int_equal(sd_watchdog_interval_ms(&w), cases[i].interval_ms);
+        assert_null(getenv("WATCHDOG_USEC"));
+        assert_null(getenv("WATCHDOG_PID"));
+    }
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -384,6 +427,7 @@ int main(void)
         cmocka_unit_test(listen_unnamed),
         cmocka_unit_test(listen_zero_fds),
         cmocka_unit_test(listen_malformed),
+        cmocka_unit_test(watchdog_take),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
