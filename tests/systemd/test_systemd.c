@@ -352,16 +352,20 @@ static void notify_ready_then_status(void **state)
     assert_true(was_activating);
     assert_true(active_ms >= 1000);
 
-    /* STATUS= is sent at most once a second: wait for it. */
+    /* STATUS= follows the counters, at most once a second: wait for the connection of
+     * sb_assert_echo to show. */
     int64_t deadline = h_now_ms() + 5000;
     char *status;
-    while (!(status = sb_prop("echod.service", "StatusText"))[0] && h_now_ms() < deadline) {
+    while (!strstr(status = sb_prop("echod.service", "StatusText"), " 1 accepted") &&
+           h_now_ms() < deadline) {
         free(status);
         h_sleep_ms(SB_STEPS);
     }
     h_note("StatusText: %s", status);
-    if (!status[0])
-        fail_msg("echod.service has no StatusText 5 s after READY=1");
+    if (strncmp(status, "serving: ", 9) != 0 || !strstr(status, " 1 accepted"))
+        fail_msg("echod.service's StatusText is not \"serving: ... 1 accepted ...\" 5 s "
+                 "after READY=1 and a connection: \"%s\"",
+                 status);
     char *shown = sb_run_ok(
         (const char *[]){"systemctl", "status", "--no-pager", "echod.service", NULL}, NULL);
     char want[600];
@@ -420,16 +424,26 @@ static void socket_activation_hardened(void **state)
     sb_assert_echo(sb.port, 64 * KIB);
 }
 
-/* One client stream of stop_loses_no_byte: what it sent and what came back. */
+/* One client stream of stop_loses_no_byte: what it sent and what came back. It sends
+ * at FLOW_BYTES_PER_MS at most, so that its buffers last the whole test. */
+#define FLOW_BYTES_PER_MS (2 * KIB)
 struct flow {
     int fd;
+    int64_t start_ms;
     uint8_t *tx, *rx;
     size_t cap, sent, received;
     bool is_closed_wr, has_eof;
 };
 
-/* Move bytes for up to ms: send up to chunk bytes per stream per pass (while sending),
- * receive all that came; fails on an error or an early EOF. */
+/* What stream f may have sent by now. */
+static size_t flow_allowance(const struct flow *f)
+{
+    size_t paced = (size_t)(h_now_ms() - f->start_ms + 1) * FLOW_BYTES_PER_MS;
+    return paced < f->cap ? paced : f->cap;
+}
+
+/* Move bytes for up to ms: send what the pace allows (while sending), receive all that
+ * came; fails on an error or an early EOF. */
 static void flows_pump(struct flow *f, size_t n, int ms, bool is_sending)
 {
     int64_t end = h_now_ms() + ms;
@@ -438,13 +452,13 @@ static void flows_pump(struct flow *f, size_t n, int ms, bool is_sending)
         for (size_t i = 0; i < n; i++) {
             p[i].fd = f[i].fd;
             p[i].events = (short)(f[i].has_eof ? 0 : POLLIN);
-            if (is_sending && f[i].sent < f[i].cap)
+            if (is_sending && f[i].sent < flow_allowance(&f[i]))
                 p[i].events |= POLLOUT;
         }
         poll(p, n, 5);
         for (size_t i = 0; i < n; i++) {
             if ((p[i].revents & POLLOUT) && is_sending) {
-                size_t len = f[i].cap - f[i].sent < 16 * KIB ? f[i].cap - f[i].sent : 16 * KIB;
+                size_t len = flow_allowance(&f[i]) - f[i].sent;
                 ssize_t k = send(f[i].fd, f[i].tx + f[i].sent, len, MSG_NOSIGNAL);
                 if (k < 0 && errno != EAGAIN)
                     fail_msg("stream %zu: send after %zu bytes: %s", i, f[i].sent, strerror(errno));
@@ -479,8 +493,8 @@ static size_t flows_sent(const struct flow *f, size_t n)
 /* `systemctl stop` while clients send: none loses a byte. Precisely: each client, already
  * connected when the stop begins, keeps sending for 300 ms after systemd reports the unit
  * deactivating (echod has its SIGTERM), then half-closes; it must get back every byte it
- * sent, in order and unchanged, then EOF (not a reset). echod then exits 0 and systemd
- * records the stop as a success. */
+ * sent, in order and unchanged, then EOF (not a reset). Meanwhile a new client is
+ * refused. echod then exits 0 and systemd records the stop as a success. */
 static void stop_loses_no_byte(void **state)
 {
     (void)state;
@@ -494,11 +508,13 @@ static void stop_loses_no_byte(void **state)
     memset(f, 0, sizeof(f));
     for (size_t i = 0; i < FLOWS; i++) {
         f[i].fd = h_tcp_connect_ok(&sa);
-        f[i].cap = 16 * MIB;
+        f[i].cap = 8 * MIB;
         f[i].tx = h_xmalloc(f[i].cap);
         f[i].rx = h_xmalloc(f[i].cap);
         h_fill_random(f[i].tx, f[i].cap);
     }
+    for (size_t i = 0; i < FLOWS; i++)
+        f[i].start_ms = h_now_ms();
     flows_pump(f, FLOWS, 200, true);
     size_t before_stop = flows_sent(f, FLOWS);
 
@@ -515,6 +531,10 @@ static void stop_loses_no_byte(void **state)
     size_t at_stop = flows_sent(f, FLOWS);
     flows_pump(f, FLOWS, 300, true);
     size_t after_stop = flows_sent(f, FLOWS) - at_stop;
+    int late = h_tcp_connect(&sa, 2000); /* accepting stopped at the SIGTERM */
+    if (late != -ECONNREFUSED)
+        fail_msg("a connect during the drain: %s, not refused",
+                 late >= 0 ? "accepted" : strerror(-late));
     for (size_t i = 0; i < FLOWS; i++) {
         shutdown(f[i].fd, SHUT_WR);
         f[i].is_closed_wr = true;
