@@ -4,7 +4,17 @@
 #ifndef ECHOD_LOG_H
 #define ECHOD_LOG_H
 
+#include <stdbool.h>
+#include <sys/stat.h>
+
 enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+
+/* Whether JOURNAL_STREAM's value ("DEV:INO", as systemd sets it) names the file st
+ * describes; false when it is NULL or malformed. */
+bool log_stream_is_journal(const char *journal_stream, const struct stat *st);
+/* Call first, before any thread: when stderr is the journal, lines start with their
+ * priority ("<4>warn: ...") instead of the time and "echod[PID]". */
+void log_init(void);
 
 /* Parse "error", "warn", "info" or "debug"; 0 or -EINVAL. */
 int log_level_parse(const char *name, enum log_level *out);
@@ -21,8 +31,12 @@ int log_start(void);
 /* Write what is queued (waiting up to a second for stderr), end the log thread and write
  * lines directly again. If stderr never takes them, later lines are dropped instead. */
 void log_stop(void);
-/* Print one line: "TIME echod[PID]: LEVEL: message". */
+/* Print one line: "TIME echod[PID]: LEVEL: message" ("<N>LEVEL: message" to the
+ * journal). */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print one line as it is, whatever the level ("<N>" first to the journal): for the
+ * start-up messages that read like a tool's ("FILE:LINE: key: message"). */
+void log_bare(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_LEVEL_WARN, __VA_ARGS__)

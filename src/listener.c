@@ -1,6 +1,7 @@
-/* listener: binding the TCP and UDP sockets echod serves, and the port file that tells
- * scripts and tests which ports port 0 became. Main thread, at start-up; the server
- * owns the fds and closes them at exit. */
+/* listener: binding the TCP and UDP sockets echod serves, or adopting the ones systemd
+ * passed (socket activation), and the port file that tells scripts and tests which
+ * ports port 0 became. Main thread, at start-up; the server owns the fds and closes
+ * them at exit. */
 #include "config.h"
 
 #include "listener.h"
@@ -13,6 +14,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Options every listener gets before bind. */
@@ -48,6 +50,73 @@ int listener_open(struct listener *l, const struct addr *a, int type, int backlo
         return rc;
     }
     l->fd = fd;
+    return 0;
+}
+
+/* The socket names echod knows (FileDescriptorName=), and the type each must have. */
+static const struct {
+    const char *name;
+    int type; /* 0: reserved, refused */
+} listener_names[] = {
+    {"tcp", SOCK_STREAM}, {"udp", SOCK_DGRAM}, {"metrics", 0}, /* the planned metrics endpoint */
+};
+
+/* The socket type name must have: SOCK_STREAM, SOCK_DGRAM, 0 for a reserved name, -1
+ * for no name or one echod does not know (then the socket's own type decides). */
+static int listener_type_of_name(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof(listener_names) / sizeof(listener_names[0]); i++)
+        if (strcmp(name, listener_names[i].name) == 0)
+            return listener_names[i].type;
+    return -1;
+}
+
+/* Refuse fd: err says why, after "fd N (name)". Returns rc. */
+static int listener_refuse(int rc, int fd, const char *name, char *err, size_t err_size,
+                           const char *why)
+{
+    snprintf(err, err_size, "socket activation: fd %d (%s%s%s) %s", fd, name ? "named \"" : "",
+             name ? name : "unnamed", name ? "\"" : "", why);
+    return rc;
+}
+
+int listener_adopt(struct listener *l, int fd, const char *name, char *err, size_t err_size)
+{
+    l->fd = -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return listener_refuse(-errno, fd, name, err, err_size, "cannot be examined");
+    if (!S_ISSOCK(st.st_mode))
+        return listener_refuse(-ENOTSOCK, fd, name, err, err_size, "is not a socket");
+    int domain = 0, type = 0, is_listening = 0;
+    socklen_t len = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &is_listening, &len) < 0)
+        return listener_refuse(-errno, fd, name, err, err_size, "cannot be examined");
+    if (domain != AF_INET && domain != AF_INET6)
+        return listener_refuse(-EAFNOSUPPORT, fd, name, err, err_size,
+                               "is not an IPv4 or IPv6 socket");
+    if (type == SOCK_STREAM && !is_listening)
+        return listener_refuse(-EISCONN, fd, name, err, err_size,
+                               "is a TCP socket that is not listening, such as a connection "
+                               "passed by Accept=yes: echod needs Accept=no");
+    if (type != SOCK_STREAM && type != SOCK_DGRAM)
+        return listener_refuse(-ESOCKTNOSUPPORT, fd, name, err, err_size,
+                               "is neither a TCP (stream) nor a UDP (datagram) socket");
+    int want = listener_type_of_name(name);
+    if (want == 0)
+        return listener_refuse(-ENOPROTOOPT, fd, name, err, err_size,
+                               "is for an endpoint this echod does not have");
+    if (want > 0 && want != type)
+        return listener_refuse(-EPROTOTYPE, fd, name, err, err_size,
+                               type == SOCK_STREAM ? "is a TCP socket, not a UDP one"
+                                                   : "is a UDP socket, not a TCP one");
+    l->bound.len = sizeof(l->bound.ss);
+    if (getsockname(fd, (struct sockaddr *)&l->bound.ss, &l->bound.len) < 0)
+        return listener_refuse(-errno, fd, name, err, err_size, "has no address");
+    l->fd = fd;
+    l->type = type;
     return 0;
 }
 

@@ -6,7 +6,9 @@
  * the acceptor or the UDP thread. A line that finds the ring full is dropped and
  * counted, and the log thread says how many once it can write again; debug lines may
  * fill only LOG_DEBUG_BYTES of it, so they never crowd out the others. The level is an
- * atomic int written at start-up and read everywhere. */
+ * atomic int written at start-up and read everywhere. When stderr is the journal
+ * (log_init found JOURNAL_STREAM naming it), each line starts with its sd-daemon(3)
+ * priority, <3> to <7>, instead of the time and name journald records itself. */
 #include "config.h"
 
 #include "log.h"
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,9 +49,37 @@ static struct {
            .drained = PTHREAD_COND_INITIALIZER};
 
 static const char *const log_names[] = {"error", "warn", "info", "debug"};
+/* Each level's syslog priority, as journald reads it from a "<N>" prefix. */
+static const int log_priorities[] = {3, 4, 6, 7};
+
+/* Whether stderr is the journal: set by log_init before any thread starts, then read. */
+static bool log_is_journal;
 
 /* The most verbose level printed; guards nothing else. */
 static _Atomic int log_level = LOG_LEVEL_INFO;
+
+bool log_stream_is_journal(const char *journal_stream, const struct stat *st)
+{
+    if (journal_stream == NULL)
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long dev = strtoull(journal_stream, &end, 10);
+    if (errno != 0 || end == journal_stream || *end != ':')
+        return false;
+    const char *ino_text = end + 1;
+    unsigned long long ino = strtoull(ino_text, &end, 10);
+    if (errno != 0 || end == ino_text || *end != '\0')
+        return false;
+    return dev == (unsigned long long)st->st_dev && ino == (unsigned long long)st->st_ino;
+}
+
+void log_init(void)
+{
+    struct stat st;
+    log_is_journal =
+        fstat(STDERR_FILENO, &st) == 0 && log_stream_is_journal(getenv("JOURNAL_STREAM"), &st);
+}
 
 int log_level_parse(const char *name, enum log_level *out)
 {
@@ -142,8 +173,9 @@ static void *log_main(void *arg)
         if (dropped > 0) {
             char note[128];
             int k = snprintf(note, sizeof(note),
-                             "echod: %llu log line%s dropped: stderr was not keeping up\n",
-                             (unsigned long long)dropped, dropped == 1 ? "" : "s");
+                             "%s%llu log line%s dropped: stderr was not keeping up\n",
+                             log_is_journal ? "<4>warn: " : "echod: ", (unsigned long long)dropped,
+                             dropped == 1 ? "" : "s");
             log_write_all(note, (size_t)k);
         }
         pthread_mutex_lock(&log_q.lock);
@@ -202,29 +234,55 @@ void log_stop(void)
     }
 }
 
+/* Format and emit one line: prefix (its length n, in line), then fmt, then '\n'. */
+static void log_finish(enum log_level level, char *line, size_t n, const char *fmt, va_list ap)
+{
+    int body = vsnprintf(line + n, LOG_LINE_MAX - n, fmt, ap);
+    if (body > 0)
+        n += (size_t)body;
+    if (n > LOG_LINE_MAX - 2)
+        n = LOG_LINE_MAX - 2; /* truncated: keep room for the newline */
+    line[n++] = '\n';
+    log_emit(level, line, n);
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     if (!log_is_enabled(level))
         return;
     int saved_errno = errno;
     char line[LOG_LINE_MAX];
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof(line) - n,
-                          ".%03ldZ echod[%ld]: %s: ", (long)(tv.tv_usec / 1000), (long)getpid(),
-                          log_names[level]);
+    size_t n;
+    if (log_is_journal) {
+        n = (size_t)snprintf(line, sizeof(line), "<%d>%s: ", log_priorities[level],
+                             log_names[level]);
+    } else {
+        struct timeval tv;
+        struct tm tm;
+        gettimeofday(&tv, NULL);
+        gmtime_r(&tv.tv_sec, &tm);
+        n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+        n += (size_t)snprintf(line + n, sizeof(line) - n,
+                              ".%03ldZ echod[%ld]: %s: ", (long)(tv.tv_usec / 1000), (long)getpid(),
+                              log_names[level]);
+    }
     va_list ap;
     va_start(ap, fmt);
-    int body = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+    log_finish(level, line, n, fmt, ap);
     va_end(ap);
-    if (body > 0)
-        n += (size_t)body;
-    if (n > sizeof(line) - 2)
-        n = sizeof(line) - 2; /* truncated: keep room for the newline */
-    line[n++] = '\n';
-    log_emit(level, line, n);
+    errno = saved_errno;
+}
+
+void log_bare(enum log_level level, const char *fmt, ...)
+{
+    int saved_errno = errno;
+    char line[LOG_LINE_MAX];
+    size_t n = 0;
+    if (log_is_journal)
+        n = (size_t)snprintf(line, sizeof(line), "<%d>", log_priorities[level]);
+    va_list ap;
+    va_start(ap, fmt);
+    log_finish(level, line, n, fmt, ap);
+    va_end(ap);
     errno = saved_errno;
 }

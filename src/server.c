@@ -25,6 +25,7 @@
 #include "clock.h"
 #include "iplimit.h"
 #include "log.h"
+#include "sd.h"
 #include "stats.h"
 #include "udp.h"
 #include "worker.h"
@@ -66,10 +67,46 @@ static int server_bind_service(struct server *s, const struct conf_service *svc,
     return 0;
 }
 
-int server_open(const struct conf *c, struct server **out, char *err, size_t err_size)
+/* Adopt the sockets systemd passed instead of binding the configuration's, TCP first
+ * in s->ls as echod orders them everywhere. */
+static int server_adopt(struct server *s, const struct sd_listen *passed, char *err,
+                        size_t err_size)
+{
+    log_info("socket activation: %zu socket%s passed; tcp.listen and udp.listen are not used",
+             passed->count, passed->count == 1 ? "" : "s");
+    struct listener *adopted = calloc(passed->count, sizeof(*adopted));
+    if (adopted == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < passed->count; i++)
+        rc = listener_adopt(&adopted[i], SD_LISTEN_FDS_START + (int)i, sd_listen_name(passed, i),
+                            err, err_size);
+    static const int tcp_first[] = {SOCK_STREAM, SOCK_DGRAM};
+    for (size_t t = 0; rc == 0 && t < sizeof(tcp_first) / sizeof(tcp_first[0]); t++) {
+        int type = tcp_first[t];
+        for (size_t i = 0; i < passed->count; i++) {
+            if (adopted[i].type != type)
+                continue;
+            s->ls[s->tcp_count + s->udp_count] = adopted[i];
+            *(type == SOCK_STREAM ? &s->tcp_count : &s->udp_count) += 1;
+            const char *name = sd_listen_name(passed, i);
+            char line[ADDR_STRLEN + 8];
+            listener_describe(&adopted[i], line, sizeof(line));
+            log_info("listening %s (adopted fd %d%s%s%s)", line, adopted[i].fd,
+                     name ? ", named \"" : "", name ? name : "", name ? "\"" : "");
+        }
+    }
+    free(adopted); /* on failure the fds stay with the process, which exits */
+    return rc;
+}
+
+int server_open(const struct conf *c, const struct sd_listen *passed, struct server **out,
+                char *err, size_t err_size)
 {
     struct server *s = calloc(1, sizeof(*s));
-    size_t total = c->tcp.listen_count + c->udp.listen_count;
+    size_t total = passed->count > 0 ? passed->count : c->tcp.listen_count + c->udp.listen_count;
     if (s == NULL || (s->ls = calloc(total ? total : 1, sizeof(*s->ls))) == NULL) {
         free(s);
         snprintf(err, err_size, "out of memory");
@@ -80,9 +117,11 @@ int server_open(const struct conf *c, struct server **out, char *err, size_t err
     int rc = s->done_fd < 0 ? -errno : 0;
     if (rc < 0)
         snprintf(err, err_size, "eventfd: %s", strerror(-rc));
-    if (rc == 0)
+    if (rc == 0 && passed->count > 0)
+        rc = server_adopt(s, passed, err, err_size);
+    if (rc == 0 && passed->count == 0)
         rc = server_bind_service(s, &c->tcp, SOCK_STREAM, &s->tcp_count, err, err_size);
-    if (rc == 0)
+    if (rc == 0 && passed->count == 0)
         rc = server_bind_service(s, &c->udp, SOCK_DGRAM, &s->udp_count, err, err_size);
     if (rc < 0) {
         server_destroy(s);
@@ -195,7 +234,8 @@ bool server_is_done(struct server *s)
     return s->done_count >= (started ? started : 1);
 }
 
-void server_log_stats(struct server *s)
+/* Every counter, summed over the threads, into sum. */
+static void server_sum_stats(struct server *s, uint64_t sum[STAT_COUNT])
 {
     struct stats *all[2 + CONF_MAX_WORKERS];
     size_t n = 0;
@@ -206,11 +246,30 @@ void server_log_stats(struct server *s)
     for (unsigned i = 0; i < s->nworkers; i++)
         if (s->workers[i])
             all[n++] = worker_stats(s->workers[i]);
-    uint64_t sum[STAT_COUNT];
     stats_sum(all, n, sum);
+}
+
+void server_log_stats(struct server *s)
+{
+    uint64_t sum[STAT_COUNT];
+    server_sum_stats(s, sum);
     char text[2048];
     stats_format(sum, text, sizeof(text));
     log_info("stats %s", text);
+}
+
+void server_status(struct server *s, char *buf, size_t size)
+{
+    uint64_t sum[STAT_COUNT];
+    server_sum_stats(s, sum);
+    uint64_t open = sum[STAT_tcp_opened] - sum[STAT_tcp_closed];
+    snprintf(buf, size,
+             "%s: %llu open connection%s, %llu accepted, %llu bytes echoed; %llu datagrams "
+             "answered",
+             s->is_shutting_down ? "stopping" : "serving", (unsigned long long)open,
+             open == 1 ? "" : "s", (unsigned long long)sum[STAT_tcp_accepted],
+             (unsigned long long)sum[STAT_tcp_bytes_out],
+             (unsigned long long)sum[STAT_udp_datagrams_out]);
 }
 
 void server_destroy(struct server *s)

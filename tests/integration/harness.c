@@ -307,6 +307,46 @@ bool h_file_contains(const char *path, const char *needle)
 
 /* ------------------------------------------------------------------ processes */
 
+/* Sockets the next spawned child gets as systemd passes them (h_spawn_pass_fds). */
+static struct {
+    int fds[H_MAX_PASSED_FDS];
+    size_t count; /* 0: pass nothing */
+    char names[512];
+    bool has_names;
+} h_passing;
+
+void h_spawn_pass_fds(const int *fds, size_t count, const char *names)
+{
+    if (count > H_MAX_PASSED_FDS || (names && strlen(names) >= sizeof(h_passing.names)))
+        fail_msg("h_spawn_pass_fds: too many fds or names");
+    memcpy(h_passing.fds, fds, count * sizeof(*fds));
+    h_passing.count = count;
+    h_passing.has_names = names != NULL;
+    snprintf(h_passing.names, sizeof(h_passing.names), "%s", names ? names : "");
+}
+
+/* In the child: put the passed fds on 3.. and set LISTEN_PID to this process, as
+ * systemd does just before exec (the tests are single-threaded, so setenv is safe). */
+static void h_spawn_child_pass_fds(void)
+{
+    int high[H_MAX_PASSED_FDS];
+    for (size_t i = 0; i < h_passing.count; i++)
+        if ((high[i] = fcntl(h_passing.fds[i], F_DUPFD_CLOEXEC, 100)) < 0)
+            _exit(125);
+    for (size_t i = 0; i < h_passing.count; i++)
+        if (dup2(high[i], 3 + (int)i) < 0) /* dup2 clears FD_CLOEXEC: inherited */
+            _exit(125);
+    char text[32];
+    snprintf(text, sizeof(text), "%ld", (long)getpid());
+    setenv("LISTEN_PID", text, 1);
+    snprintf(text, sizeof(text), "%zu", h_passing.count);
+    setenv("LISTEN_FDS", text, 1);
+    if (h_passing.has_names)
+        setenv("LISTEN_FDNAMES", h_passing.names, 1);
+    else
+        unsetenv("LISTEN_FDNAMES");
+}
+
 /* The child side of a spawn: only async-signal-safe calls until exec. stdin from in_fd
  * (-1: /dev/null), stdout to out_path, stderr to err_fd or else err_path (NULL:
  * /dev/null), RLIMIT_NOFILE set to nofile when nofile > 0. */
@@ -330,6 +370,8 @@ static void h_spawn_child(pid_t parent, char *const argv[], int in_fd, const cha
                   : open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
         _exit(127);
+    if (h_passing.count > 0)
+        h_spawn_child_pass_fds();
     execv(argv[0], argv);
     _exit(127);
 }
@@ -342,6 +384,7 @@ pid_t h_spawn(char *const argv[], int stdin_fd, const char *out_path, const char
         fail_msg("fork: %s", strerror(errno));
     if (pid == 0)
         h_spawn_child(parent, argv, stdin_fd, out_path, -1, err_path, 0);
+    h_passing.count = 0;
     h_track_child(pid);
     return pid;
 }
@@ -1325,6 +1368,7 @@ pid_t h_spawn_limited(char *const argv[], int err_fd, const char *err_path, long
         fail_msg("fork: %s", strerror(errno));
     if (pid == 0)
         h_spawn_child(parent, argv, -1, NULL, err_fd, err_path, nofile);
+    h_passing.count = 0;
     h_track_child(pid);
     return pid;
 }

@@ -91,6 +91,11 @@ bool h_file_contains(const char *path, const char *needle);
 /* fork/exec argv[0] with stdin from stdin_fd (-1: /dev/null) and stdout/stderr to the
  * given paths (NULL: /dev/null). The child is tracked by the safety net. */
 pid_t h_spawn(char *const argv[], int stdin_fd, const char *out_path, const char *err_path);
+/* Socket activation as systemd does it, for the next child spawned (h_spawn, h_run,
+ * h_echod_start, ...) only: fds[i] on fd 3 + i, LISTEN_FDS = count, LISTEN_PID = the
+ * child's own pid, LISTEN_FDNAMES = names (unset when NULL). The caller keeps fds. */
+#define H_MAX_PASSED_FDS 8
+void h_spawn_pass_fds(const int *fds, size_t count, const char *names);
 /* Wait up to timeout_ms for pid; returns its exit code, 128+signal if killed, or -1 on
  * timeout (pid is then still running and still tracked). */
 int h_wait_exit(pid_t pid, int timeout_ms);
