@@ -1,4 +1,4 @@
-/* test_systemd: echod's units under the real systemd, booted for each test by
+/* test_under_systemd: echod's units under the real systemd, booted for each test by
  * tests/systemd/sandbox as PID 1 of private namespaces, with its own journald. The
  * units are the generated ones, hardening included; `sandbox units` changes only where
  * the binary and the configuration live (a directory of this test, shown inside as
@@ -597,7 +597,7 @@ static void journal_priority_filter(void **state)
 }
 
 /* A configuration error fails the start: ExecStartPre=echod -t exits 78 and the journal
- * holds FILE:LINE: key: message; the daemon never runs. */
+ * holds FILE:LINE: key: message at priority err; the daemon never runs. */
 static void bad_config_fails_start(void **state)
 {
     (void)state;
@@ -610,7 +610,7 @@ static void bad_config_fails_start(void **state)
     h_note("systemctl start: exit %d: %s", o.code, o.err);
     assert_int_not_equal(o.code, 0);
     h_output_free(&o);
-    sb_wait_journal("echod.service", NULL, SB_CONF "/echod.conf:3: queue_capacity: ", 5000);
+    sb_wait_journal("echod.service", "err", SB_CONF "/echod.conf:3: queue_capacity: ", 5000);
     sb_wait_state("echod.service", "failed", 10000);
     assert_true(sb_prop_is("echod.service", "ExecMainPID", "0"));
     char *journal = sb_journal("echod.service", NULL);
@@ -696,14 +696,14 @@ static bool sb_can_run(char *reason, size_t size)
 
 int main(void)
 {
-    h_init("test_systemd", 240);
+    h_init("test_under_systemd", 240);
     char script[600];
     snprintf(script, sizeof(script), "%s/tests/systemd/sandbox", h_env("ECHOD_SRCDIR"));
     setenv("ECHOD_SANDBOX", script, 1);
     char reason[512];
     if (!sb_can_run(reason, sizeof(reason))) {
         printf("1..0 # SKIP %s\n", reason);
-        fprintf(stderr, "test_systemd: SKIPPED: %s\n", reason);
+        fprintf(stderr, "test_under_systemd: SKIPPED: %s\n", reason);
         return 0;
     }
     const struct CMUnitTest tests[] = {
@@ -715,6 +715,6 @@ int main(void)
         cmocka_unit_test_teardown(instances_side_by_side, sb_teardown),
     };
     printf("# TODO, not run yet: %s\n", SB_TODO);
-    fprintf(stderr, "test_systemd: TODO, not run yet: %s\n", SB_TODO);
+    fprintf(stderr, "test_under_systemd: TODO, not run yet: %s\n", SB_TODO);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
