@@ -15,6 +15,8 @@
 #define CONF_MAX_WORKERS 1024
 /* Room for an error message "FILE:LINE: message". */
 #define CONF_ERR_SIZE 512
+/* Room for a key's full name, "udp.guard.log_interval_ms". */
+#define CONF_KEY_NAME_MAX 64
 
 struct conf_service {
     struct addr *listen; /* addresses to bind; none turns the service off */
@@ -51,6 +53,10 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t err_size)
 /* As conf_load_file, from text in memory, naming it `name` in messages. */
 int conf_load_string(struct conf *c, const char *text, const char *name, char *err,
                      size_t err_size);
+/* Call fn with the full name of every key a file may set ("workers", "tcp.mode",
+ * "udp.guard.rate"). A load refuses any other name as an unknown key, so this is the one
+ * list of keys: the man page test checks echod.conf(5) against it. */
+void conf_each_key(void (*fn)(const char *key, void *arg), void *arg);
 /* The number of workers to start: c->workers, or the CPUs this process may run on. */
 unsigned conf_worker_count(const struct conf *c);
 /* Release what c owns. */

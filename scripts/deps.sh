@@ -3,9 +3,10 @@
 # Quiet when everything is there already; needs root (or sudo) only when installing.
 set -eu
 
-# clang and libclang-rt-14-dev (libFuzzer) build the harnesses of make fuzz.
+# clang and libclang-rt-14-dev (libFuzzer) build the harnesses of make fuzz; mandoc lints
+# the man pages in make check.
 PACKAGES="build-essential autoconf automake autoconf-archive pkg-config libconfig-dev libcmocka-dev
-    clang libclang-rt-14-dev"
+    clang libclang-rt-14-dev mandoc"
 
 missing=""
 for p in $PACKAGES; do

@@ -5,12 +5,13 @@
 # ThreadSanitizer. Any sanitizer report fails the run: the report makes the process
 # (a test, or echod under a test) exit non-zero, and every report is also written to
 # build/NAME/sanitizer/ so one from a process whose exit nobody checks still counts.
-# Then `make fuzz` runs every libFuzzer harness for FUZZ_SECONDS (default 30) each.
+# Then `make fuzz` runs every libFuzzer harness for FUZZ_SECONDS (default 30) each, and
+# `make distcheck` checks the release tarball (dist).
 # One summary line per configuration; full logs only of what failed.
-# Usage: scripts/test.sh [CONFIG...]  (plain asan tsan fuzz; default all four)
+# Usage: scripts/test.sh [CONFIG...]  (plain asan tsan fuzz dist; default all five)
 set -eu
 cd "$(dirname "$0")/.."
-configs=${*:-plain asan tsan fuzz}
+configs=${*:-plain asan tsan fuzz dist}
 overall=0
 
 # The sanitizer runtime options for build dir $1: stop at the first report, exit
@@ -107,13 +108,35 @@ run_fuzz() {
     return "$status"
 }
 
+# make distcheck from build/plain: the tarball holds every file the build and the suite
+# need, a build from it in a read-only copy passes make check, and install, uninstall and
+# distclean leave no file behind. The full log stays in build/plain/distcheck.out.
+run_distcheck() {
+    start=$(date +%s)
+    status=0
+    BUILD_DIR=build/plain scripts/build.sh --enable-werror || status=$?
+    [ "$status" -ne 0 ] ||
+        make -C build/plain -j"$(nproc)" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror \
+            >build/plain/distcheck.out 2>&1 || status=$?
+    if [ "$status" -eq 0 ]; then
+        echo "dist: make distcheck passed ($(($(date +%s) - start)) s)"
+    else
+        grep -E '^(FAIL|XPASS|ERROR):' build/plain/distcheck.out || true
+        echo "---- make distcheck output (last 40 lines)"
+        tail -40 build/plain/distcheck.out
+        echo "dist: make distcheck FAILED ($(($(date +%s) - start)) s)"
+    fi
+    return "$status"
+}
+
 for config in $configs; do
     case "$config" in
         plain) run_suite plain plain || overall=1 ;;
         asan) run_suite asan asan+ubsan --enable-sanitizers=address,undefined || overall=1 ;;
         tsan) run_suite tsan tsan --enable-sanitizers=thread || overall=1 ;;
         fuzz) run_fuzz || overall=1 ;;
-        *) echo "test: unknown configuration $config (plain, asan, tsan, fuzz)" >&2; exit 64 ;;
+        dist) run_distcheck || overall=1 ;;
+        *) echo "test: unknown configuration $config (plain, asan, tsan, fuzz, dist)" >&2; exit 64 ;;
     esac
 done
 exit "$overall"

@@ -86,6 +86,40 @@ static const struct conf_bool_key conf_guard_bools[] = {
     {NULL, 0},
 };
 
+/* The keys of the tcp and udp groups that are not numbers (conf_apply_service_key). */
+static const char *const conf_service_keys[] = {"listen", "mode", "greeting", NULL};
+
+/* Call fn with "group.name" (or name alone at the top level). */
+static void conf_key_emit(const char *group, const char *name, void (*fn)(const char *, void *),
+                          void *arg)
+{
+    char key[CONF_KEY_NAME_MAX];
+    snprintf(key, sizeof(key), "%s%s%s", group ? group : "", group ? "." : "", name);
+    fn(key, arg);
+}
+
+static void conf_key_emit_uints(const char *group, const struct conf_uint_key *table,
+                                void (*fn)(const char *, void *), void *arg)
+{
+    for (const struct conf_uint_key *k = table; k->name; k++)
+        conf_key_emit(group, k->name, fn, arg);
+}
+
+void conf_each_key(void (*fn)(const char *key, void *arg), void *arg)
+{
+    conf_key_emit_uints(NULL, conf_root_uints, fn, arg);
+    conf_key_emit(NULL, "log_level", fn, arg);
+    for (const char *const *k = conf_service_keys; *k; k++)
+        conf_key_emit("tcp", *k, fn, arg);
+    conf_key_emit_uints("tcp", conf_tcp_uints, fn, arg);
+    for (const char *const *k = conf_service_keys; *k; k++)
+        conf_key_emit("udp", *k, fn, arg);
+    conf_key_emit_uints("udp", conf_udp_uints, fn, arg);
+    for (const struct conf_bool_key *k = conf_guard_bools; k->name; k++)
+        conf_key_emit("udp.guard", k->name, fn, arg);
+    conf_key_emit_uints("udp.guard", conf_guard_uints, fn, arg);
+}
+
 /* Write "NAME:LINE: group.key: message" and return -EINVAL. */
 __attribute__((format(printf, 4, 5))) static int conf_fail(const struct conf_ctx *ctx,
                                                            const config_setting_t *s,
@@ -307,6 +341,48 @@ static int conf_apply_service(const struct conf_ctx *ctx, const config_setting_t
     return 0;
 }
 
+/* What a full name ("tcp", "tcp.mode") is: a key, a group holding keys, or neither. */
+struct conf_name_query {
+    const char *name;
+    size_t len;
+    bool is_key, is_group;
+};
+
+static void conf_name_classify(const char *key, void *arg)
+{
+    struct conf_name_query *q = arg;
+    q->is_key |= strcmp(key, q->name) == 0;
+    q->is_group |= strncmp(key, q->name, q->len) == 0 && key[q->len] == '.';
+}
+
+/* Fail with "unknown key" at the first setting under g (the group named `group`, NULL at
+ * the top) whose full name is not in conf_each_key's list, so that list is the one truth
+ * about which keys exist. Types and values are left to the apply functions. */
+static int conf_check_names(const struct conf_ctx *ctx, const config_setting_t *g,
+                            const char *group)
+{
+    int n = config_setting_length(g);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+        char full[CONF_KEY_NAME_MAX];
+        struct conf_name_query q = {full, 0, false, false};
+        int len = snprintf(full, sizeof(full), "%s%s%s", group ? group : "", group ? "." : "",
+                           config_setting_name(s));
+        if (len > 0 && (size_t)len < sizeof(full)) {
+            q.len = (size_t)len;
+            conf_each_key(conf_name_classify, &q);
+        }
+        if (!q.is_key && !q.is_group)
+            return conf_fail(ctx, s, group, "unknown key");
+        if (q.is_group && config_setting_type(s) == CONFIG_TYPE_GROUP) {
+            int rc = conf_check_names(ctx, s, full);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
 /* Rules that involve more than one key. */
 static int conf_check_whole(const struct conf_ctx *ctx, const config_t *cfg, const struct conf *c)
 {
@@ -336,12 +412,15 @@ static int conf_check_whole(const struct conf_ctx *ctx, const config_t *cfg, con
 static int conf_apply_root(const struct conf_ctx *ctx, const config_t *cfg, struct conf *c)
 {
     const config_setting_t *root = config_root_setting(cfg);
+    int rc = conf_check_names(ctx, root, NULL);
+    if (rc < 0)
+        return rc;
     int n = config_setting_length(root);
     for (int i = 0; i < n; i++) {
         const config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
         const char *name = config_setting_name(s);
         const char *text = NULL;
-        int rc = conf_apply_uint(ctx, s, NULL, conf_root_uints, c);
+        rc = conf_apply_uint(ctx, s, NULL, conf_root_uints, c);
         if (rc != 0) {
             if (rc < 0)
                 return rc;

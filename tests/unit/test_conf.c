@@ -4,8 +4,8 @@
  * bad mode or level, bad listen address, too many addresses, greeting limits, the greet
  * buffer rule, syntax) gives -EINVAL and exactly "NAME:LINE: key: message" and leaves the
  * struct as it was; an empty listen list turns a service off; conf_worker_count;
- * a missing file; @include refused; and the shipped etc/echod.conf, which must load to
- * the defaults. */
+ * a missing file; @include refused; the shipped etc/echod.conf, which must load to the
+ * defaults; and conf_each_key, which must list exactly the keys a load knows. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -251,6 +251,52 @@ static void test_unknown_keys(void **state)
         {"tcp = { TCP = {}; };\n", 1, "tcp.TCP", "unknown key"},
     };
     CHECK_ERROR_CASES(cases);
+}
+
+/* The names conf_each_key lists. */
+struct key_list {
+    char names[128][CONF_KEY_NAME_MAX];
+    size_t count;
+};
+
+static void collect_key(const char *key, void *arg)
+{
+    struct key_list *l = arg;
+    assert_true(l->count < sizeof(l->names) / sizeof(l->names[0]));
+    assert_true(strlen(key) < CONF_KEY_NAME_MAX);
+    strcpy(l->names[l->count++], key);
+}
+
+/* Every key conf_each_key lists, once, is one a load knows: set to a float, a type no key
+ * has, it fails with "KEY: must be ...", never "unknown key". A load refuses every name
+ * the list lacks (test_unknown_keys), so the list is exactly the keys there are, and the
+ * man page test can hold echod.conf(5) to it. */
+static void test_each_key_is_known(void **state)
+{
+    (void)state;
+    struct key_list l = {.count = 0};
+    conf_each_key(collect_key, &l);
+    assert_true(l.count > 0);
+    for (size_t i = 0; i < l.count; i++) {
+        for (size_t j = 0; j < i; j++)
+            assert_string_not_equal(l.names[i], l.names[j]);
+        /* "udp.guard.rate" -> "udp = { guard = { rate = 1.5; }; };" */
+        char text[256] = "", closing[64] = "";
+        const char *part = l.names[i];
+        const char *dot;
+        while ((dot = strchr(part, '.')) != NULL) {
+            snprintf(text + strlen(text), sizeof(text) - strlen(text), "%.*s = { ",
+                     (int)(dot - part), part);
+            strcat(closing, " };");
+            part = dot + 1;
+        }
+        snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s = 1.5;%s\n", part, closing);
+        assert_int_equal(conf_load_string(&conf, text, NAME, err, sizeof(err)), -EINVAL);
+        char want[CONF_ERR_SIZE], got[CONF_ERR_SIZE];
+        snprintf(want, sizeof(want), NAME ":1: %s: must be ", l.names[i]);
+        snprintf(got, sizeof(got), "%.*s", (int)strlen(want), err); /* the message's start */
+        assert_string_equal(got, want);
+    }
 }
 
 static void test_wrong_types(void **state)
@@ -743,6 +789,7 @@ int main(void)
         TEST(test_readme_greet_example),
         TEST(test_each_load_starts_from_defaults),
         TEST(test_unknown_keys),
+        TEST(test_each_key_is_known),
         TEST(test_wrong_types),
         TEST(test_out_of_range),
         TEST(test_range_ends_accepted),
