@@ -58,20 +58,23 @@ static bool log_is_journal;
 /* The most verbose level printed; guards nothing else. */
 static _Atomic int log_level = LOG_LEVEL_INFO;
 
+/* A decimal number at text (digits only: no sign, no space) up to *end; false if none. */
+static bool log_parse_decimal(const char *text, char **end, unsigned long long *out)
+{
+    if (*text < '0' || *text > '9')
+        return false;
+    errno = 0;
+    *out = strtoull(text, end, 10);
+    return errno == 0;
+}
+
 bool log_stream_is_journal(const char *journal_stream, const struct stat *st)
 {
-    if (journal_stream == NULL)
-        return false;
+    unsigned long long dev, ino;
     char *end;
-    errno = 0;
-    unsigned long long dev = strtoull(journal_stream, &end, 10);
-    if (errno != 0 || end == journal_stream || *end != ':')
-        return false;
-    const char *ino_text = end + 1;
-    unsigned long long ino = strtoull(ino_text, &end, 10);
-    if (errno != 0 || end == ino_text || *end != '\0')
-        return false;
-    return dev == (unsigned long long)st->st_dev && ino == (unsigned long long)st->st_ino;
+    return journal_stream != NULL && log_parse_decimal(journal_stream, &end, &dev) && *end == ':' &&
+           log_parse_decimal(end + 1, &end, &ino) && *end == '\0' &&
+           dev == (unsigned long long)st->st_dev && ino == (unsigned long long)st->st_ino;
 }
 
 void log_init(void)

@@ -205,35 +205,39 @@ static void notify_ready_status_stopping(void **state)
                   "answered",
                   3000);
 
-    /* Traffic that changes the counters all the time: still at most one a second. */
-    int64_t start = h_now_ms(), last_ms = start;
+    /* Traffic that changes the counters all the time: still at most one a second. The
+     * sends are 1000 ms apart at least, so a window of T ms holds T / 1000 + 1 at most
+     * (gaps seen here are not checked: a slow test reads two queued ones at once). */
+    const char *steady = "STATUS=serving: 1 open connection, 1 accepted, ";
+    int64_t start = h_now_ms();
     int statuses = 0;
-    long shortest_gap_ms = 100000;
     while (h_now_ms() - start < 3500) {
         h_echo_roundtrip(fd, "x", 1, 5000);
-        const char *steady = "STATUS=serving: 1 open connection, 1 accepted, ";
-        while (notify_recv(nfd, got, sizeof(got), 0) >= 0) {
+        for (; notify_recv(nfd, got, sizeof(got), 0) >= 0; statuses++)
             if (strncmp(got, steady, strlen(steady)) != 0)
                 fail_msg("unexpected notification \"%s\"", got);
-            int64_t now = h_now_ms();
-            if (statuses > 0 && now - last_ms < shortest_gap_ms)
-                shortest_gap_ms = (long)(now - last_ms);
-            last_ms = now;
-            statuses++;
-        }
         h_sleep_ms(20);
     }
-    h_note("notify: %d STATUS= lines in 3.5 s of changing counters, shortest gap %ld ms", statuses,
-           statuses > 1 ? shortest_gap_ms : 0);
-    if (statuses < 2 || statuses > 4 || (statuses > 1 && shortest_gap_ms < 900))
-        fail_msg("%d STATUS= lines in 3.5 s, shortest gap %ld ms: expected one a second", statuses,
-                 shortest_gap_ms);
+    int64_t window_ms = h_now_ms() - start;
+    h_note("notify: %d STATUS= lines in %lld ms of changing counters", statuses,
+           (long long)window_ms);
+    if (statuses < 1 || statuses > window_ms / 1000 + 1)
+        fail_msg("%d STATUS= lines in %lld ms: expected one a second", statuses,
+                 (long long)window_ms);
 
     /* SIGTERM: STOPPING=1 while the open connection drains, then exit 0 once it ends. */
     kill(echod.pid, SIGTERM);
-    if (notify_recv(nfd, got, sizeof(got), 3000) < 0 || strncmp(got, "STOPPING=1\n", 11) != 0 ||
-        strstr(got, "\nSTATUS=stopping: 1 open connection,") == NULL)
-        fail_msg("after SIGTERM: \"%s\", expected STOPPING=1 and a stopping STATUS=", got);
+    for (int64_t deadline = h_now_ms() + 3000;;) {
+        int64_t left = deadline - h_now_ms();
+        if (left <= 0 || notify_recv(nfd, got, sizeof(got), (int)left) < 0)
+            fail_msg("no STOPPING=1 within 3 s of SIGTERM (last: \"%s\")", got);
+        if (strncmp(got, steady, strlen(steady)) == 0)
+            continue; /* sent just before the signal */
+        if (strncmp(got, "STOPPING=1\n", 11) != 0 ||
+            strstr(got, "\nSTATUS=stopping: 1 open connection,") == NULL)
+            fail_msg("after SIGTERM: \"%s\", expected STOPPING=1 and a stopping STATUS=", got);
+        break;
+    }
     h_echo_roundtrip(fd, "still served", 12, 5000);
     h_close(fd);
     int code = h_wait_exit(echod.pid, 5000);
@@ -265,9 +269,8 @@ static void notify_plain_run_never_wakes(void **state)
            wakeups[0], wakeups[1]);
     if (wakeups[0] != 0)
         fail_msg("without NOTIFY_SOCKET the idle main thread woke %ld times", wakeups[0]);
-    if (wakeups[1] < 2)
-        fail_msg("with NOTIFY_SOCKET the main thread woke %ld times in 2.5 s, expected >= 2",
-                 wakeups[1]);
+    if (wakeups[1] < 1) /* about 2; at least 1 even on a loaded machine */
+        fail_msg("with NOTIFY_SOCKET the main thread never woke in 2.5 s: the check is blind");
 }
 
 /* ---------------------------------------------------------------- socket activation */
