@@ -292,12 +292,16 @@ static void busy_port_exits_69(void **state)
     h_udp_expect(ufd, "udp too", 7, "udp too", 7, 5, 1000);
 }
 
-/* Assert log holds a line "... echod[PID]: info: listening PROTO ADDR". */
+/* Assert log holds a line "... echod[PID]: info: listening PROTO ADDR". echod's log
+ * thread writes the lines it is handed when it next runs, so wait up to 5 s for it. */
 static void expect_listening_line(struct echod *e, const char *proto, const char *addr)
 {
-    char *log = h_read_file(e->log_path, NULL);
     char needle[128];
     snprintf(needle, sizeof(needle), "listening %s %s", proto, addr);
+    int64_t deadline_ms = h_now_ms() + 5000;
+    while (!h_file_contains(e->log_path, needle) && h_now_ms() < deadline_ms)
+        h_sleep_ms(10);
+    char *log = h_read_file(e->log_path, NULL);
     char *at = log ? strstr(log, needle) : NULL;
     if (!at)
         fail_msg("no '%s' in echod's log: \"%s\"", needle, log ? log : "");
@@ -385,10 +389,12 @@ static bool logs_listening(const char *config_level, const char *option_level)
     int fd = h_tcp_connect_ok(&echod.tcp[0]);
     h_echo_roundtrip(fd, "level\n", 6, 5000);
     h_close(fd);
-    bool found = h_echod_log_contains(&echod, "listening tcp");
     int code = h_echod_stop(&echod);
     if (code != 0)
         fail_msg("echod exited with %d after SIGTERM", code);
+    /* Only once echod has exited is its log complete: its log thread writes lines when it
+     * next runs, and drains them all before the exit. */
+    bool found = h_echod_log_contains(&echod, "listening tcp");
     memset(&echod, 0, sizeof(echod));
     return found;
 }

@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_man_coverage: every man page documents what its program offers, and nothing it
 # no longer does. The options are those each built binary prints in --help (every long
-# and short one); each must be an ".It Fl" entry of its page, and each entry an option.
+# and short one); each must be an ".It Fl" entry of its page, and each entry an option;
+# so must the exit codes --help lists, as ".It N" entries of the page's EXIT STATUS.
 # The configuration keys come from conf.c's one list of keys (tests/man/list_names,
 # conf_each_key: a load refuses any other name); each must be an ".It Ic" entry of
 # echod.conf(5) and a row of README's table. The counters come from stats.h; each must
@@ -12,7 +13,7 @@ builddir=${ECHOD_BUILDDIR:?}
 srcdir=${ECHOD_SRCDIR:?}
 man=$builddir/man
 . "$srcdir/tests/tap.sh"
-tap_begin test_man_coverage 12
+tap_begin test_man_coverage 15
 
 # The options in program $1's --help, one per line: "-c", "--config", ...
 help_options() {
@@ -33,6 +34,18 @@ page_options() {
             if (on && $i !~ /^[][,|;:.()]$/) { o = $i; gsub(/\\-/, "-", o); print "-" o }
         }
     }' "$1" | sort -u
+}
+
+# The exit codes program $1's --help lists after "Exit codes:", one per line.
+help_exit_codes() {
+    "$1" --help 2>&1 | sed -n '/Exit codes:/,$p' | sed 's/.*Exit codes://' |
+        grep -oE '(^|[ ,])[0-9]+ [a-z]' | grep -oE '[0-9]+' | sort -u
+}
+
+# The exit codes page $1 lists as ".It N" entries of its EXIT STATUS section.
+page_exit_codes() {
+    awk '/^\.Sh / { in_exit = ($0 == ".Sh EXIT STATUS") }
+         in_exit && /^\.It [0-9]+/ { print $2 }' "$1" | sort -u
 }
 
 # The names of page $2's ".It MACRO NAME" entries, MACRO = $1.
@@ -68,6 +81,10 @@ check_options() {
     page_options "$man/$page" >"$tmp/opts.doc"
     compare "$tmp/opts.have" "$tmp/opts.doc" "$page"
     report $? "every option of $(basename "$prog") --help is in $page, and only those"
+    help_exit_codes "$prog" >"$tmp/codes.have"
+    page_exit_codes "$man/$page" >"$tmp/codes.doc"
+    holds "$tmp/codes.have" 0 64 && compare "$tmp/codes.have" "$tmp/codes.doc" "$page's EXIT STATUS"
+    report $? "every exit code of $(basename "$prog") --help is in $page's EXIT STATUS, and only those"
 }
 check_options "${ECHOD_BIN:?}" echod.8
 check_options "${ECHOD_CLI_BIN:?}" echod-cli.1
