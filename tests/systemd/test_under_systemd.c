@@ -33,7 +33,8 @@ struct sandbox {
     char id[32]; /* "" when there is none */
     char root[512];
     int life_fd;
-    uint16_t port; /* the loopback port the units and configs of this test use */
+    uint16_t port;    /* the loopback port the units and configs of this test use */
+    int64_t start_ms; /* when sb_up began, for the run time the teardown reports */
 };
 
 static struct sandbox sb = {.life_fd = -1};
@@ -203,6 +204,7 @@ static void sb_write_conf(const char *name, uint16_t port, const char *extra)
 static void sb_up(const char *config, bool is_delayed)
 {
     static unsigned serial;
+    sb.start_ms = h_now_ms();
     snprintf(sb.root, sizeof(sb.root), "%s/sandbox-%u", h_tmpdir(), ++serial);
     sb_mkdir("");
     sb_mkdir("bin");
@@ -292,6 +294,8 @@ static int sb_teardown(void **state)
         if (o.code != 0)
             h_note("sandbox down %s: exit %d: %s", sb.id, o.code, o.err);
         h_output_free(&o);
+        h_note("sandbox %s: %lld ms from boot to teardown", sb.id,
+               (long long)(h_now_ms() - sb.start_ms));
     }
     if (sb.life_fd >= 0)
         close(sb.life_fd);
@@ -666,12 +670,13 @@ static bool sb_can_run(char *reason, size_t size)
     if (san && san[0]) {
         /* Seen here: under SystemCallFilter=@system-service, LeakSanitizer cannot ptrace
          * and "has encountered a fatal error" at every exit, so even ExecStartPre=echod -t
-         * fails; and a service gets none of the suite's *SAN_OPTIONS (log_path) nor the
-         * setarch -R that TSan needs on this kernel. */
+         * fails. And a service gets none of the suite's *SAN_OPTIONS (exit codes,
+         * log_path), nor the setarch -R that TSan needs on this kernel, so a report
+         * could go unnoticed. */
         snprintf(reason, size,
-                 "echod is built with %s: the hardened units deny the sanitizer runtime what "
-                 "it needs (LeakSanitizer's ptrace, the suite's *SAN_OPTIONS); the plain "
-                 "build runs these tests",
+                 "echod is built with %s: the hardened units cannot run a sanitized echod as "
+                 "the suite needs it (LeakSanitizer dies without ptrace, *SAN_OPTIONS and "
+                 "setarch -R do not reach a service); the plain build runs these tests",
                  san);
         return false;
     }
