@@ -88,6 +88,8 @@ run_suite() {
     summary="$pass passed, $fail failed"
     [ "$errors" -eq 0 ] || summary="$summary, $errors test programs exited early"
     echo "$name: $summary, $skip skipped ($(($(date +%s) - start)) s)"
+    # Loudly: what did not run, and why.
+    grep '^SKIP:' "$dir/check.out" | sed "s/^SKIP: /$name: skipped: /" || true
     return "$status"
 }
 
