@@ -43,7 +43,7 @@ static char *h_rm_argv[4];             /* rm -rf h_dir, prepared for the signal 
 
 /* ------------------------------------------------------------------ safety net */
 
-static void h_track_child(pid_t pid)
+void h_track_child(pid_t pid)
 {
     for (size_t i = 0; i < H_MAX_CHILDREN; i++) {
         if (h_children[i] == 0) {

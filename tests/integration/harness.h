@@ -96,6 +96,8 @@ pid_t h_spawn(char *const argv[], int stdin_fd, const char *out_path, const char
  * child's own pid, LISTEN_FDNAMES = names (unset when NULL). The caller keeps fds. */
 #define H_MAX_PASSED_FDS 8
 void h_spawn_pass_fds(const int *fds, size_t count, const char *names);
+/* Track a child forked by the test itself, so the safety net kills it too. */
+void h_track_child(pid_t pid);
 /* Wait up to timeout_ms for pid; returns its exit code, 128+signal if killed, or -1 on
  * timeout (pid is then still running and still tracked). */
 int h_wait_exit(pid_t pid, int timeout_ms);
