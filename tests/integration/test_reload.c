@@ -87,6 +87,28 @@ static void reload_invalid_file_keeps_old_configuration(void **state)
     assert_int_equal(h_echod_stat(&echod, "reload_failures"), 1);
 }
 
+/* log_level changes at once: debug lines appear after a reload to "debug" and stop after
+ * one back to "info". */
+static void reload_changes_log_level(void **state)
+{
+    (void)state;
+    h_echod_start(&echod, greet_conf("A: ", "\"127.0.0.1:0\"", ""), NULL);
+    int fd = h_tcp_connect_ok(&echod.tcp[0]);
+    expect_greeting(fd, "A: ", "quiet\n");
+    h_close(fd);
+    assert_false(h_echod_log_contains(&echod, "debug:"));
+    assert_int_equal(
+        h_echod_reload(&echod, greet_conf("A: ", "\"127.0.0.1:0\"", "log_level = \"debug\";\n")),
+        0);
+    fd = h_tcp_connect_ok(&echod.tcp[0]);
+    expect_greeting(fd, "A: ", "loud\n");
+    h_close(fd);
+    int64_t deadline = h_now_ms() + 5000;
+    while (!h_echod_log_contains(&echod, "debug: tcp 127.0.0.1:") && h_now_ms() < deadline)
+        h_sleep_ms(20);
+    assert_true(h_echod_log_contains(&echod, "debug: tcp 127.0.0.1:"));
+}
+
 /* A key that cannot change while running is named in a warning with the value kept;
  * the rest of the file still applies. */
 static void reload_fixed_key_is_named(void **state)
@@ -262,6 +284,7 @@ int main(void)
         cmocka_unit_test_teardown(reload_changes_greeting_for_new_connections, h_teardown),
         cmocka_unit_test_teardown(reload_invalid_file_keeps_old_configuration, h_teardown),
         cmocka_unit_test_teardown(reload_fixed_key_is_named, h_teardown),
+        cmocka_unit_test_teardown(reload_changes_log_level, h_teardown),
         cmocka_unit_test_teardown(reload_adds_and_removes_listeners, h_teardown),
         cmocka_unit_test_teardown(reload_storm_under_load, h_teardown),
         cmocka_unit_test_teardown(reload_racing_sigterm, h_teardown),

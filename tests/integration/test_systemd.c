@@ -437,6 +437,30 @@ static void activation_tcp_and_udp_named(void **state)
 
 /* Without names, or with names echod does not know (systemd names a socket after its
  * unit when FileDescriptorName= is not set), each fd is classified by its type. */
+/* A reload keeps the sockets systemd passed whatever the listen lists now say (it logs
+ * that they are ignored), and still applies the rest of the file. */
+static void activation_reload_keeps_passed_sockets(void **state)
+{
+    (void)state;
+    struct sockaddr_storage tsa, usa;
+    activate_echod("udp:tcp", true, &tsa, &usa);
+    const char *next = "workers = 1;\n"
+                       "tcp = { listen = [ \"127.0.0.1:0\", \"127.0.0.1:0\" ]; mode = \"greet\"; "
+                       "greeting = \"R: \"; };\n"
+                       "udp = { listen = [ ]; };\n";
+    assert_int_equal(h_echod_reload(&echod, next), 0);
+    assert_true(h_echod_log_contains(&echod, "tcp.listen and udp.listen are ignored"));
+    char want[256] = "";
+    port_line("tcp", &tsa, want, sizeof(want));
+    port_line("udp", &usa, want, sizeof(want));
+    expect_port_file(&echod, want);
+    int fd = h_tcp_connect_ok(&tsa);
+    char got[8];
+    h_send_all(fd, "x\n", 2, 5000);
+    h_recv_exact(fd, got, 5, 5000);
+    h_assert_bytes("greeting after the reload", "R: x\n", got, 5);
+}
+
 static void activation_unnamed_by_type(void **state)
 {
     (void)state;
@@ -720,6 +744,7 @@ int main(void)
         cmocka_unit_test_teardown(watchdog_pings_idle_and_busy, h_teardown),
         cmocka_unit_test_teardown(activation_tcp_alone, h_teardown),
         cmocka_unit_test_teardown(activation_tcp_and_udp_named, h_teardown),
+        cmocka_unit_test_teardown(activation_reload_keeps_passed_sockets, h_teardown),
         cmocka_unit_test_teardown(activation_unnamed_by_type, h_teardown),
         cmocka_unit_test_teardown(activation_refuses_unusable_fds, h_teardown),
         cmocka_unit_test_teardown(socket_activate_tcp_alone, h_teardown),
