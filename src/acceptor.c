@@ -515,17 +515,20 @@ static void acceptor_take_settings(struct acceptor *a)
     uint64_t generation;
     struct snap *next = snap_box_acquire(a->box, &generation);
     const struct acceptor_settings *s = snap_data(next);
+    /* The new set is in force before a listener retires: a pause that retiring may
+     * cause must take every listener of the new set out of epoll. */
+    struct snap *old = a->snap;
     const struct listener_set *now = &s->listeners, *before = &a->s->listeners;
+    a->snap = next;
+    a->s = s;
+    a->generation = generation;
     for (size_t i = 0; i < now->count; i++)
         if (!listener_set_holds(before, now->items[i]))
             acceptor_watch(a, EPOLL_CTL_ADD, now->items[i]);
     for (size_t i = 0; i < before->count; i++)
         if (!listener_set_holds(now, before->items[i]))
             acceptor_retire(a, before->items[i]);
-    snap_release(a->snap);
-    a->snap = next;
-    a->s = s;
-    a->generation = generation;
+    snap_release(old);
 }
 
 /* Read the wake-up eventfd. A release during an fd back-off ends it early: a connection
