@@ -4,9 +4,10 @@
 set -eu
 
 # clang and libclang-rt-14-dev (libFuzzer) build the harnesses of make fuzz; mandoc lints
-# the man pages in make check.
+# the man pages in make check; systemd gives configure its unit directory (systemd.pc)
+# and the tests systemd-analyze, systemd-socket-activate and systemd itself.
 PACKAGES="build-essential autoconf automake autoconf-archive pkg-config libconfig-dev libcmocka-dev
-    clang libclang-rt-14-dev mandoc"
+    clang libclang-rt-14-dev mandoc systemd"
 
 missing=""
 for p in $PACKAGES; do
