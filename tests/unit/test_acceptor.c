@@ -3,7 +3,9 @@
  * (ECONNABORTED, EPROTO, ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH,
  * EOPNOTSUPP, ENETUNREACH), a firewall's EPERM and EINTR are retried at once; running
  * out of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM) and programming errors (EBADF,
- * EINVAL, ENOTSOCK, EFAULT) back off rather than spin. */
+ * EINVAL, ENOTSOCK, EFAULT) back off rather than spin. And a create that fails before
+ * the acceptor has its fds (open is wrapped to fail) closes none it does not own: fd 0
+ * survives. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -15,7 +17,26 @@
 #include "acceptor.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "snap.h"
+
+int __real_open(const char *path, int flags, ...);
+static bool is_open_failing; /* the next open fails with EMFILE */
+
+/* open, as the acceptor's reserve fd calls it, failing on demand. */
+int __wrap_open(const char *path, int flags, ...);
+int __wrap_open(const char *path, int flags, ...)
+{
+    if (is_open_failing) {
+        errno = EMFILE;
+        return -1;
+    }
+    return __real_open(path, flags);
+}
 
 struct verdict_case {
     int err;
@@ -49,10 +70,29 @@ static void test_classify(void **state)
     }
 }
 
+/* A create that fails at its first fd closes nothing else: before, calloc left epfd and
+ * wake_fd at 0 and the cleanup closed fd 0. */
+static void test_failed_create_keeps_fd_0(void **state)
+{
+    (void)state;
+    struct acceptor_settings *settings = calloc(1, sizeof(*settings));
+    struct snap_box *box;
+    assert_int_equal(snap_box_create(settings, acceptor_settings_free, &box), 0);
+    struct acceptor *a = NULL;
+    is_open_failing = true;
+    int rc = acceptor_create(box, 10, NULL, &a);
+    is_open_failing = false;
+    assert_int_equal(rc, -EMFILE);
+    assert_null(a);
+    assert_true(fcntl(0, F_GETFD) >= 0);
+    snap_box_destroy(box);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_failed_create_keeps_fd_0),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
