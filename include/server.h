@@ -32,10 +32,11 @@ void server_reload_keep_fixed(const struct server *s, struct conf *next);
  * longer listed are retired by their threads. 0; or -errno with err saying why, and
  * nothing changed. The caller then makes next its configuration in force. */
 int server_reload(struct server *s, const struct conf *next, char *err, size_t err_size);
-/* The TCP and UDP listeners echod serves with configuration c: those in force when c
- * is the configuration in force or systemd passed the sockets, else c's listen lists
- * for the services that run. */
-void server_count_listeners(const struct server *s, const struct conf *c, size_t *tcp, size_t *udp);
+/* The TCP and UDP listeners echod serves: those in force when next is NULL or systemd
+ * passed the sockets, else those the configuration next (a reload's) would have, for
+ * the services that run. */
+void server_count_listeners(const struct server *s, const struct conf *next, size_t *tcp,
+                            size_t *udp);
 /* The watchdog's question: has every thread (acceptor, UDP, workers) slept idle in
  * epoll_wait or come back to its loop within interval_ms? (see evloop_is_alive) */
 bool server_is_alive(const struct server *s, uint64_t now_ms, uint64_t interval_ms);

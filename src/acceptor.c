@@ -249,8 +249,9 @@ static void acceptor_back_off(struct acceptor *a, const struct listener *l, int 
                  where, strerror(err), ACCEPTOR_BACKOFF_MS);
         a->backoff_err = err;
     }
-    a->is_paused = false; /* each back-off is counted: it is its own pause */
-    acceptor_pause(a, STAT_tcp_accept_failures);
+    stats_add(&a->stats, STAT_tcp_accept_failures, 1); /* every failure, not once a pause */
+    a->is_paused = true;
+    acceptor_set_listening(a, false);
     a->resume_at_ms = clock_now_ms() + ACCEPTOR_BACKOFF_MS;
 }
 

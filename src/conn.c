@@ -253,6 +253,18 @@ static int conn_take_buf(struct buf_pool *pool, size_t cap, struct buf **slot)
     return *slot ? 0 : -ENOMEM;
 }
 
+/* c's output buffer, of its profile's buffer_bytes, if it has none; 0 or -ENOMEM. */
+static int conn_take_out(struct conn_set *set, struct conn *c)
+{
+    return conn_take_buf(&set->out_pool, c->profile->s->buffer_bytes, &c->out);
+}
+
+/* c's greet input buffer, of its profile's in_cap, if it has none; 0 or -ENOMEM. */
+static int conn_take_in(struct conn_set *set, struct conn *c)
+{
+    return conn_take_buf(&set->in_pool, c->profile->in_cap, &c->in);
+}
+
 /* The timeouts in force: the current profile's, for every connection. */
 static unsigned conn_idle_ms(const struct conn_set *set)
 {
@@ -337,7 +349,7 @@ static int conn_send_or_keep(struct conn_set *set, struct conn *c, const uint8_t
     stats_add(set->stats, STAT_tcp_bytes_out, (uint64_t)sent);
     if ((size_t)sent == n)
         return 0;
-    int rc = conn_take_buf(&set->out_pool, c->profile->s->buffer_bytes, &c->out);
+    int rc = conn_take_out(set, c);
     if (rc == 0)
         buf_append(c->out, data + sent, n - (size_t)sent);
     return rc;
@@ -379,7 +391,7 @@ static int conn_keep_input(struct conn_set *set, struct conn *c, const char *in,
 {
     if (consumed == len)
         return 0;
-    int rc = conn_take_buf(&set->in_pool, c->profile->in_cap, &c->in);
+    int rc = conn_take_in(set, c);
     if (rc == 0)
         buf_append(c->in, in + consumed, len - consumed);
     return rc;
@@ -406,7 +418,7 @@ static int conn_greet_process(struct conn_set *set, struct conn *c)
 {
     if (c->in == NULL || c->is_failing)
         return 0;
-    int rc = conn_take_buf(&set->out_pool, c->profile->s->buffer_bytes, &c->out);
+    int rc = conn_take_out(set, c);
     if (rc < 0)
         return rc;
     size_t consumed;
@@ -428,7 +440,7 @@ static int conn_read_greet(struct conn_set *set, struct conn *c)
         return n > 0 ? conn_greet_answer(set, c, (const char *)set->scratch_in.data, (size_t)n)
                      : (int)n;
     }
-    int rc = conn_take_buf(&set->in_pool, c->profile->in_cap, &c->in);
+    int rc = conn_take_in(set, c);
     if (rc < 0)
         return rc;
     ssize_t n = recv(c->fd, c->in->data + c->in->len, c->profile->in_cap - c->in->len, 0);
@@ -453,8 +465,7 @@ static void conn_queue_error_reply(struct conn_set *set, struct conn *c)
 {
     char reply[128];
     int n = proto_line_too_long_reply(&c->profile->s->greet, reply, sizeof(reply));
-    if (n <= 0 || (size_t)n >= sizeof(reply) ||
-        conn_take_buf(&set->out_pool, c->profile->s->buffer_bytes, &c->out) < 0)
+    if (n <= 0 || (size_t)n >= sizeof(reply) || conn_take_out(set, c) < 0)
         return;
     if (buf_space(c->out) >= (size_t)n) {
         buf_append(c->out, reply, (size_t)n);

@@ -451,7 +451,7 @@ int main(int argc, char **argv)
         goto done;
     }
     size_t tcp_count, udp_count;
-    server_count_listeners(s, &c, &tcp_count, &udp_count);
+    server_count_listeners(s, NULL, &tcp_count, &udp_count);
     if (!main_fd_limit_fits(&c, tcp_count, udp_count, m.fd_limit)) {
         exit_code = EX_CONFIG;
         goto done;

@@ -336,9 +336,9 @@ int server_reload(struct server *s, const struct conf *next, char *err, size_t e
         listener_set_clear(&udp);
         return rc;
     }
-    for (size_t i = 0; i < tcp.count; i++)
-        if (next->tcp_backlog != s->conf->tcp_backlog)
-            listen(tcp.items[i]->fd, (int)next->tcp_backlog); /* kept ones: new backlog */
+    for (size_t i = 0; next->tcp_backlog != s->conf->tcp_backlog && i < tcp.count; i++)
+        if (!tcp.items[i]->is_adopted) /* systemd's sockets keep the socket unit's backlog */
+            listen(tcp.items[i]->fd, (int)next->tcp_backlog); /* on a listening socket: resize */
     listener_set_clear(&s->tcp_ls);
     listener_set_clear(&s->udp_ls);
     s->tcp_ls = tcp;
@@ -357,11 +357,12 @@ int server_reload(struct server *s, const struct conf *next, char *err, size_t e
     return 0;
 }
 
-void server_count_listeners(const struct server *s, const struct conf *c, size_t *tcp, size_t *udp)
+void server_count_listeners(const struct server *s, const struct conf *next, size_t *tcp,
+                            size_t *udp)
 {
-    bool is_current = s->has_passed_sockets || c == s->conf;
-    *tcp = is_current ? s->tcp_ls.count : (s->tcp_ls.count ? c->tcp.listen_count : 0);
-    *udp = is_current ? s->udp_ls.count : (s->udp_ls.count ? c->udp.listen_count : 0);
+    bool is_current = next == NULL || s->has_passed_sockets;
+    *tcp = is_current ? s->tcp_ls.count : (s->tcp_ls.count ? next->tcp.listen_count : 0);
+    *udp = is_current ? s->udp_ls.count : (s->udp_ls.count ? next->udp.listen_count : 0);
 }
 
 bool server_is_alive(const struct server *s, uint64_t now_ms, uint64_t interval_ms)

@@ -14,7 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* A greet config: TCP and UDP listeners as given, both greeting with greeting. */
 static const char *greet_conf(const char *greeting, const char *tcp_listen, const char *extra)
@@ -107,6 +111,64 @@ static void reload_changes_log_level(void **state)
     while (!h_echod_log_contains(&echod, "debug: tcp 127.0.0.1:") && h_now_ms() < deadline)
         h_sleep_ms(20);
     assert_true(h_echod_log_contains(&echod, "debug: tcp 127.0.0.1:"));
+}
+
+/* The backlog of echod's listening TCP socket on port: the socket is taken from echod
+ * with pidfd_getfd and asked with TCP_INFO, which reports a listener's maximum backlog
+ * in tcpi_sacked. Fails the test when it cannot be found. */
+static unsigned listener_backlog(pid_t pid, uint16_t port)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0)
+        fail_msg("pidfd_open: %s", strerror(errno));
+    for (int target = 0; target < 256; target++) {
+        int fd = (int)syscall(SYS_pidfd_getfd, pidfd, target, 0);
+        if (fd < 0)
+            continue;
+        int is_listening = 0;
+        socklen_t len = sizeof(is_listening);
+        struct sockaddr_storage ss;
+        socklen_t ss_len = sizeof(ss);
+        struct tcp_info info;
+        socklen_t info_len = sizeof(info);
+        bool is_it = getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &is_listening, &len) == 0 &&
+                     is_listening && getsockname(fd, (struct sockaddr *)&ss, &ss_len) == 0 &&
+                     h_port_of(&ss) == port &&
+                     getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &info_len) == 0;
+        close(fd);
+        if (is_it) {
+            close(pidfd);
+            return info.tcpi_sacked;
+        }
+    }
+    close(pidfd);
+    fail_msg("no listening socket on port %u among echod's fds", port);
+    return 0;
+}
+
+/* tcp.backlog applies at once to a listener a reload keeps. */
+static void reload_changes_backlog(void **state)
+{
+    (void)state;
+    h_echod_start(&echod, greet_conf("A: ", "\"127.0.0.1:0\"", ""), NULL);
+    uint16_t port = h_port_of(&echod.tcp[0]);
+    unsigned before = listener_backlog(echod.pid, port);
+    char listen[80];
+    snprintf(listen, sizeof(listen), "\"%s\"", echod.tcp_text[0]);
+    char text[512];
+    snprintf(text, sizeof(text),
+             "workers = 2;\n"
+             "tcp = { listen = [ %s ]; backlog = 17; mode = \"greet\"; greeting = \"A: \"; };\n"
+             "udp = { listen = [ \"127.0.0.1:0\" ]; mode = \"greet\"; greeting = \"A: \"; "
+             "guard = { enabled = false; }; };\n",
+             listen);
+    assert_int_equal(h_echod_reload(&echod, text), 0);
+    assert_int_equal(h_port_of(&echod.tcp[0]), port); /* the same listener, kept */
+    unsigned after = listener_backlog(echod.pid, port);
+    h_note("reload: tcp.backlog %u -> %u on the kept listener", before, after);
+    assert_int_equal(after, 17);
+    int fd = h_tcp_connect_ok(&echod.tcp[0]);
+    expect_greeting(fd, "A: ", "still served\n");
 }
 
 /* A key that cannot change while running is named in a warning with the value kept;
@@ -285,6 +347,7 @@ int main(void)
         cmocka_unit_test_teardown(reload_invalid_file_keeps_old_configuration, h_teardown),
         cmocka_unit_test_teardown(reload_fixed_key_is_named, h_teardown),
         cmocka_unit_test_teardown(reload_changes_log_level, h_teardown),
+        cmocka_unit_test_teardown(reload_changes_backlog, h_teardown),
         cmocka_unit_test_teardown(reload_adds_and_removes_listeners, h_teardown),
         cmocka_unit_test_teardown(reload_storm_under_load, h_teardown),
         cmocka_unit_test_teardown(reload_racing_sigterm, h_teardown),
