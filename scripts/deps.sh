@@ -6,8 +6,10 @@ set -eu
 # clang and libclang-rt-14-dev (libFuzzer) build the harnesses of make fuzz; mandoc lints
 # the man pages in make check; systemd gives configure its unit directory (systemd.pc)
 # and the tests systemd-analyze, systemd-socket-activate and systemd itself.
+# libmicrohttpd-dev serves the metrics endpoint; prometheus gives the tests promtool;
+# haproxy is the balancer of the multi-instance test; gnuplot-nox draws latency plots.
 PACKAGES="build-essential autoconf automake autoconf-archive pkg-config libconfig-dev libcmocka-dev
-    clang libclang-rt-14-dev mandoc systemd"
+    clang libclang-rt-14-dev mandoc systemd libmicrohttpd-dev prometheus haproxy gnuplot-nox"
 
 missing=""
 for p in $PACKAGES; do
