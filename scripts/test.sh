@@ -43,6 +43,32 @@ tsan_wrapper() {
     return 1
 }
 
+# Under ThreadSanitizer, glibc 2.36 has aborted an echod at exit, once in about a hundred
+# suite runs, with "Fatal glibc error: malloc assertion failure in
+# __malloc_arena_thread_freeres: a->attached_threads > 0" (glibc's per-thread arena count,
+# at thread exit), with no TSan report. In the TSan build glibc's own malloc is never
+# called after main (TSan's allocator serves every allocation; checked under gdb), and the
+# plain and ASan suites never hit it, so it is not an echod allocation error. Only that
+# abort, and only in the TSan suite, earns the failed test programs one rerun, said
+# aloud; any other failure, or the same one twice, fails the suite. 0 when the rerun passed.
+tsan_rerun_glibc_abort() {
+    signature="malloc assertion failure in __malloc_arena_thread_freeres"
+    failed=$(grep -E '^(FAIL|ERROR):' "$1/check.out" | awk '{print $2}' | sort -u)
+    [ -n "$failed" ] && [ -z "$(find "$1/sanitizer" -type f)" ] || return 1
+    for t in $failed; do
+        grep -q "$signature" "$1/$t.log" || return 1
+    done
+    echo "tsan: glibc aborted at thread exit ($signature) in: $(echo $failed);" \
+        "rerunning them once"
+    (san_env "$1" && $2 make -C "$1" -s check TESTS="$(echo $failed)") >"$1/rerun.out" 2>&1 ||
+        return 1
+    # Count the rerun in place of the failed run.
+    grep -vE "^(FAIL|ERROR|PASS|SKIP): ($(echo $failed | tr ' ' '|'))( |$)" "$1/check.out" \
+        >"$1/check.first"
+    grep -E '^(PASS|SKIP|FAIL|XPASS|ERROR):' "$1/rerun.out" >>"$1/check.first"
+    mv "$1/check.first" "$1/check.out"
+}
+
 # Build into build/$1 with configure arguments $3.., run make check; summary named $2.
 run_suite() {
     dir=build/$1 name=$2
@@ -61,6 +87,8 @@ run_suite() {
     fi
     status=0
     (san_env "$dir" && $wrapper make -C "$dir" -s -j"$(nproc)" check) >"$dir/check.out" 2>&1 ||
+        status=$?
+    [ "$status" -eq 0 ] || [ "$name" != tsan ] || tsan_rerun_glibc_abort "$dir" "$wrapper" ||
         status=$?
     pass=$(grep -c '^PASS:' "$dir/check.out" || true)
     fail=$(grep -cE '^(FAIL|XPASS):' "$dir/check.out" || true)
