@@ -18,6 +18,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "addr.h"
+
 #define IPLIMIT_MAX_BUCKETS (1u << 16)
 
 struct iplimit_entry {
@@ -87,16 +89,7 @@ void iplimit_destroy(struct iplimit *t)
 
 int iplimit_key_of(const struct sockaddr *sa, struct iplimit_key *key)
 {
-    memset(key, 0, sizeof(*key));
-    if (sa->sa_family == AF_INET6) {
-        memcpy(key->addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
-        return 0;
-    }
-    if (sa->sa_family != AF_INET)
-        return -EAFNOSUPPORT;
-    key->addr[10] = key->addr[11] = 0xff; /* ::ffff:a.b.c.d */
-    memcpy(key->addr + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-    return 0;
+    return addr_ip16(sa, key->addr);
 }
 
 /* The bucket of key: the top bits of a seeded multiplicative hash, which depend on
