@@ -285,11 +285,8 @@ static void acceptor_shed_one(struct acceptor *a, const struct listener *l)
 /* Count fd against its IP's max_connections_per_ip; false (fd closed) if refused. */
 static bool acceptor_admit(struct acceptor *a, int fd, const struct sockaddr_storage *peer)
 {
-    struct iplimit_key key;
-    int rc = iplimit_key_of((const struct sockaddr *)peer, &key);
-    if (rc == -EAFNOSUPPORT)
-        return true; /* not an IP peer: nothing to count */
-    if (rc == 0 && (rc = iplimit_acquire(a->iplimit, &key, fd)) == 0)
+    int rc = iplimit_admit(a->iplimit, (const struct sockaddr *)peer, fd);
+    if (rc == 0)
         return true;
     stats_add(&a->stats, rc == -ENOMEM ? STAT_tcp_out_of_memory : STAT_tcp_per_ip_refused, 1);
     if (rc != -ENOMEM)

@@ -164,19 +164,39 @@ int iplimit_acquire(struct iplimit *t, const struct iplimit_key *key, int fd)
     return rc;
 }
 
+/* Give up the slot fd holds, if any; called with the lock held. */
+static void iplimit_release_locked(struct iplimit *t, int fd)
+{
+    struct iplimit_entry *e = fd >= 0 && (size_t)fd < t->by_fd_len ? t->by_fd[fd] : NULL;
+    if (e == NULL)
+        return;
+    t->by_fd[fd] = NULL;
+    if (--e->count == 0) {
+        struct iplimit_entry **slot = iplimit_find(t, &e->key);
+        *slot = e->next;
+        free(e);
+        t->ip_count--;
+    }
+}
+
+int iplimit_admit(struct iplimit *t, const struct sockaddr *sa, int fd)
+{
+    struct iplimit_key key;
+    if (iplimit_key_of(sa, &key) < 0)
+        return 0; /* not an IP client (AF_UNIX): nothing to count */
+    if (fd < 0)
+        return -EBADF;
+    pthread_mutex_lock(&t->lock);
+    iplimit_release_locked(t, fd);
+    int rc = iplimit_acquire_locked(t, &key, fd);
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
 void iplimit_release(struct iplimit *t, int fd)
 {
     pthread_mutex_lock(&t->lock);
-    struct iplimit_entry *e = fd >= 0 && (size_t)fd < t->by_fd_len ? t->by_fd[fd] : NULL;
-    if (e != NULL) {
-        t->by_fd[fd] = NULL;
-        if (--e->count == 0) {
-            struct iplimit_entry **slot = iplimit_find(t, &e->key);
-            *slot = e->next;
-            free(e);
-            t->ip_count--;
-        }
-    }
+    iplimit_release_locked(t, fd);
     pthread_mutex_unlock(&t->lock);
 }
 
