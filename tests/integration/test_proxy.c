@@ -4,7 +4,8 @@
  * peer outside tcp.proxy_from is closed at once, counted and logged. Each failure
  * (malformed, unsupported, too long, truncated, late) closes the connection without a
  * byte and moves its own counter. max_connections_per_ip counts the client the header
- * names, not the balancer, and the log names it too. A reload turns the protocol on and
+ * names, not the balancer, and the log names it too. Greet mode greets the lines after
+ * the header. A reload turns the protocol on and
  * off for new connections while open ones keep theirs. */
 #include "config.h"
 
@@ -209,6 +210,32 @@ static void failures_counted(void **state)
     assert_int_equal(v[3], 1);
     assert_int_equal(v[4], 0);
     assert_int_equal(v[5], 0);
+    /* Logged by the worker, naming the peer (no header named a client). */
+    assert_true(h_echod_log_contains(&echod, "malformed PROXY header (last from 127.0.0.1:"));
+}
+
+/* Greet mode: the line after the header is greeted, in the same read or later, and the
+ * header is not. */
+static void greet_mode_after_header(void **state)
+{
+    (void)state;
+    start("v2", "\"127.0.0.1\"", "", "mode = \"greet\";");
+    int fd = connect_from("127.0.0.1");
+    uint8_t out[64];
+    memcpy(out, v2_header, sizeof(v2_header));
+    memcpy(out + sizeof(v2_header), "one\ntw", 6);
+    h_send_all(fd, out, sizeof(v2_header) + 6, 2000);
+    h_send_all(fd, "o\n", 2, 2000);
+    char got[32];
+    h_recv_exact(fd, got, 22, 2000);
+    h_assert_bytes("greeting", "Hello, one\nHello, two\n", got, 22);
+    fd = connect_from("127.0.0.1");
+    send_byte_by_byte(fd, v2_header, sizeof(v2_header));
+    h_send_all(fd, "three\n", 6, 2000);
+    h_recv_exact(fd, got, 13, 2000);
+    h_assert_bytes("greeting", "Hello, three\n", got, 13);
+    shutdown(fd, SHUT_WR);
+    h_expect_eof(fd, 2000);
 }
 
 /* A header not complete within proxy_timeout_ms closes the connection, even one that
@@ -304,6 +331,7 @@ int main(void)
         cmocka_unit_test_teardown(local_and_unknown_served, h_teardown),
         cmocka_unit_test_teardown(peer_outside_proxy_from_refused, h_teardown),
         cmocka_unit_test_teardown(failures_counted, h_teardown),
+        cmocka_unit_test_teardown(greet_mode_after_header, h_teardown),
         cmocka_unit_test_teardown(late_header_times_out, h_teardown),
         cmocka_unit_test_teardown(per_ip_limit_keyed_on_client, h_teardown),
         cmocka_unit_test_teardown(reload_switches_for_new_connections, h_teardown),
