@@ -49,6 +49,7 @@
 #include "droplog.h"
 #include "list.h"
 #include "log.h"
+#include "sock.h"
 #include "tcpinfo.h"
 
 /* How long a connection closed for a protocol error keeps discarding input after its
@@ -249,8 +250,9 @@ static void conn_log(const struct conn *c, const char *event, const char *detail
     log_debug("tcp %s fd %d %s (%s)", peer, c->fd, event, detail);
 }
 
-/* Note a close for `reason` in the worker's refusal log, if it is one logged there. */
-static void conn_log_reason(struct conn_set *set, const struct conn *c, enum stats_counter reason,
+/* Note a close for `reason` in the worker's refusal log if it is one logged there (a
+ * refusal); whether it was. */
+static bool conn_log_reason(struct conn_set *set, const struct conn *c, enum stats_counter reason,
                             uint64_t now_ms)
 {
     for (unsigned i = 0; i < sizeof(conn_logged) / sizeof(conn_logged[0]); i++) {
@@ -260,9 +262,10 @@ static void conn_log_reason(struct conn_set *set, const struct conn *c, enum sta
             droplog_note(&set->closed, i, (const struct sockaddr *)&ss, sizeof(ss), now_ms);
             if (set->log_at_ms == 0)
                 set->log_at_ms = now_ms; /* the first line is due at once */
-            return;
+            return true;
         }
     }
+    return false;
 }
 
 /* Let go of what c holds (timers, buffers, its settings, its per-IP slot), but not of
@@ -284,14 +287,17 @@ static void conn_close(struct conn_set *set, struct conn *c, enum stats_counter 
 {
     if (log_is_enabled(LOG_LEVEL_DEBUG))
         conn_log(c, "closed", reason == STAT_COUNT ? "done" : stats_name(reason));
-    conn_log_reason(set, c, reason, clock_now_ms());
+    bool is_refusal = conn_log_reason(set, c, reason, clock_now_ms());
     conn_unhold(set, c);
     /* Counted before the client can see the close, so a reader that saw EOF and then
      * asks for the counters finds this close in them. */
     if (reason != STAT_COUNT)
         stats_add(set->stats, reason, 1);
     stats_add(set->stats, STAT_tcp_closed, 1);
-    close(c->fd); /* also removes it from epoll */
+    if (is_refusal)
+        sock_close_clean(c->fd); /* a FIN, not the reset unread input would cause */
+    else
+        close(c->fd); /* also removes it from epoll */
     free(c);
     set->count--;
     set->hooks.on_close(set->hooks.on_close_arg); /* after close: the fd is free again */
@@ -537,7 +543,8 @@ static int conn_header_done(struct conn_set *set, struct conn *c, uint64_t now_m
 {
     bool is_local = c->proxy->header.is_local;
     stats_add(set->stats, STAT_tcp_proxy_headers, 1);
-    stats_add(set->stats, STAT_tcp_proxy_local, is_local);
+    if (is_local)
+        stats_add(set->stats, STAT_tcp_proxy_local, 1);
     if (!is_local)
         c->client = c->proxy->header.src;
     free(c->proxy);

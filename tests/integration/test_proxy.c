@@ -210,6 +210,15 @@ static void failures_counted(void **state)
     assert_int_equal(v[3], 1);
     assert_int_equal(v[4], 0);
     assert_int_equal(v[5], 0);
+    /* A client that sent more than echod reads before it gives up gets a FIN, not the
+     * reset its unread bytes would cause. */
+    fd = connect_from("127.0.0.1");
+    char *junk = h_xmalloc(100 * KIB);
+    memset(junk, 'G', 100 * KIB);
+    h_send_all(fd, junk, 100 * KIB, 2000);
+    free(junk);
+    h_expect_eof(fd, 3000);
+    assert_int_equal(h_echod_wait_stat(&echod, "tcp_proxy_malformed", 3, 2000), 3);
     /* Logged by the worker, naming the peer (no header named a client). */
     assert_true(h_echod_log_contains(&echod, "malformed PROXY header (last from 127.0.0.1:"));
 }
