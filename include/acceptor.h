@@ -4,11 +4,13 @@
 #ifndef ECHOD_ACCEPTOR_H
 #define ECHOD_ACCEPTOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "iplimit.h"
 #include "listener.h"
+#include "proxy.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -19,6 +21,9 @@ struct snap_box;
  * reload changes the listeners (see snap.h). Holds a reference to each listener. */
 struct acceptor_settings {
     struct listener_set listeners; /* the TCP listeners */
+    bool is_proxied;               /* tcp.proxy_protocol is on: clients come through a balancer */
+    struct proxy_net *proxy_from;  /* the balancers allowed when proxied (owned; free()) */
+    size_t proxy_from_count;
 };
 
 /* What accept4() failing with an errno calls for. */
@@ -31,7 +36,9 @@ enum acceptor_verdict {
 /* Free an acceptor_settings, dropping its listener references (the box's free). */
 void acceptor_settings_free(void *settings);
 /* An acceptor (not yet running) over the TCP listeners published in the settings box,
- * counting connections per IP in iplimit (NULL: no per-IP limit); 0 or -errno. */
+ * counting connections per IP in iplimit (NULL: no per-IP limit); 0 or -errno. When the
+ * settings say is_proxied, it refuses peers outside proxy_from and leaves the per-IP
+ * count to the worker, which learns the client from the PROXY header. */
 int acceptor_create(struct snap_box *settings, unsigned max_connections, struct iplimit *iplimit,
                     struct acceptor **out);
 /* Make the thread take up newly published settings now (any thread). */

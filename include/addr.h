@@ -21,5 +21,8 @@ int addr_parse(const char *text, struct addr *out);
 void addr_format(const struct sockaddr *sa, char *buf, size_t size);
 /* The port in host byte order, 0 for an unknown family. */
 uint16_t addr_port(const struct sockaddr *sa);
+/* sa's IP address as 16 bytes, IPv6 as is and IPv4 as its IPv4-mapped IPv6 address
+ * (::ffff:a.b.c.d); 0, or -EAFNOSUPPORT (out zeroed) for another family. */
+int addr_ip16(const struct sockaddr *sa, uint8_t out[16]);
 
 #endif

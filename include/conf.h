@@ -9,6 +9,7 @@
 #include "guard.h"
 #include "log.h"
 #include "proto.h"
+#include "proxy.h"
 
 #define CONF_DEFAULT_PORT 7007
 /* Most worker threads, whether configured or counted from CPUs. */
@@ -36,9 +37,13 @@ struct conf {
     unsigned shutdown_timeout_ms;    /* how long SIGTERM waits for clients to finish */
     enum log_level log_level;
     struct conf_service tcp;
-    unsigned tcp_backlog;        /* listen(2) backlog */
-    unsigned tcp_max_line_bytes; /* greet mode: longest line, not counting '\n' */
-    unsigned tcp_buffer_bytes;   /* pending-output bound per connection */
+    unsigned tcp_backlog;                 /* listen(2) backlog */
+    unsigned tcp_max_line_bytes;          /* greet mode: longest line, not counting '\n' */
+    unsigned tcp_buffer_bytes;            /* pending-output bound per connection */
+    enum proxy_accept tcp_proxy_protocol; /* the PROXY header a connection starts with */
+    struct proxy_net *tcp_proxy_from;     /* who may send one; required when it is on */
+    size_t tcp_proxy_from_count;
+    unsigned tcp_proxy_timeout_ms; /* how long the header may take to arrive */
     struct conf_service udp;
     unsigned udp_max_reply_bytes; /* a larger reply is not sent (udp_reply_too_large) */
     struct guard_conf udp_guard;  /* the reflection guard, udp.guard */

@@ -9,6 +9,7 @@
 
 #include "iplimit.h"
 #include "proto.h"
+#include "proxy.h"
 #include "stats.h"
 
 /* The TCP settings of one configuration generation (a snapshot's: immutable). Mode,
@@ -17,9 +18,11 @@
 struct conn_settings {
     enum proto_mode mode;
     struct proto_greet greet;
-    size_t buffer_bytes;      /* pending-output bound per connection */
-    unsigned idle_timeout_ms; /* no progress (see conn.c's DESIGN); 0 = never */
-    unsigned send_timeout_ms; /* output pending, the peer acknowledged nothing; 0 = never */
+    size_t buffer_bytes;       /* pending-output bound per connection */
+    unsigned idle_timeout_ms;  /* no progress (see conn.c's DESIGN); 0 = never */
+    unsigned send_timeout_ms;  /* output pending, the peer acknowledged nothing; 0 = never */
+    enum proxy_accept proxy;   /* the PROXY header each connection starts with, if any */
+    unsigned proxy_timeout_ms; /* the whole header within this; the current settings' apply */
 };
 
 /* What the set tells its owner; fixed for the set's life. */

@@ -1,6 +1,7 @@
-/* iplimit: open TCP connections per client IP, for max_connections_per_ip. The acceptor
- * acquires a slot per accepted socket and the worker that closes it releases the slot
- * by its fd, so the worker needs no address. Any thread; one mutex inside. */
+/* iplimit: open TCP connections per client IP, for max_connections_per_ip. Whoever learns
+ * a connection's client address admits it (the acceptor at accept, the worker once a PROXY
+ * header names the client) and the worker that closes it releases the slot by its fd, so
+ * the close needs no address. Any thread; one mutex inside. */
 #ifndef ECHOD_IPLIMIT_H
 #define ECHOD_IPLIMIT_H
 
@@ -28,6 +29,11 @@ int iplimit_key_of(const struct sockaddr *sa, struct iplimit_key *key);
 /* Count the connection on socket fd against key's IP: 0; -EUSERS when the IP is at the
  * limit; -ENOSPC when the table holds `capacity` IPs; -ENOMEM. Nothing is held on error. */
 int iplimit_acquire(struct iplimit *t, const struct iplimit_key *key, int fd);
+/* Count the connection on socket fd against sa's IP wherever its client becomes known:
+ * at accept, or once a PROXY header names it. A slot fd already holds is given up first
+ * (the slot moves). 0, also without counting anything for a non-IP sa; else as
+ * iplimit_acquire, fd then holding nothing. */
+int iplimit_admit(struct iplimit *t, const struct sockaddr *sa, int fd);
 /* Release what iplimit_acquire took for fd (call before closing fd); no-op if nothing. */
 void iplimit_release(struct iplimit *t, int fd);
 /* Connections counted against key's IP now. */

@@ -27,6 +27,14 @@
     X(tcp_send_timeouts)    /* connections closed by send_timeout_ms: output made no progress */   \
     X(tcp_per_ip_refused)   /* closed at once: the IP was at max_connections_per_ip */             \
     X(tcp_accept_emfile)    /* connections closed at once with the reserve fd: fds ran out */      \
+    X(tcp_proxy_headers)    /* PROXY headers read, LOCAL and UNKNOWN included */                   \
+    X(tcp_proxy_local)      /* of those, LOCAL or UNKNOWN: served with the real peer's address */  \
+    X(tcp_proxy_refused)    /* closed at once: the peer is not in tcp.proxy_from */                \
+    X(tcp_proxy_malformed)  /* closed: the PROXY header is malformed */                            \
+    X(tcp_proxy_unsupported) /* closed: a PROXY header of a kind echod does not serve */           \
+    X(tcp_proxy_too_long)   /* closed: a PROXY v1 line without CRLF within 107 bytes */            \
+    X(tcp_proxy_truncated)  /* closed: EOF before the PROXY header was complete */                 \
+    X(tcp_proxy_timeouts)   /* closed: no whole PROXY header within tcp.proxy_timeout_ms */        \
     X(udp_datagrams_in)     /* datagrams received */                                               \
     X(udp_datagrams_out)    /* replies sent */                                                     \
     X(udp_bytes_in)         /* payload bytes received */                                           \

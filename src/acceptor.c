@@ -20,9 +20,9 @@
  * connections each backlog holds at the stop (TCP_INFO on a listener counts them) are
  * owed service and are taken in within the same limits until the shutdown deadline;
  * anything else that waits is closed with a FIN; then the listeners close and the
- * workers drain. Sockets it refuses (per-IP limit, a queue closed by a second stop
- * signal) go to a droplog, written from the epoll loop at most once per reason per
- * ACCEPTOR_LOG_MS. */
+ * workers drain. Sockets it refuses (per-IP limit, a peer outside tcp.proxy_from, a
+ * queue closed by a second stop signal) go to a droplog, written from the epoll loop at
+ * most once per reason per ACCEPTOR_LOG_MS. */
 #include "config.h"
 
 #include "acceptor.h"
@@ -57,7 +57,7 @@
 #define ACCEPTOR_LOG_MS     10000 /* at most one refusal line per reason this often */
 
 /* Why the acceptor closed a socket it had accepted, for the refusal log. */
-enum acceptor_refusal { ACCEPTOR_REFUSED_PER_IP, ACCEPTOR_REFUSED_HANDOFF };
+enum acceptor_refusal { ACCEPTOR_REFUSED_PER_IP, ACCEPTOR_REFUSED_HANDOFF, ACCEPTOR_REFUSED_PROXY };
 
 struct acceptor {
     struct snap_box *box;              /* where the main thread publishes acceptor_settings */
@@ -93,8 +93,12 @@ struct acceptor {
 /* What the refusal log says for each enum acceptor_refusal. */
 static const char *acceptor_describe_refusal(unsigned reason)
 {
-    return reason == ACCEPTOR_REFUSED_PER_IP ? "client IP at max_connections_per_ip"
-                                             : "worker queues closed by a second stop signal";
+    static const char *const why[] = {
+        [ACCEPTOR_REFUSED_PER_IP] = "client IP at max_connections_per_ip",
+        [ACCEPTOR_REFUSED_HANDOFF] = "worker queues closed by a second stop signal",
+        [ACCEPTOR_REFUSED_PROXY] = "peer not in tcp.proxy_from",
+    };
+    return why[reason];
 }
 
 /* The fd kept in reserve for running out of fds; -1 if it cannot be had. */
@@ -109,6 +113,7 @@ void acceptor_settings_free(void *settings)
     if (s == NULL)
         return;
     listener_set_clear(&s->listeners);
+    free(s->proxy_from);
     free(s);
 }
 
@@ -282,20 +287,34 @@ static void acceptor_shed_one(struct acceptor *a, const struct listener *l)
     a->reserve_fd = acceptor_open_reserve();
 }
 
-/* Count fd against its IP's max_connections_per_ip; false (fd closed) if refused. */
+/* Refuse fd from peer: count `counter`, log `reason` (unless out of memory), close. */
+static void acceptor_refuse(struct acceptor *a, int fd, const struct sockaddr_storage *peer,
+                            enum stats_counter counter, enum acceptor_refusal reason)
+{
+    stats_add(&a->stats, counter, 1);
+    if (counter != STAT_tcp_out_of_memory)
+        droplog_note(&a->refused, reason, (const struct sockaddr *)peer, sizeof(*peer),
+                     clock_now_ms());
+    sock_close_clean(fd);
+}
+
+/* Admit fd from peer: a proxied listener takes balancers in proxy_from only, and the
+ * worker counts the client once the header names it; otherwise the peer is the client
+ * and is counted against max_connections_per_ip. False (fd closed) if refused. */
 static bool acceptor_admit(struct acceptor *a, int fd, const struct sockaddr_storage *peer)
 {
-    struct iplimit_key key;
-    int rc = iplimit_key_of((const struct sockaddr *)peer, &key);
-    if (rc == -EAFNOSUPPORT)
-        return true; /* not an IP peer: nothing to count */
-    if (rc == 0 && (rc = iplimit_acquire(a->iplimit, &key, fd)) == 0)
+    const struct acceptor_settings *s = a->s;
+    if (s->is_proxied) {
+        if (proxy_net_contains(s->proxy_from, s->proxy_from_count, (const struct sockaddr *)peer))
+            return true;
+        acceptor_refuse(a, fd, peer, STAT_tcp_proxy_refused, ACCEPTOR_REFUSED_PROXY);
+        return false;
+    }
+    int rc = a->iplimit ? iplimit_admit(a->iplimit, (const struct sockaddr *)peer, fd) : 0;
+    if (rc == 0)
         return true;
-    stats_add(&a->stats, rc == -ENOMEM ? STAT_tcp_out_of_memory : STAT_tcp_per_ip_refused, 1);
-    if (rc != -ENOMEM)
-        droplog_note(&a->refused, ACCEPTOR_REFUSED_PER_IP, (const struct sockaddr *)peer,
-                     sizeof(*peer), clock_now_ms());
-    sock_close_clean(fd);
+    acceptor_refuse(a, fd, peer, rc == -ENOMEM ? STAT_tcp_out_of_memory : STAT_tcp_per_ip_refused,
+                    ACCEPTOR_REFUSED_PER_IP);
     return false;
 }
 
@@ -331,24 +350,26 @@ static int acceptor_accept_one(struct acceptor *a, const struct listener *l)
     }
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof(peer);
-    bool has_limit = a->iplimit != NULL; /* the peer address costs nothing without it */
-    int fd = accept4(l->fd, has_limit ? (struct sockaddr *)&peer : NULL,
-                     has_limit ? &peer_len : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    /* The peer address costs nothing without a per-IP limit or a proxied listener. */
+    bool has_check = a->iplimit != NULL || a->s->is_proxied;
+    int fd = accept4(l->fd, has_check ? (struct sockaddr *)&peer : NULL,
+                     has_check ? &peer_len : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
         return acceptor_accept_failed(a, l, errno);
     acceptor_end_episode(a);
     stats_add(&a->stats, STAT_tcp_accepted, 1);
-    if (has_limit && !acceptor_admit(a, fd, &peer))
+    if (has_check && !acceptor_admit(a, fd, &peer))
         return 0;
     atomic_fetch_add_explicit(&a->live, 1, memory_order_acq_rel);
     if (worker_push(w, fd) < 0) {
         /* Only after a second stop signal closed the queues: the queue closed the socket
-         * with a FIN. Only this thread acquires, so the fd number cannot have been counted
-         * again meanwhile. */
-        if (has_limit)
+         * with a FIN. Only this thread opens sockets before their hand-off, and workers
+         * admit only sockets they hold, so the fd number cannot have been counted again
+         * meanwhile. */
+        if (a->iplimit != NULL)
             iplimit_release(a->iplimit, fd);
         stats_add(&a->stats, STAT_tcp_handoff_refused, 1);
-        droplog_note(&a->refused, ACCEPTOR_REFUSED_HANDOFF, has_limit ? (void *)&peer : NULL,
+        droplog_note(&a->refused, ACCEPTOR_REFUSED_HANDOFF, has_check ? (void *)&peer : NULL,
                      sizeof(peer), clock_now_ms());
         atomic_fetch_sub_explicit(&a->live, 1, memory_order_acq_rel);
     }

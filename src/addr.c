@@ -112,3 +112,17 @@ uint16_t addr_port(const struct sockaddr *sa)
         return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
     return 0;
 }
+
+int addr_ip16(const struct sockaddr *sa, uint8_t out[16])
+{
+    memset(out, 0, 16);
+    if (sa->sa_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+        return 0;
+    }
+    if (sa->sa_family != AF_INET)
+        return -EAFNOSUPPORT;
+    out[10] = out[11] = 0xff; /* ::ffff:a.b.c.d */
+    memcpy(out + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+    return 0;
+}

@@ -23,8 +23,9 @@
 #include <unistd.h>
 
 #define CONF_DEFAULT_LISTEN "127.0.0.1:7007"
-#define CONF_MAX_LISTEN     64   /* addresses per service */
+#define CONF_MAX_LISTEN     64u  /* addresses per service */
 #define CONF_MAX_GREETING   4096 /* bytes */
+#define CONF_MAX_PROXY_FROM 64u  /* networks in tcp.proxy_from */
 #define CONF_MAX_FILE_BYTES (1 << 20)
 
 /* Where messages go while one load runs. */
@@ -58,6 +59,7 @@ static const struct conf_uint_key conf_tcp_uints[] = {
     {"backlog", offsetof(struct conf, tcp_backlog), 1, 65535},
     {"max_line_bytes", offsetof(struct conf, tcp_max_line_bytes), 1, 16u << 20},
     {"buffer_bytes", offsetof(struct conf, tcp_buffer_bytes), 1024, 64u << 20},
+    {"proxy_timeout_ms", offsetof(struct conf, tcp_proxy_timeout_ms), 1, 3600000},
     {NULL, 0, 0, 0},
 };
 
@@ -90,6 +92,8 @@ static const struct conf_bool_key conf_guard_bools[] = {
 
 /* The keys of the tcp and udp groups that are not numbers (conf_apply_service_key). */
 static const char *const conf_service_keys[] = {"listen", "mode", "greeting", NULL};
+/* The keys of the tcp group alone that are not numbers (conf_apply_proxy_key). */
+static const char *const conf_tcp_keys[] = {"proxy_protocol", "proxy_from", NULL};
 
 /* Call fn with "group.name" (or name alone at the top level). */
 static void conf_key_emit(const char *group, const char *name, void (*fn)(const char *, void *),
@@ -112,6 +116,8 @@ void conf_each_key(void (*fn)(const char *key, void *arg), void *arg)
     conf_key_emit_uints(NULL, conf_root_uints, fn, arg);
     conf_key_emit(NULL, "log_level", fn, arg);
     for (const char *const *k = conf_service_keys; *k; k++)
+        conf_key_emit("tcp", *k, fn, arg);
+    for (const char *const *k = conf_tcp_keys; *k; k++)
         conf_key_emit("tcp", *k, fn, arg);
     conf_key_emit_uints("tcp", conf_tcp_uints, fn, arg);
     for (const char *const *k = conf_service_keys; *k; k++)
@@ -358,33 +364,71 @@ static int conf_get_string(const struct conf_ctx *ctx, const config_setting_t *s
     return 0;
 }
 
-/* The listen list: strings "ADDR:PORT" or "[V6ADDR]:PORT"; replaces svc->listen. */
-static int conf_get_listen(const struct conf_ctx *ctx, const config_setting_t *s, const char *group,
-                           struct conf_service *svc)
+/* A key holding a list of strings, each parsed into an array element. */
+struct conf_list_kind {
+    const char *form;  /* "\"ADDR:PORT\"": what each string looks like */
+    const char *forms; /* what the strings may be, in an element's error */
+    const char *items; /* "addresses", in the count's error */
+    size_t max, elem_size;
+    int (*parse)(const char *text, void *elem); /* 0 or -EINVAL */
+};
+
+/* The list s of `kind`, into a new array *list of *count elements (freeing the old one). */
+static int conf_get_list(const struct conf_ctx *ctx, const config_setting_t *s, const char *group,
+                         const struct conf_list_kind *kind, void **list, size_t *count)
 {
     int type = config_setting_type(s);
     if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
-        return conf_fail(ctx, s, group, "must be a list of \"ADDR:PORT\" strings");
+        return conf_fail(ctx, s, group, "must be a list of %s strings", kind->form);
     int n = config_setting_length(s);
-    if (n > CONF_MAX_LISTEN)
-        return conf_fail(ctx, s, group, "at most %d addresses", CONF_MAX_LISTEN);
-    struct addr *list = calloc(n > 0 ? (size_t)n : 1, sizeof(*list));
-    if (list == NULL)
+    if ((size_t)n > kind->max)
+        return conf_fail(ctx, s, group, "at most %zu %s", kind->max, kind->items);
+    char *elems = calloc(n > 0 ? (size_t)n : 1, kind->elem_size);
+    if (elems == NULL)
         return -ENOMEM;
     for (int i = 0; i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
         const char *text = config_setting_get_string(e);
-        if (text == NULL || addr_parse(text, &list[i]) < 0) {
-            free(list);
-            return conf_fail(ctx, s, group,
-                             "element %d: %s%s%s is not \"ADDR:PORT\" or \"[V6ADDR]:PORT\"", i + 1,
-                             text ? "\"" : "", text ? text : "a non-string", text ? "\"" : "");
+        if (text == NULL || kind->parse(text, elems + (size_t)i * kind->elem_size) < 0) {
+            free(elems);
+            return conf_fail(ctx, s, group, "element %d: %s%s%s is not %s", i + 1, text ? "\"" : "",
+                             text ? text : "a non-string", text ? "\"" : "", kind->forms);
         }
     }
-    free(svc->listen);
-    svc->listen = list;
-    svc->listen_count = (size_t)n;
+    free(*list);
+    *list = elems;
+    *count = (size_t)n;
     return 0;
+}
+
+static int conf_parse_addr(const char *text, void *elem)
+{
+    return addr_parse(text, elem);
+}
+
+static int conf_parse_net(const char *text, void *elem)
+{
+    return proxy_net_parse(text, elem);
+}
+
+static const struct conf_list_kind conf_listen_kind = {
+    "\"ADDR:PORT\"",     "\"ADDR:PORT\" or \"[V6ADDR]:PORT\"",
+    "addresses",         CONF_MAX_LISTEN,
+    sizeof(struct addr), conf_parse_addr};
+static const struct conf_list_kind conf_proxy_from_kind = {
+    "\"ADDR/BITS\"",
+    "\"ADDR/BITS\" (no bit set past BITS) or \"ADDR\"",
+    "networks",
+    CONF_MAX_PROXY_FROM,
+    sizeof(struct proxy_net),
+    conf_parse_net};
+
+/* The listen list: strings "ADDR:PORT" or "[V6ADDR]:PORT"; replaces svc->listen. */
+static int conf_get_listen(const struct conf_ctx *ctx, const config_setting_t *s, const char *group,
+                           struct conf_service *svc)
+{
+    return conf_get_list(ctx, s, group, &conf_listen_kind, (void **)&svc->listen,
+                         &svc->listen_count);
 }
 
 /* The greeting: UTF-8 text of at most CONF_MAX_GREETING bytes; replaces svc->greeting. */
@@ -461,6 +505,28 @@ static int conf_apply_guard(const struct conf_ctx *ctx, const config_setting_t *
     return 1;
 }
 
+/* Apply s if it is one of the tcp group's PROXY protocol keys that are not numbers; 1 if it
+ * was, 0 if not, or -errno. */
+static int conf_apply_proxy_key(const struct conf_ctx *ctx, const config_setting_t *s,
+                                struct conf *c)
+{
+    const char *name = config_setting_name(s);
+    const char *text = NULL;
+    int rc;
+    if (strcmp(name, "proxy_from") == 0) {
+        rc = conf_get_list(ctx, s, "tcp", &conf_proxy_from_kind, (void **)&c->tcp_proxy_from,
+                           &c->tcp_proxy_from_count);
+        return rc < 0 ? rc : 1;
+    }
+    if (strcmp(name, "proxy_protocol") != 0)
+        return 0;
+    rc = conf_get_string(ctx, s, "tcp", &text);
+    if (rc == 0 && proxy_accept_parse(text, &c->tcp_proxy_protocol) < 0)
+        rc = conf_fail(ctx, s, "tcp", "must be \"off\", \"v1\", \"v2\" or \"any\", not \"%s\"",
+                       text);
+    return rc < 0 ? rc : 1;
+}
+
 /* Apply one member of the tcp or udp group; the keys both groups share come first. */
 static int conf_apply_service_key(const struct conf_ctx *ctx, const config_setting_t *s,
                                   const char *group, struct conf_service *svc)
@@ -495,6 +561,8 @@ static int conf_apply_service(const struct conf_ctx *ctx, const config_setting_t
         int rc = conf_apply_uint(ctx, s, group, is_tcp ? conf_tcp_uints : conf_udp_uints, c);
         if (rc == 0 && !is_tcp)
             rc = conf_apply_guard(ctx, s, c);
+        if (rc == 0 && is_tcp)
+            rc = conf_apply_proxy_key(ctx, s, c);
         if (rc == 0)
             rc = conf_apply_service_key(ctx, s, group, svc);
         if (rc < 0)
@@ -545,24 +613,36 @@ static int conf_check_names(const struct conf_ctx *ctx, const config_setting_t *
     return 0;
 }
 
+/* The setting named first, or else the one named second (of which one must exist). */
+static const config_setting_t *conf_lookup_either(const config_t *cfg, const char *first,
+                                                  const char *second)
+{
+    const config_setting_t *s = config_lookup(cfg, first);
+    return s != NULL ? s : config_lookup(cfg, second);
+}
+
 /* Rules that involve more than one key. */
 static int conf_check_whole(const struct conf_ctx *ctx, const config_t *cfg, const struct conf *c)
 {
     size_t greet_need = c->tcp.greeting_len + (size_t)c->tcp_max_line_bytes + 1;
     if (c->tcp.mode == PROTO_GREET && c->tcp_buffer_bytes < greet_need) {
         /* Greet mode is only on when tcp.mode was given, so one of the two exists. */
-        const config_setting_t *s = config_lookup(cfg, "tcp.buffer_bytes");
-        if (s == NULL)
-            s = config_lookup(cfg, "tcp.mode");
+        const config_setting_t *s = conf_lookup_either(cfg, "tcp.buffer_bytes", "tcp.mode");
         return conf_fail(ctx, s, "tcp",
                          "greet mode needs tcp.buffer_bytes of at least greeting +"
                          " max_line_bytes + 1 = %zu bytes",
                          greet_need);
     }
+    if (c->tcp_proxy_protocol != PROXY_OFF && c->tcp_proxy_from_count == 0) {
+        /* Safe by default: nobody may claim to speak for another client unless named. */
+        const config_setting_t *s = conf_lookup_either(cfg, "tcp.proxy_from", "tcp.proxy_protocol");
+        return conf_fail(ctx, s, "tcp",
+                         "tcp.proxy_protocol \"%s\" needs tcp.proxy_from, the networks allowed "
+                         "to send a PROXY header (none is by default)",
+                         proxy_accept_name(c->tcp_proxy_protocol));
+    }
     if (c->udp.mode == PROTO_GREET && c->udp_max_reply_bytes <= c->udp.greeting_len) {
-        const config_setting_t *s = config_lookup(cfg, "udp.max_reply_bytes");
-        if (s == NULL)
-            s = config_lookup(cfg, "udp.mode");
+        const config_setting_t *s = conf_lookup_either(cfg, "udp.max_reply_bytes", "udp.mode");
         return conf_fail(ctx, s, "udp",
                          "greet mode needs udp.max_reply_bytes above the greeting's %zu bytes",
                          c->udp.greeting_len);
@@ -633,6 +713,8 @@ int conf_init_defaults(struct conf *c)
     c->tcp_backlog = 4096;
     c->tcp_max_line_bytes = 8192;
     c->tcp_buffer_bytes = 65536;
+    c->tcp_proxy_protocol = PROXY_OFF;
+    c->tcp_proxy_timeout_ms = 3000;
     c->udp_max_reply_bytes = 65507;
     guard_conf_defaults(&c->udp_guard);
     if (conf_service_defaults(&c->tcp, "Hello, ") < 0 ||
@@ -804,6 +886,9 @@ static void conf_service_free(struct conf_service *svc)
 
 void conf_free(struct conf *c)
 {
+    free(c->tcp_proxy_from);
+    c->tcp_proxy_from = NULL;
+    c->tcp_proxy_from_count = 0;
     conf_service_free(&c->tcp);
     conf_service_free(&c->udp);
 }

@@ -23,7 +23,11 @@
  * timeout, never per message. Buffers a burst of clients
  * borrowed go back to the pools; those no connection needs for CONN_POOL_TRIM_MS are
  * freed and the heap trimmed, so memory returns once the burst is over. The trim timer
- * runs only while a pool keeps something, so an idle worker never wakes for it. */
+ * runs only while a pool keeps something, so an idle worker never wakes for it. On a
+ * PROXY listener a connection first reads its header (proxy.h) through scratch space,
+ * in a fourth deadline list (proxy_timeout_ms; its bytes are no progress); the bytes
+ * after the header in the same read take the mode's fast path, and from then on its
+ * client is the one the header named, admitted against the per-IP limit there. */
 #include "config.h"
 
 #include "conn.h"
@@ -41,8 +45,11 @@
 
 #include "addr.h"
 #include "buf.h"
+#include "clock.h"
+#include "droplog.h"
 #include "list.h"
 #include "log.h"
+#include "sock.h"
 #include "tcpinfo.h"
 
 /* How long a connection closed for a protocol error keeps discarding input after its
@@ -54,6 +61,9 @@
 #define CONN_POOL_TRIM_MS 1000
 /* Rounds of reading and answering each connection gets at the shutdown deadline. */
 #define CONN_FINAL_ROUNDS 8
+/* At most one line per reason this often about connections closed for their PROXY header
+ * or the per-IP limit it brought into play. */
+#define CONN_LOG_MS 10000
 
 /* A place in one of the deadline-ordered lists: since when the clock runs. A list is in
  * `since` order, and every entry of a list has the same timeout, so the order is the
@@ -88,6 +98,9 @@ struct conn {
     struct conn_timer send_timer; /* in set->sending while out is pending, else unlinked */
     struct conn_profile *profile; /* the settings it was accepted with */
     uint64_t acked_bytes;         /* what the peer had acknowledged at the last send check */
+    struct proxy_parser *proxy;   /* while its PROXY header is read (c->timer in set->header) */
+    union proxy_addr client;      /* the client a PROXY header named; AF_UNSPEC: the peer */
+    enum stats_counter fail;      /* why a step returned -EPROTO: the close's counter */
 };
 
 struct conn_set {
@@ -104,8 +117,30 @@ struct conn_set {
     struct list_node idle;    /* live connections, least recently active first */
     struct list_node linger;  /* lingering connections, oldest first */
     struct list_node sending; /* connections with pending output, least recent send first */
+    struct list_node header;  /* connections reading their PROXY header, oldest first */
     uint64_t trim_at_ms;      /* when the pools are next trimmed; 0 while they keep nothing */
+    struct droplog closed;    /* closes for a PROXY header or the per-IP limit (conn_log_reason) */
+    uint64_t log_at_ms;       /* when its next lines are due; 0 while none wait */
 };
+
+/* The closes the worker logs (rate-limited, see CONN_LOG_MS), in droplog reason order. */
+static const enum stats_counter conn_logged[] = {
+    STAT_tcp_per_ip_refused, STAT_tcp_proxy_malformed, STAT_tcp_proxy_unsupported,
+    STAT_tcp_proxy_too_long, STAT_tcp_proxy_truncated, STAT_tcp_proxy_timeouts,
+};
+
+static const char *conn_describe_close(unsigned reason)
+{
+    static const char *const why[] = {
+        "client IP at max_connections_per_ip",
+        "malformed PROXY header",
+        "unsupported PROXY header",
+        "PROXY v1 line too long",
+        "EOF within the PROXY header",
+        "no whole PROXY header within tcp.proxy_timeout_ms",
+    };
+    return why[reason];
+}
 
 enum conn_result { CONN_OPEN, CONN_DONE };
 
@@ -122,6 +157,8 @@ int conn_set_create(const struct conn_hooks *hooks, int epfd, struct stats *stat
     list_init(&set->idle);
     list_init(&set->linger);
     list_init(&set->sending);
+    list_init(&set->header);
+    droplog_init(&set->closed, "tcp: closed", "connection", conn_describe_close, CONN_LOG_MS);
     int rc = buf_pool_init(&set->out_pool, 0, CONN_POOL_KEEP);
     if (rc == 0 && (rc = buf_pool_init(&set->in_pool, 0, CONN_POOL_KEEP)) < 0)
         buf_pool_destroy(&set->out_pool);
@@ -189,15 +226,46 @@ int conn_set_use(struct conn_set *set, const struct conn_settings *s, void (*rel
     return 0;
 }
 
-/* Debug log: "tcp 127.0.0.1:5555 fd 12 EVENT (DETAIL)". Only called at debug level. */
+/* c's client into *out: the one its PROXY header named, else its peer (AF_UNSPEC if the
+ * socket cannot tell). */
+static void conn_client(const struct conn *c, struct sockaddr_storage *out)
+{
+    socklen_t len = sizeof(*out);
+    memset(out, 0, sizeof(*out));
+    if (c->client.sa.sa_family != AF_UNSPEC)
+        memcpy(out, &c->client, sizeof(c->client));
+    else if (getpeername(c->fd, (struct sockaddr *)out, &len) < 0)
+        out->ss_family = AF_UNSPEC;
+}
+
+/* Debug log: "tcp 127.0.0.1:5555 fd 12 EVENT (DETAIL)", naming the client. Only called at
+ * debug level. */
 static void conn_log(const struct conn *c, const char *event, const char *detail)
 {
     struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
     char peer[ADDR_STRLEN] = "?";
-    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0)
+    conn_client(c, &ss);
+    if (ss.ss_family != AF_UNSPEC)
         addr_format((const struct sockaddr *)&ss, peer, sizeof(peer));
     log_debug("tcp %s fd %d %s (%s)", peer, c->fd, event, detail);
+}
+
+/* Note a close for `reason` in the worker's refusal log if it is one logged there (a
+ * refusal); whether it was. */
+static bool conn_log_reason(struct conn_set *set, const struct conn *c, enum stats_counter reason,
+                            uint64_t now_ms)
+{
+    for (unsigned i = 0; i < sizeof(conn_logged) / sizeof(conn_logged[0]); i++) {
+        if (conn_logged[i] == reason) {
+            struct sockaddr_storage ss;
+            conn_client(c, &ss);
+            droplog_note(&set->closed, i, (const struct sockaddr *)&ss, sizeof(ss), now_ms);
+            if (set->log_at_ms == 0)
+                set->log_at_ms = now_ms; /* the first line is due at once */
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Let go of what c holds (timers, buffers, its settings, its per-IP slot), but not of
@@ -208,6 +276,7 @@ static void conn_unhold(struct conn_set *set, struct conn *c)
     list_unlink(&c->send_timer.node);
     buf_pool_put(&set->out_pool, c->out);
     buf_pool_put(&set->in_pool, c->in);
+    free(c->proxy);
     conn_profile_drop(set, c->profile);
     if (set->hooks.iplimit)
         iplimit_release(set->hooks.iplimit, c->fd); /* before close frees the fd number */
@@ -218,13 +287,17 @@ static void conn_close(struct conn_set *set, struct conn *c, enum stats_counter 
 {
     if (log_is_enabled(LOG_LEVEL_DEBUG))
         conn_log(c, "closed", reason == STAT_COUNT ? "done" : stats_name(reason));
+    bool is_refusal = conn_log_reason(set, c, reason, clock_now_ms());
     conn_unhold(set, c);
     /* Counted before the client can see the close, so a reader that saw EOF and then
      * asks for the counters finds this close in them. */
     if (reason != STAT_COUNT)
         stats_add(set->stats, reason, 1);
     stats_add(set->stats, STAT_tcp_closed, 1);
-    close(c->fd); /* also removes it from epoll */
+    if (is_refusal)
+        sock_close_clean(c->fd); /* a FIN, not the reset unread input would cause */
+    else
+        close(c->fd); /* also removes it from epoll */
     free(c);
     set->count--;
     set->hooks.on_close(set->hooks.on_close_arg); /* after close: the fd is free again */
@@ -276,11 +349,16 @@ static unsigned conn_send_ms(const struct conn_set *set)
     return set->current->s->send_timeout_ms;
 }
 
+static unsigned conn_header_ms(const struct conn_set *set)
+{
+    return set->current->s->proxy_timeout_ms;
+}
+
 /* Push the deadline of a connection that made progress. */
 static void conn_touch(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
-    if (c->is_lingering)
-        return;
+    if (c->is_lingering || c->proxy)
+        return;                 /* a header's bytes are no progress: its deadline stays */
     c->timer.since_ms = now_ms; /* kept even with no idle timeout: a reload may set one */
     list_move_back(&set->idle, &c->timer.node);
 }
@@ -450,6 +528,72 @@ static int conn_read_greet(struct conn_set *set, struct conn *c)
     return n >= 0 ? conn_greet_process(set, c) : (int)n;
 }
 
+/* The close counter of a PROXY header error. */
+static enum stats_counter conn_header_fail(enum proxy_error e)
+{
+    return e == PROXY_ERR_UNSUPPORTED ? STAT_tcp_proxy_unsupported
+           : e == PROXY_ERR_TOO_LONG  ? STAT_tcp_proxy_too_long
+                                      : STAT_tcp_proxy_malformed;
+}
+
+/* c's PROXY header is complete: from now on its client is the one the header names (the
+ * peer, for LOCAL and UNKNOWN), counted against max_connections_per_ip, and its idle clock
+ * runs. 0; -EPROTO with c->fail set when the client's IP is at its limit; -ENOMEM. */
+static int conn_header_done(struct conn_set *set, struct conn *c, uint64_t now_ms)
+{
+    bool is_local = c->proxy->header.is_local;
+    stats_add(set->stats, STAT_tcp_proxy_headers, 1);
+    if (is_local)
+        stats_add(set->stats, STAT_tcp_proxy_local, 1);
+    if (!is_local)
+        c->client = c->proxy->header.src;
+    free(c->proxy);
+    c->proxy = NULL;
+    c->timer.since_ms = now_ms;
+    list_move_back(&set->idle, &c->timer.node);
+    if (log_is_enabled(LOG_LEVEL_DEBUG))
+        conn_log(c, "proxied", is_local ? "LOCAL or UNKNOWN: the peer is the client" : "PROXY");
+    if (set->hooks.iplimit == NULL)
+        return 0;
+    struct sockaddr_storage client;
+    conn_client(c, &client);
+    int rc = iplimit_admit(set->hooks.iplimit, (const struct sockaddr *)&client, c->fd);
+    if (rc < 0 && rc != -ENOMEM) {
+        c->fail = STAT_tcp_per_ip_refused;
+        rc = -EPROTO;
+    }
+    return rc;
+}
+
+/* Read the PROXY header, then answer what came after it in the same read as the mode's
+ * fast path would. 0; -EPROTO with c->fail set (a bad, unsupported or truncated header,
+ * or the client's IP at its limit); -EAGAIN or -errno. */
+static int conn_read_header(struct conn_set *set, struct conn *c, uint64_t now_ms)
+{
+    const struct conn_settings *s = c->profile->s;
+    size_t cap = s->mode == PROTO_ECHO ? s->buffer_bytes : c->profile->in_cap;
+    uint8_t *data = set->scratch_in.data;
+    ssize_t n = conn_read_result(set, c, recv(c->fd, data, cap, 0));
+    if (n == 0)
+        c->fail = STAT_tcp_proxy_truncated;
+    if (n <= 0)
+        return n == 0 ? -EPROTO : (int)n;
+    size_t used;
+    enum proxy_status st = proxy_parse(c->proxy, data, (size_t)n, &used);
+    if (st == PROXY_NEED_MORE)
+        return 0;
+    if (st == PROXY_ERROR) {
+        c->fail = conn_header_fail(c->proxy->error);
+        return -EPROTO;
+    }
+    int rc = conn_header_done(set, c, now_ms);
+    if (rc < 0 || used == (size_t)n)
+        return rc;
+    if (s->mode == PROTO_ECHO)
+        return conn_send_or_keep(set, c, data + used, (size_t)n - used);
+    return conn_greet_answer(set, c, (const char *)data + used, (size_t)n - used);
+}
+
 /* Whether the connection should be reading now. */
 static bool conn_wants_read(const struct conn_set *set, const struct conn *c)
 {
@@ -525,9 +669,12 @@ static enum conn_result conn_settle(struct conn_set *set, struct conn *c, uint64
     return CONN_OPEN;
 }
 
-/* One round of I/O on events: flush, answer what waits, read. 0, -EAGAIN or -errno. */
-static int conn_step(struct conn_set *set, struct conn *c, uint32_t events)
+/* One round of I/O on events: flush, answer what waits, read; or read the PROXY header.
+ * 0, -EAGAIN or -errno (-EPROTO: close with c->fail). */
+static int conn_step(struct conn_set *set, struct conn *c, uint32_t events, uint64_t now_ms)
 {
+    if (c->proxy)
+        return events & (EPOLLIN | EPOLLHUP) ? conn_read_header(set, c, now_ms) : 0;
     int rc = 0;
     bool had_output = c->out != NULL;
     if ((events & (EPOLLOUT | EPOLLHUP)) && had_output) {
@@ -566,9 +713,12 @@ void conn_set_handle(struct conn_set *set, void *conn, uint32_t events, uint64_t
     }
     uint64_t in = conn_bytes(set, STAT_tcp_bytes_in);
     uint64_t out = conn_bytes(set, STAT_tcp_bytes_out);
-    int rc = conn_step(set, c, events);
+    int rc = conn_step(set, c, events, now_ms);
     if (rc < 0 && rc != -EAGAIN) {
-        conn_close(set, c, rc == -ENOMEM ? STAT_tcp_out_of_memory : STAT_tcp_io_errors);
+        conn_close(set, c,
+                   rc == -ENOMEM   ? STAT_tcp_out_of_memory
+                   : rc == -EPROTO ? c->fail
+                                   : STAT_tcp_io_errors);
         return;
     }
     bool has_sent = conn_bytes(set, STAT_tcp_bytes_out) != out;
@@ -591,6 +741,13 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
         log_debug("SO_OOBINLINE: %s", strerror(errno));
     struct conn *c = calloc(1, sizeof(*c));
     int rc = c ? 0 : -ENOMEM;
+    enum proxy_accept proxy = set->current->s->proxy;
+    if (rc == 0 && proxy != PROXY_OFF) {
+        if ((c->proxy = malloc(sizeof(*c->proxy))) == NULL)
+            rc = -ENOMEM;
+        else
+            proxy_parser_init(c->proxy, proxy);
+    }
     if (rc == 0) {
         c->fd = fd;
         c->events = EPOLLIN;
@@ -599,6 +756,8 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
             rc = -errno;
     }
     if (rc < 0) {
+        if (c)
+            free(c->proxy);
         free(c);
         if (set->hooks.iplimit)
             iplimit_release(set->hooks.iplimit, fd);
@@ -611,7 +770,7 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
     c->profile = set->current;
     c->profile->conns++;
     c->timer.since_ms = now_ms;
-    list_push_back(&set->idle, &c->timer.node);
+    list_push_back(c->proxy ? &set->header : &set->idle, &c->timer.node);
     list_init(&c->send_timer.node);
     if (log_is_enabled(LOG_LEVEL_DEBUG))
         conn_log(c, "opened", proto_mode_name(c->profile->s->mode));
@@ -680,9 +839,20 @@ static void conn_trim_pools(struct conn_set *set, uint64_t now_ms)
     set->trim_at_ms = is_keeping ? now_ms + CONN_POOL_TRIM_MS : 0;
 }
 
+/* Write the refusal lines that are due, and note when the next ones will be. */
+static void conn_flush_log(struct conn_set *set, uint64_t now_ms)
+{
+    if (set->log_at_ms == 0 || now_ms < set->log_at_ms)
+        return;
+    int wait = droplog_flush(&set->closed, now_ms, false);
+    set->log_at_ms = wait < 0 ? 0 : now_ms + (uint64_t)wait;
+}
+
 void conn_set_expire(struct conn_set *set, uint64_t now_ms)
 {
     conn_trim_pools(set, now_ms);
+    conn_expire_list(set, &set->header, conn_header_ms(set), now_ms, STAT_tcp_proxy_timeouts);
+    conn_flush_log(set, now_ms);
     conn_expire_list(set, &set->idle, conn_idle_ms(set), now_ms, STAT_tcp_idle_timeouts);
     conn_expire_list(set, &set->linger, CONN_LINGER_MS, now_ms, STAT_COUNT);
     conn_expire_sending(set, now_ms);
@@ -712,16 +882,23 @@ static int conn_min_wait(int a, int b)
     return a < b ? a : b;
 }
 
+/* Milliseconds from now_ms until at_ms (0 if past), or -1 when at_ms is 0 (none). */
+static int conn_until(uint64_t at_ms, uint64_t now_ms)
+{
+    if (at_ms == 0)
+        return -1;
+    return at_ms <= now_ms ? 0 : at_ms - now_ms > INT32_MAX ? INT32_MAX : (int)(at_ms - now_ms);
+}
+
 int conn_set_next_expiry_ms(const struct conn_set *set, uint64_t now_ms)
 {
     int idle = conn_list_wait_ms(&set->idle, conn_idle_ms(set), now_ms);
     int linger = conn_list_wait_ms(&set->linger, CONN_LINGER_MS, now_ms);
-    int trim = -1;
-    if (set->trim_at_ms != 0)
-        trim = set->trim_at_ms <= now_ms ? 0 : (int)(set->trim_at_ms - now_ms);
     int wait = conn_min_wait(idle, linger);
     int sending = conn_list_wait_ms(&set->sending, conn_send_ms(set), now_ms);
-    return conn_min_wait(conn_min_wait(wait, trim), sending);
+    int header = conn_list_wait_ms(&set->header, conn_header_ms(set), now_ms);
+    wait = conn_min_wait(conn_min_wait(wait, conn_until(set->trim_at_ms, now_ms)), sending);
+    return conn_min_wait(conn_min_wait(wait, header), conn_until(set->log_at_ms, now_ms));
 }
 
 /* The shutdown deadline for one connection: a few last rounds of reading and answering
@@ -729,7 +906,7 @@ int conn_set_next_expiry_ms(const struct conn_set *set, uint64_t now_ms)
 static void conn_close_final(struct conn_set *set, struct conn *c)
 {
     for (int round = 0; round < CONN_FINAL_ROUNDS && !c->is_lingering; round++) {
-        int rc = conn_step(set, c, EPOLLIN | EPOLLOUT);
+        int rc = conn_step(set, c, EPOLLIN | EPOLLOUT, clock_now_ms());
         if (rc < 0 && rc != -EAGAIN)
             break;
     }
@@ -745,8 +922,8 @@ static void conn_close_final(struct conn_set *set, struct conn *c)
 
 void conn_set_close_all(struct conn_set *set)
 {
-    struct list_node *lists[] = {&set->idle, &set->linger};
-    for (size_t i = 0; i < 2; i++)
+    struct list_node *lists[] = {&set->idle, &set->linger, &set->header};
+    for (size_t i = 0; i < 3; i++)
         while (!list_is_empty(lists[i]))
             conn_close_final(set, list_entry(lists[i]->next, struct conn, timer.node));
 }
@@ -770,8 +947,9 @@ void conn_set_destroy(struct conn_set *set)
 {
     if (set == NULL)
         return;
-    struct list_node *lists[] = {&set->idle, &set->linger};
-    for (size_t i = 0; i < 2; i++)
+    droplog_flush(&set->closed, clock_now_ms(), true); /* its thread has ended: ours now */
+    struct list_node *lists[] = {&set->idle, &set->linger, &set->header};
+    for (size_t i = 0; i < 3; i++)
         while (!list_is_empty(lists[i]))
             conn_discard(set, list_entry(lists[i]->next, struct conn, timer.node));
     if (set->current)

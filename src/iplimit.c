@@ -18,6 +18,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "addr.h"
+
 #define IPLIMIT_MAX_BUCKETS (1u << 16)
 
 struct iplimit_entry {
@@ -87,16 +89,7 @@ void iplimit_destroy(struct iplimit *t)
 
 int iplimit_key_of(const struct sockaddr *sa, struct iplimit_key *key)
 {
-    memset(key, 0, sizeof(*key));
-    if (sa->sa_family == AF_INET6) {
-        memcpy(key->addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
-        return 0;
-    }
-    if (sa->sa_family != AF_INET)
-        return -EAFNOSUPPORT;
-    key->addr[10] = key->addr[11] = 0xff; /* ::ffff:a.b.c.d */
-    memcpy(key->addr + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-    return 0;
+    return addr_ip16(sa, key->addr);
 }
 
 /* The bucket of key: the top bits of a seeded multiplicative hash, which depend on
@@ -171,19 +164,39 @@ int iplimit_acquire(struct iplimit *t, const struct iplimit_key *key, int fd)
     return rc;
 }
 
+/* Give up the slot fd holds, if any; called with the lock held. */
+static void iplimit_release_locked(struct iplimit *t, int fd)
+{
+    struct iplimit_entry *e = fd >= 0 && (size_t)fd < t->by_fd_len ? t->by_fd[fd] : NULL;
+    if (e == NULL)
+        return;
+    t->by_fd[fd] = NULL;
+    if (--e->count == 0) {
+        struct iplimit_entry **slot = iplimit_find(t, &e->key);
+        *slot = e->next;
+        free(e);
+        t->ip_count--;
+    }
+}
+
+int iplimit_admit(struct iplimit *t, const struct sockaddr *sa, int fd)
+{
+    struct iplimit_key key;
+    if (iplimit_key_of(sa, &key) < 0)
+        return 0; /* not an IP client (AF_UNIX): nothing to count */
+    if (fd < 0)
+        return -EBADF;
+    pthread_mutex_lock(&t->lock);
+    iplimit_release_locked(t, fd);
+    int rc = iplimit_acquire_locked(t, &key, fd);
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
 void iplimit_release(struct iplimit *t, int fd)
 {
     pthread_mutex_lock(&t->lock);
-    struct iplimit_entry *e = fd >= 0 && (size_t)fd < t->by_fd_len ? t->by_fd[fd] : NULL;
-    if (e != NULL) {
-        t->by_fd[fd] = NULL;
-        if (--e->count == 0) {
-            struct iplimit_entry **slot = iplimit_find(t, &e->key);
-            *slot = e->next;
-            free(e);
-            t->ip_count--;
-        }
-    }
+    iplimit_release_locked(t, fd);
     pthread_mutex_unlock(&t->lock);
 }
 

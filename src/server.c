@@ -157,12 +157,25 @@ int server_write_port_file(const struct server *s, const char *path)
     return listener_write_port_file(path, sets, 2);
 }
 
-/* The acceptor's settings: the TCP listeners of tcp; NULL when out of memory. */
-static struct acceptor_settings *server_tcp_settings(const struct listener_set *tcp)
+/* The acceptor's settings: the TCP listeners of tcp and who may send a PROXY header
+ * (from the configuration c); NULL when out of memory. */
+static struct acceptor_settings *server_tcp_settings(const struct conf *c,
+                                                     const struct listener_set *tcp)
 {
     struct acceptor_settings *t = calloc(1, sizeof(*t));
-    if (t != NULL && listener_set_copy(&t->listeners, tcp) < 0) {
+    if (t == NULL)
+        return NULL;
+    size_t from_bytes = c->tcp_proxy_from_count * sizeof(*t->proxy_from);
+    t->is_proxied = c->tcp_proxy_protocol != PROXY_OFF;
+    t->proxy_from_count = c->tcp_proxy_from_count;
+    if ((t->proxy_from = malloc(from_bytes ? from_bytes : 1)) == NULL) {
         free(t);
+        return NULL;
+    }
+    if (from_bytes > 0)
+        memcpy(t->proxy_from, c->tcp_proxy_from, from_bytes);
+    if (listener_set_copy(&t->listeners, tcp) < 0) {
+        acceptor_settings_free(t);
         return NULL;
     }
     return t;
@@ -204,6 +217,8 @@ static struct conn_settings *server_conn_settings(const struct conf *c)
         .buffer_bytes = c->tcp_buffer_bytes,
         .idle_timeout_ms = c->idle_timeout_ms,
         .send_timeout_ms = c->send_timeout_ms,
+        .proxy = c->tcp_proxy_protocol,
+        .proxy_timeout_ms = c->tcp_proxy_timeout_ms,
     };
     return t;
 }
@@ -221,7 +236,8 @@ static int server_start_tcp(struct server *s)
     s->workers = calloc(s->nworkers, sizeof(*s->workers));
     if (s->workers == NULL)
         return -ENOMEM;
-    int rc = server_box(server_tcp_settings(&s->tcp_ls), acceptor_settings_free, &s->tcp_box);
+    int rc =
+        server_box(server_tcp_settings(s->conf, &s->tcp_ls), acceptor_settings_free, &s->tcp_box);
     if (rc == 0)
         rc = server_box(server_conn_settings(s->conf), free, &s->conn_box);
     if (rc == 0 && s->conf->max_connections_per_ip > 0)
@@ -242,6 +258,17 @@ static int server_start_tcp(struct server *s)
     return rc;
 }
 
+/* Say at start-up and on reload whether TCP clients come through a PROXY balancer. */
+static void server_log_proxy(const struct conf *c)
+{
+    if (c->tcp_proxy_protocol == PROXY_OFF)
+        return;
+    log_info("tcp: PROXY protocol %s: a header is required, from the %zu network%s of "
+             "tcp.proxy_from only; other peers are refused",
+             proxy_accept_name(c->tcp_proxy_protocol), c->tcp_proxy_from_count,
+             c->tcp_proxy_from_count == 1 ? "" : "s");
+}
+
 int server_start(struct server *s)
 {
     int rc = 0;
@@ -254,6 +281,8 @@ int server_start(struct server *s)
     }
     if (rc == 0 && s->tcp_ls.count > 0 && (rc = server_start_tcp(s)) < 0)
         log_error("cannot start the TCP threads: %s", strerror(-rc));
+    if (rc == 0 && s->tcp_ls.count > 0)
+        server_log_proxy(s->conf);
     if (rc == 0)
         log_info("serving: %u worker%s, tcp %s, udp %s", s->nworkers, s->nworkers == 1 ? "" : "s",
                  s->tcp_ls.count ? proto_mode_name(s->conf->tcp.mode) : "off",
@@ -327,7 +356,7 @@ int server_reload(struct server *s, const struct conf *next, char *err, size_t e
     if (s->udp)
         rc = server_publish(s->udp_box, server_udp_settings(next, &udp));
     if (rc == 0 && s->acceptor)
-        rc = server_publish(s->tcp_box, server_tcp_settings(&tcp));
+        rc = server_publish(s->tcp_box, server_tcp_settings(next, &tcp));
     if (rc == 0 && s->conn_box)
         rc = server_publish(s->conn_box, server_conn_settings(next));
     if (rc < 0) { /* out of memory: what was published stays consistent on its own */
@@ -343,6 +372,8 @@ int server_reload(struct server *s, const struct conf *next, char *err, size_t e
     listener_set_clear(&s->udp_ls);
     s->tcp_ls = tcp;
     s->udp_ls = udp;
+    if (s->acceptor && next->tcp_proxy_protocol != s->conf->tcp_proxy_protocol)
+        server_log_proxy(next);
     if (s->acceptor) {
         acceptor_set_max_connections(s->acceptor, next->max_connections);
         acceptor_wake(s->acceptor);

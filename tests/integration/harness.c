@@ -925,6 +925,21 @@ static socklen_t h_sa_len(const struct sockaddr_storage *sa)
     return sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
+int h_tcp_connect_from(const char *src, const struct sockaddr_storage *sa)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    h_track_fd(fd);
+    struct sockaddr_in from = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, src, &from.sin_addr), 1);
+    if (bind(fd, (struct sockaddr *)&from, sizeof(from)) != 0)
+        fail_msg("bind %s: %s", src, strerror(errno));
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(struct sockaddr_in)) != 0)
+        fail_msg("connect from %s: %s", src, strerror(errno));
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    return fd;
+}
+
 /* A tracked non-blocking TCP socket whose connect to sa has started; buffer sizes are set
  * before connecting when buf_bytes > 0. The fd, or -errno. */
 static int h_tcp_start(const struct sockaddr_storage *sa, int buf_bytes)

@@ -214,6 +214,9 @@ int h_tcp_connect(const struct sockaddr_storage *sa, int timeout_ms);
 int h_tcp_connect_ok(const struct sockaddr_storage *sa);
 /* Connect with SO_RCVBUF and SO_SNDBUF set to buf_bytes first, or fail the test. */
 int h_tcp_connect_sized(const struct sockaddr_storage *sa, int buf_bytes);
+/* Connect (blocking) from loopback IPv4 address src ("127.0.0.2") to sa: the tracked fd,
+ * non-blocking once connected; fails the test on any error. */
+int h_tcp_connect_from(const char *src, const struct sockaddr_storage *sa);
 /* Start a connect without waiting: the tracked fd (connect may be in progress). */
 int h_tcp_connect_start(const struct sockaddr_storage *sa);
 /* A tracked, non-blocking UDP socket connected to sa. */

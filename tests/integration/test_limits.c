@@ -34,17 +34,7 @@
  * tracked non-blocking fd, or fail. */
 static int connect_from(const char *src)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    h_track_fd(fd);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    assert_int_equal(inet_pton(AF_INET, src, &sa.sin_addr), 1);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-        fail_msg("bind %s: %s", src, strerror(errno));
-    if (connect(fd, (const struct sockaddr *)&echod.tcp[0], sizeof(struct sockaddr_in)) != 0)
-        fail_msg("connect from %s: %s", src, strerror(errno));
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    return fd;
+    return h_tcp_connect_from(src, &echod.tcp[0]);
 }
 
 /* ---------------------------------------------------------------- send timeout */

@@ -6,8 +6,9 @@
  * struct as it was; an empty listen list turns a service off; conf_worker_count;
  * a missing file; @include refused; a last line that is a comment without a newline;
  * range errors quoting the literal as written; \x00 escapes refused; paths that are not
- * regular files; the shipped etc/echod.conf, which must load to the defaults; and
- * conf_each_key, which must list exactly the keys a load knows. */
+ * regular files; the shipped etc/echod.conf, which must load to the defaults;
+ * conf_each_key, which must list exactly the keys a load knows; and the PROXY protocol
+ * keys, which refuse a header from everyone unless tcp.proxy_from names who may send one. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include "conf.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <stdio.h>
@@ -129,6 +131,9 @@ static void check_defaults(const struct conf *c)
     check_greeting(&c->tcp, "Hello, ");
     assert_int_equal(c->tcp_max_line_bytes, 8192);
     assert_int_equal(c->tcp_buffer_bytes, 65536);
+    assert_int_equal(c->tcp_proxy_protocol, PROXY_OFF);
+    assert_int_equal(c->tcp_proxy_from_count, 0);
+    assert_int_equal(c->tcp_proxy_timeout_ms, 3000);
     check_listen_one(&c->udp, "127.0.0.1:7007");
     assert_int_equal(c->udp.mode, PROTO_ECHO);
     check_greeting(&c->udp, "Hello, client! You sent: ");
@@ -346,6 +351,7 @@ static const struct range_case ranges[] = {
     {"tcp", "backlog", 1, 65535, offsetof(struct conf, tcp_backlog)},
     {"tcp", "max_line_bytes", 1, 16777216, offsetof(struct conf, tcp_max_line_bytes)},
     {"tcp", "buffer_bytes", 1024, 67108864, offsetof(struct conf, tcp_buffer_bytes)},
+    {"tcp", "proxy_timeout_ms", 1, 3600000, offsetof(struct conf, tcp_proxy_timeout_ms)},
 };
 
 #define NRANGES (sizeof(ranges) / sizeof(ranges[0]))
@@ -850,6 +856,69 @@ static void test_shipped_conf(void **state)
     check_defaults(&conf);
 }
 
+/* tcp.proxy_protocol, tcp.proxy_from: every value, the networks as given, and the rule
+ * that a header is accepted from named networks only. */
+static void test_proxy_keys(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        enum proxy_accept accept;
+    } values[] = {{"v1", PROXY_V1}, {"v2", PROXY_V2}, {"any", PROXY_ANY}, {"off", PROXY_OFF}};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        char text[160];
+        snprintf(text, sizeof(text),
+                 "tcp = { proxy_protocol = \"%s\"; proxy_from = [ \"10.0.0.0/8\", \"::1\" ]; };\n",
+                 values[i].name);
+        load_ok(text);
+        assert_int_equal(conf.tcp_proxy_protocol, values[i].accept);
+        assert_int_equal(conf.tcp_proxy_from_count, 2);
+    }
+    struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x0a010203)};
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    struct sockaddr_in out = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x0b000001)};
+    assert_true(proxy_net_contains(conf.tcp_proxy_from, 2, (struct sockaddr *)&in));
+    assert_true(proxy_net_contains(conf.tcp_proxy_from, 2, (struct sockaddr *)&in6));
+    assert_false(proxy_net_contains(conf.tcp_proxy_from, 2, (struct sockaddr *)&out));
+    load_ok("tcp = { proxy_from = [ ]; proxy_timeout_ms = 250; };\n"); /* off: none needed */
+    assert_int_equal(conf.tcp_proxy_from_count, 0);
+    assert_int_equal(conf.tcp_proxy_timeout_ms, 250);
+    static const struct error_case cases[] = {
+        {"tcp = {\n  proxy_protocol = \"on\";\n};\n", 2, "tcp.proxy_protocol",
+         "must be \"off\", \"v1\", \"v2\" or \"any\", not \"on\""},
+        {"tcp = { proxy_protocol = 2; };\n", 1, "tcp.proxy_protocol", "must be a string"},
+        {"tcp = {\n  proxy_from = \"10.0.0.0/8\";\n};\n", 2, "tcp.proxy_from",
+         "must be a list of \"ADDR/BITS\" strings"},
+        {"tcp = { proxy_from = [ \"10.0.0.0/8\", \"10.0.0.1/8\" ]; };\n", 1, "tcp.proxy_from",
+         "element 2: \"10.0.0.1/8\" is not \"ADDR/BITS\" (no bit set past BITS) or \"ADDR\""},
+        {"tcp = { proxy_from = [ \"localhost\" ]; };\n", 1, "tcp.proxy_from",
+         "element 1: \"localhost\" is not \"ADDR/BITS\" (no bit set past BITS) or \"ADDR\""},
+        {"tcp = { proxy_from = [ 8 ]; };\n", 1, "tcp.proxy_from",
+         "element 1: a non-string is not \"ADDR/BITS\" (no bit set past BITS) or \"ADDR\""},
+        {"udp = { proxy_protocol = \"v1\"; };\n", 1, "udp.proxy_protocol", "unknown key"},
+        /* On without proxy_from: refused, at the key that turned it on... */
+        {"# proxied\ntcp = {\n  proxy_protocol = \"v2\";\n};\n", 3, "tcp.proxy_protocol",
+         "tcp.proxy_protocol \"v2\" needs tcp.proxy_from, the networks allowed to send a PROXY "
+         "header (none is by default)"},
+        /* ... or at an empty proxy_from. */
+        {"tcp = {\n  proxy_protocol = \"any\";\n  proxy_from = [ ];\n};\n", 3, "tcp.proxy_from",
+         "tcp.proxy_protocol \"any\" needs tcp.proxy_from, the networks allowed to send a PROXY "
+         "header (none is by default)"},
+    };
+    CHECK_ERROR_CASES(cases);
+    char text[4096];
+    size_t len = (size_t)snprintf(text, sizeof(text), "tcp = { proxy_from = [");
+    for (int i = 0; i < 65; i++)
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "%s\"10.0.%d.0/24\"",
+                                i ? ", " : " ", i);
+    snprintf(text + len, sizeof(text) - len, " ]; };\n");
+    check_error(text, 1, "tcp.proxy_from", "at most 64 networks");
+    text[strlen(text) - strlen(", \"10.0.64.0/24\" ]; };\n")] = '\0';
+    strcat(text, " ]; };\n");
+    load_ok(text);
+    assert_int_equal(conf.tcp_proxy_from_count, 64);
+}
+
 #define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -886,6 +955,7 @@ int main(void)
         TEST(test_include_refused),
         TEST(test_unreadable_file),
         TEST(test_shipped_conf),
+        TEST(test_proxy_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

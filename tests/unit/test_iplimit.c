@@ -3,7 +3,8 @@
  * refused. The limit holds per IP and other IPs are unaffected; a release by fd frees
  * the slot, and releasing to zero removes the entry; 20,000 IPs come and go leaving
  * nothing; the table never holds more than `capacity` IPs; a held fd cannot be counted
- * twice; and four threads acquiring and releasing concurrently end at zero. */
+ * twice, while admitting it by address again moves its slot; and four threads acquiring and
+ * releasing concurrently end at zero. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -142,6 +143,46 @@ static void test_held_fd_refused(void **state)
     assert_int_equal(iplimit_ip_count(table), 1);
 }
 
+/* A sockaddr of IPv4 text v4 (port 1234). */
+static struct sockaddr_in sockaddr_v4(const char *v4)
+{
+    struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons(1234)};
+    assert_int_equal(inet_pton(AF_INET, v4, &in.sin_addr), 1);
+    return in;
+}
+
+/* Admission by address: counts; a non-IP client counts nothing and is admitted; admitting
+ * a held fd again moves its slot (the PROXY header named another client), so nothing is
+ * counted twice; at the limit it refuses, and the fd then holds nothing. */
+static void test_admit_moves_the_slot(void **state)
+{
+    (void)state;
+    assert_int_equal(iplimit_create(2, 10, &table), 0);
+    struct sockaddr_in balancer = sockaddr_v4("10.0.0.1"), client = sockaddr_v4("192.0.2.7");
+    struct iplimit_key kb = key_of("10.0.0.1", NULL), kc = key_of("192.0.2.7", NULL);
+    assert_int_equal(iplimit_admit(table, (struct sockaddr *)&balancer, 5), 0);
+    assert_int_equal(iplimit_count(table, &kb), 1);
+    assert_int_equal(iplimit_admit(table, (struct sockaddr *)&client, 5), 0);
+    assert_int_equal(iplimit_count(table, &kb), 0);
+    assert_int_equal(iplimit_count(table, &kc), 1);
+    assert_int_equal(iplimit_ip_count(table), 1);
+    assert_int_equal(iplimit_admit(table, (struct sockaddr *)&client, 5), 0); /* same IP */
+    assert_int_equal(iplimit_count(table, &kc), 1);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    assert_int_equal(iplimit_admit(table, (struct sockaddr *)&un, 6), 0);
+    assert_int_equal(iplimit_ip_count(table), 1);
+    assert_int_equal(iplimit_admit(table, (struct sockaddr *)&client, 6), 0);
+    assert_int_equal(iplimit_admit(table, (struct sockaddr *)&balancer, 7), 0);
+    assert_int_equal(iplimit_admit(table, (struct sockaddr *)&client, 7), -EUSERS);
+    assert_int_equal(iplimit_count(table, &kb), 0); /* 7 gave up its slot */
+    assert_int_equal(iplimit_count(table, &kc), 2);
+    assert_int_equal(iplimit_admit(table, (struct sockaddr *)&client, -1), -EBADF);
+    iplimit_release(table, 5);
+    iplimit_release(table, 6);
+    iplimit_release(table, 7);
+    assert_int_equal(iplimit_ip_count(table), 0);
+}
+
 /* 20,000 IPs with two connections each, fds up to 40,000, all released: the table is
  * empty again, and each release to zero removed its entry on the way. */
 static void test_many_ips_release_to_zero(void **state)
@@ -226,6 +267,7 @@ int main(void)
         cmocka_unit_test_teardown(test_keys, teardown),
         cmocka_unit_test_teardown(test_limit_per_ip, teardown),
         cmocka_unit_test_teardown(test_held_fd_refused, teardown),
+        cmocka_unit_test_teardown(test_admit_moves_the_slot, teardown),
         cmocka_unit_test_teardown(test_set_limits, teardown),
         cmocka_unit_test_teardown(test_many_ips_release_to_zero, teardown),
         cmocka_unit_test_teardown(test_capacity_bound, teardown),
