@@ -1,18 +1,32 @@
-/* bench: echod-bench, a verifying load generator. One thread runs one level-triggered
- * epoll loop over every connection. Each connection keeps PIPELINE messages of SIZE
- * bytes in flight; every message's bytes derive from its connection and sequence number,
- * so each echoed byte is checked where it lands. TCP fails on a mismatch, an error or no
- * progress for -T ms; UDP counts a datagram unanswered for -T ms as lost and goes on.
- * It owns every socket and allocates all it needs before the first message: scratch
- * buffers are static, per-message state lives in per-connection slot rings.
- * Exit codes: 0 done and verified, 1 mismatch or connection error, 64 bad usage. */
+/* bench: echod-bench, a verifying load generator. Each of -t worker threads owns a share
+ * of the connections, one level-triggered epoll loop over them, its scratch buffers and
+ * its latency histogram; the main thread starts them, prints a progress line a second
+ * at a terminal, joins them and reports. Every message's bytes derive from its
+ * connection and sequence number, so each echoed byte is checked where it lands. TCP
+ * fails on a mismatch, an error or no progress for -T ms; UDP counts a datagram
+ * unanswered for -T ms as lost and goes on, and fails when more than --max-loss % is.
+ *
+ * DESIGN. Closed loop (the default) keeps -P messages in flight per connection and
+ * times each from its send. Open loop (-R) gives each connection a schedule, rate / -c
+ * messages a second, staggered within its thread; a message may go once its slot has
+ * come and the pipeline has room, and its latency runs from the slot's time, not the
+ * send's: a server stall then delays every message scheduled during it, as wrk2 showed
+ * (coordinated omission). Churn (--churn) carries one message per connection, then
+ * closes it and connects again. Nothing is allocated once the first message is sent:
+ * per-message state lives in per-connection slot rings. A worker merges its histogram
+ * into the shared one (under bench.lock) every BENCH_MERGE_MS and when it ends.
+ * Exit codes: 0 done and verified, 1 mismatch or connection error, 2 UDP loss above
+ * --max-loss, 64 bad usage. */
 #include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,38 +38,55 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "clock.h"
 #include "fdlimit.h"
+#include "hist.h"
 
 #define BENCH_NAME               "echod-bench"
 #define BENCH_DEFAULT_CONNS      50
 #define BENCH_DEFAULT_SIZE_BYTES 64
 #define BENCH_DEFAULT_DURATION_S 5
+#define BENCH_DEFAULT_MAX_LOSS   1.0 /* %: UDP loss above this fails the run */
 #define BENCH_MAX_CONNS          100000
+#define BENCH_MAX_THREADS        256
+#define BENCH_MAX_RATE           100000000ul /* messages or connections a second */
 #define BENCH_MAX_SIZE_BYTES     (16ul * 1024 * 1024)
 #define BENCH_MAX_UDP_SIZE_BYTES 65507      /* largest IPv4 UDP payload */
 #define BENCH_MIN_UDP_SIZE_BYTES 8          /* the sequence header */
 #define BENCH_MAX_SLOTS          10000000ul /* connections x pipeline */
 #define BENCH_SCRATCH_BYTES      65536
-#define BENCH_TICK_MS            10 /* deadline, loss and progress checks when idle */
+#define BENCH_TICK_MS            10  /* deadline, loss and progress checks */
+#define BENCH_MERGE_MS           250 /* a worker's histogram into the shared one */
 #define BENCH_EVENTS             256
-#define BENCH_HIST_SUB_BITS      5 /* 32 buckets per octave: within 3 % */
-#define BENCH_HIST_SUB           (1u << BENCH_HIST_SUB_BITS)
-#define BENCH_HIST_BUCKETS       (2 * BENCH_HIST_SUB + 64 * BENCH_HIST_SUB)
+#define BENCH_HIST_DIGITS        3
+#define BENCH_EXIT_ERROR         1
+#define BENCH_EXIT_LOSS          2
+
+enum bench_mode { BENCH_CLOSED, BENCH_OPEN, BENCH_CHURN };
 
 struct bench_options {
     struct client_target target;
     unsigned long conns;
-    unsigned long msgs_per_conn; /* -n; 0 = run for duration_s */
+    unsigned long threads;       /* -t */
+    unsigned long msgs_per_conn; /* -n (churn: connections per slot); 0 = run for duration_s */
     unsigned long duration_s;
     unsigned long size_bytes;
     unsigned long pipeline;
+    unsigned long rate;         /* -R: messages a second in total; 0 = closed loop */
+    unsigned long connect_rate; /* --connect-rate: connections opened a second; 0 = at once */
+    double max_loss_percent;    /* --max-loss */
+    const char *latency_out;    /* --latency-out FILE, or NULL */
+    enum bench_mode mode;
     bool is_quiet;
+    bool is_json;
 };
 
 struct bench_conn {
     int fd;
-    uint32_t id;
-    uint64_t key; /* mixes the connection into every message's bytes */
+    uint32_t id;    /* 0 .. -c - 1, across threads */
+    uint32_t index; /* within its worker: its place in the open-loop schedule */
+    uint64_t key;   /* mixes the connection into every message's bytes */
+    bool is_opened; /* its first connect has started (--connect-rate ramps this) */
     bool is_connected;
     bool is_out_wanted; /* EPOLLOUT is registered */
     bool is_done;
@@ -64,39 +95,58 @@ struct bench_conn {
     uint64_t rx_seq; /* TCP: next byte expected is byte rx_off of message rx_seq;
                       * UDP: the oldest message neither answered nor lost */
     size_t rx_off;
-    uint64_t *sent_at_us; /* [pipeline], by seq % pipeline; 0 = no message there */
+    uint64_t rx_top;      /* UDP: 1 + the highest message answered (reordering) */
+    uint64_t first_seq;   /* churn: the one message this connection carries */
+    uint64_t slot_offset; /* open loop: schedule slots gone before it connected */
+    uint64_t due_slots;   /* open loop: schedule slots come so far */
+    uint64_t connect_started_us;
+    uint64_t last_progress_us; /* connected, or bytes moved while waiting on the server */
+    uint64_t *sent_at_us; /* [pipeline], by seq % pipeline: the send (or slot) time; 0 = free */
+};
+
+struct bench;
+
+/* A worker thread and everything it alone touches, but the published counters. */
+struct bench_worker {
+    struct bench *b;
+    pthread_t thread;
+    int epfd;
+    struct bench_conn *conns; /* its share of bench.conns */
+    size_t conn_count;
+    size_t opened;            /* connections started so far */
+    size_t open_conns;        /* started and not done */
+    double slot_period_us;    /* open loop: between two slots of this worker */
+    uint64_t next_slot;       /* open loop: the next slot to come, over all its connections */
+    double connect_period_us; /* --connect-rate: between two of its connects */
+    bool is_stopped;          /* -d has run out: no new messages (open loop: no slots) */
+    struct hist *hist;        /* latencies since the last merge */
+    uint64_t completed, lost, late, reordered, connects;
+    uint64_t next_merge_us;
+    int rc; /* 0, or the -errno that ended it */
+    /* Counters for the progress line: written by the worker, read by the main thread. */
+    _Atomic uint64_t shown_completed, shown_lost, shown_connects;
+    uint8_t tx[BENCH_SCRATCH_BYTES];   /* bytes being sent */
+    uint8_t rx[BENCH_SCRATCH_BYTES];   /* bytes received */
+    uint8_t want[BENCH_SCRATCH_BYTES]; /* what they should be */
 };
 
 struct bench {
     const struct bench_options *o;
-    int epfd;
     struct bench_conn *conns;
     uint64_t *slots; /* every connection's sent_at_us ring, one allocation */
-    size_t open_conns;
+    struct bench_worker *workers;
+    size_t worker_count;
     uint64_t start_us;
     uint64_t end_us;
     uint64_t stop_sending_us; /* -d deadline; UINT64_MAX with -n */
-    bool is_sending_stopped;
-    uint64_t last_progress_us;
-    uint64_t completed;                /* messages echoed and verified */
-    uint64_t lost;                     /* UDP: unanswered within -T */
-    uint64_t late;                     /* UDP: replies after their message counted as lost */
-    uint64_t hist[BENCH_HIST_BUCKETS]; /* latency in µs */
-    uint64_t max_latency_us;
+    atomic_bool is_aborted;   /* a worker failed: the others stop at once */
+    pthread_mutex_t lock;     /* guards hist, running and done */
+    pthread_cond_t done;      /* signalled when a worker ends */
+    struct hist *hist;        /* the workers' merged latencies */
+    size_t running;           /* workers not yet ended */
 };
 
-static uint8_t bench_tx[BENCH_SCRATCH_BYTES];   /* bytes being sent */
-static uint8_t bench_rx[BENCH_SCRATCH_BYTES];   /* bytes received */
-static uint8_t bench_want[BENCH_SCRATCH_BYTES]; /* what they should be */
-
 #define bench_error(rc, ...) client_report(BENCH_NAME, rc, __VA_ARGS__)
-
-static uint64_t bench_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* ---------------------------------------------------------------- message bytes */
 
@@ -136,146 +186,244 @@ static uint64_t bench_header_seq(const struct bench_conn *c, const uint8_t *data
     return header ^ c->key;
 }
 
-/* Compare got with message seq's bytes from off; 0 or -EBADMSG with a message. */
-static int bench_verify(const struct bench *b, const struct bench_conn *c, uint64_t seq, size_t off,
-                        const uint8_t *got, size_t len)
+/* "127.0.0.1:40000", c's own end, for error messages. */
+static void bench_local_name(const struct bench_conn *c, char *buf, size_t size)
 {
-    bench_pattern(b, c, seq, off, bench_want, len);
-    if (memcmp(bench_want, got, len) == 0)
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (c->fd < 0 || getsockname(c->fd, (struct sockaddr *)&ss, &len) != 0)
+        snprintf(buf, size, "?");
+    else
+        addr_format((const struct sockaddr *)&ss, buf, size);
+}
+
+/* Compare got with message seq's bytes from off; 0 or -EBADMSG with a message naming
+ * the connection (and its local address), the message, the byte and its offset in the
+ * connection's stream. */
+static int bench_verify(struct bench_worker *w, const struct bench_conn *c, uint64_t seq,
+                        size_t off, const uint8_t *got, size_t len)
+{
+    bench_pattern(w->b, c, seq, off, w->want, len);
+    if (memcmp(w->want, got, len) == 0)
         return 0;
     size_t i = 0;
-    while (bench_want[i] == got[i])
+    while (w->want[i] == got[i])
         i++;
+    char local[ADDR_STRLEN];
+    bench_local_name(c, local, sizeof(local));
+    uint64_t first_seq = w->b->o->mode == BENCH_CHURN ? c->first_seq : 0;
+    uint64_t stream_off = (seq - first_seq) * w->b->o->size_bytes + off + i;
     return bench_error(-EBADMSG,
-                       "mismatch on connection %" PRIu32 ", message %" PRIu64
-                       ", byte %zu: expected 0x%02x, got 0x%02x",
-                       c->id, seq, off + i, bench_want[i], got[i]);
+                       "mismatch on connection %" PRIu32 " (from %s), message %" PRIu64
+                       ", byte %zu, stream offset %" PRIu64 ": expected 0x%02x, got 0x%02x",
+                       c->id, local, seq, off + i, stream_off, w->want[i], got[i]);
 }
 
-/* ---------------------------------------------------------------- latency histogram */
+/* ---------------------------------------------------------------- schedule */
 
-static size_t bench_hist_index(uint64_t us)
+static bool bench_is_open_loop(const struct bench_worker *w)
 {
-    if (us < 2 * BENCH_HIST_SUB)
-        return (size_t)us;
-    unsigned msb = 63u - (unsigned)__builtin_clzll(us);
-    unsigned shift = msb - BENCH_HIST_SUB_BITS;
-    return 2 * BENCH_HIST_SUB + (msb - BENCH_HIST_SUB_BITS - 1) * BENCH_HIST_SUB +
-           (size_t)((us >> shift) - BENCH_HIST_SUB);
+    return w->b->o->mode == BENCH_OPEN;
 }
 
-/* The smallest latency bucket index holds. */
-static uint64_t bench_hist_value(size_t index)
+/* When slot number `slot` of this worker comes: slot j is connection j % count's
+ * (j / count)th. */
+static uint64_t bench_slot_time_us(const struct bench_worker *w, uint64_t slot)
 {
-    if (index < 2 * BENCH_HIST_SUB)
-        return index;
-    size_t k = index - 2 * BENCH_HIST_SUB;
-    unsigned shift = (unsigned)(k / BENCH_HIST_SUB) + 1;
-    return (uint64_t)(k % BENCH_HIST_SUB + BENCH_HIST_SUB) << shift;
+    return w->b->start_us + (uint64_t)((double)slot * w->slot_period_us);
 }
 
-/* The latency below which fraction q of the messages fall, in µs. */
-static uint64_t bench_percentile_us(const struct bench *b, double q)
+/* The send time message seq of c counts from: its slot's (open loop), its connect's
+ * (churn: the whole connect-echo-close), or now. */
+static uint64_t bench_stamp_us(const struct bench_worker *w, const struct bench_conn *c,
+                               uint64_t seq, uint64_t now_us)
 {
-    uint64_t rank = (uint64_t)(q * (double)b->completed + 0.999999);
-    uint64_t seen = 0;
-    for (size_t i = 0; i < BENCH_HIST_BUCKETS; i++) {
-        seen += b->hist[i];
-        if (seen >= rank && seen > 0) {
-            uint64_t v = bench_hist_value(i);
-            return v < b->max_latency_us ? v : b->max_latency_us;
-        }
+    switch (w->b->o->mode) {
+    case BENCH_OPEN:
+        return bench_slot_time_us(w, (seq + c->slot_offset) * w->conn_count + c->index);
+    case BENCH_CHURN:
+        return c->connect_started_us;
+    default:
+        return now_us;
     }
-    return b->max_latency_us;
 }
 
-/* Message seq of c came back whole and verified. */
-static void bench_complete(struct bench *b, struct bench_conn *c, uint64_t seq, uint64_t now_us)
+/* The messages c will have sent when it is done, as far as is known: -n, and once -d has
+ * run out what it has started (open loop: what its slots so far allow); UINT64_MAX while
+ * open-ended. */
+static uint64_t bench_final_limit(const struct bench_worker *w, const struct bench_conn *c)
 {
-    uint64_t *sent_at_us = &c->sent_at_us[seq % b->o->pipeline];
-    uint64_t latency_us = now_us > *sent_at_us ? now_us - *sent_at_us : 0;
-    *sent_at_us = 0;
-    b->hist[bench_hist_index(latency_us)]++;
-    if (latency_us > b->max_latency_us)
-        b->max_latency_us = latency_us;
-    b->completed++;
-    b->last_progress_us = now_us;
-}
-
-/* ---------------------------------------------------------------- connections */
-
-/* Register or drop EPOLLOUT for c; 0 or -errno. */
-static int bench_want_out(struct bench *b, struct bench_conn *c, bool is_wanted)
-{
-    if (c->is_out_wanted == is_wanted)
-        return 0;
-    struct epoll_event ev = {.events = EPOLLIN | (is_wanted ? EPOLLOUT : 0), .data.ptr = c};
-    if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0)
-        return bench_error(-errno, "epoll_ctl");
-    c->is_out_wanted = is_wanted;
-    return 0;
-}
-
-/* The first message c may not start yet: the pipeline, -n and -d allowing. */
-static uint64_t bench_send_limit(const struct bench *b, const struct bench_conn *c)
-{
-    uint64_t limit = c->rx_seq + b->o->pipeline;
-    if (b->o->msgs_per_conn != 0 && limit > b->o->msgs_per_conn)
-        limit = b->o->msgs_per_conn;
-    if (b->is_sending_stopped) {
+    uint64_t limit = w->b->o->msgs_per_conn != 0 ? w->b->o->msgs_per_conn : UINT64_MAX;
+    if (w->is_stopped || atomic_load_explicit(&w->b->is_aborted, memory_order_relaxed)) {
         uint64_t started = c->tx_off > 0 ? c->tx_seq + 1 : c->tx_seq;
+        if (bench_is_open_loop(w) && c->due_slots > c->slot_offset)
+            started =
+                started > c->due_slots - c->slot_offset ? started : c->due_slots - c->slot_offset;
         if (limit > started)
             limit = started;
     }
     return limit;
 }
 
-/* Close c once everything it started has been answered (or lost) and it may start no
- * more. */
-static void bench_finish_if_done(struct bench *b, struct bench_conn *c)
+/* The first message c may not start yet: the pipeline, the final limit, its slots (open
+ * loop) and its one message (churn) allowing. */
+static uint64_t bench_send_limit(const struct bench_worker *w, const struct bench_conn *c)
 {
-    bool is_idle = c->rx_seq == c->tx_seq && c->tx_off == 0;
-    if (c->is_done || !is_idle || bench_send_limit(b, c) > c->tx_seq)
-        return;
-    epoll_ctl(b->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    uint64_t limit = c->rx_seq + w->b->o->pipeline;
+    uint64_t final = bench_final_limit(w, c);
+    if (limit > final)
+        limit = final;
+    if (bench_is_open_loop(w)) {
+        uint64_t due = c->due_slots > c->slot_offset ? c->due_slots - c->slot_offset : 0;
+        if (limit > due)
+            limit = due;
+    }
+    if (w->b->o->mode == BENCH_CHURN && limit > c->first_seq + 1)
+        limit = c->first_seq + 1;
+    return limit;
+}
+
+/* ---------------------------------------------------------------- latencies */
+
+/* Message seq of c came back whole and verified. */
+static void bench_complete(struct bench_worker *w, struct bench_conn *c, uint64_t seq,
+                           uint64_t now_us)
+{
+    uint64_t *sent_at_us = &c->sent_at_us[seq % w->b->o->pipeline];
+    uint64_t latency_us = now_us > *sent_at_us ? now_us - *sent_at_us : 0;
+    *sent_at_us = 0;
+    (void)hist_record(w->hist, latency_us); /* beyond an hour: counted at the top */
+    w->completed++;
+    c->last_progress_us = now_us;
+}
+
+/* Move this worker's latencies into the shared histogram. */
+static void bench_merge(struct bench_worker *w)
+{
+    pthread_mutex_lock(&w->b->lock);
+    (void)hist_merge(w->b->hist, w->hist); /* same range and precision: cannot fail */
+    pthread_mutex_unlock(&w->b->lock);
+    hist_reset(w->hist);
+}
+
+/* Publish the counters the progress line shows. */
+static void bench_publish(struct bench_worker *w)
+{
+    atomic_store_explicit(&w->shown_completed, w->completed, memory_order_relaxed);
+    atomic_store_explicit(&w->shown_lost, w->lost, memory_order_relaxed);
+    atomic_store_explicit(&w->shown_connects, w->connects, memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------- connections */
+
+/* Register or drop EPOLLOUT for c; 0 or -errno. */
+static int bench_want_out(struct bench_worker *w, struct bench_conn *c, bool is_wanted)
+{
+    if (c->is_out_wanted == is_wanted)
+        return 0;
+    struct epoll_event ev = {.events = EPOLLIN | (is_wanted ? EPOLLOUT : 0), .data.ptr = c};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0)
+        return bench_error(-errno, "epoll_ctl");
+    c->is_out_wanted = is_wanted;
+    return 0;
+}
+
+/* Whether c waits on the server: connecting, or bytes sent and not all echoed. */
+static bool bench_is_waiting(const struct bench_conn *c)
+{
+    return !c->is_connected || c->rx_seq != c->tx_seq || c->tx_off != 0 || c->rx_off != 0;
+}
+
+/* Start a connect for c (its first, or churn's next) and register it; 0 or -errno. */
+static int bench_connect(struct bench_worker *w, struct bench_conn *c, uint64_t now_us)
+{
+    const struct bench *b = w->b;
+    c->fd = client_connect_start(&b->o->target);
+    if (c->fd < 0)
+        return bench_error(c->fd, "connection %" PRIu32 ": cannot connect to %s", c->id,
+                           b->o->target.name);
+    c->is_connected = false;
+    c->is_out_wanted = true;
+    c->connect_started_us = c->last_progress_us = now_us;
+    c->first_seq = c->tx_seq;
+    c->rx_off = c->tx_off = 0;
+    if (bench_is_open_loop(w) && !c->is_opened)
+        c->slot_offset = c->due_slots; /* the slots gone before it existed are skipped */
+    c->is_opened = true;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0)
+        return bench_error(-errno, "epoll_ctl");
+    return 0;
+}
+
+/* Close c's socket. */
+static void bench_disconnect(struct bench_worker *w, struct bench_conn *c)
+{
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
+    c->is_connected = false;
+}
+
+/* Close c once everything it started has been answered (or lost) and it may start no
+ * more; churn: close it after its one message, and connect again unless done. 0 or
+ * -errno. */
+static int bench_finish_if_done(struct bench_worker *w, struct bench_conn *c, uint64_t now_us)
+{
+    if (c->is_done || !c->is_opened || (c->is_connected && bench_is_waiting(c)))
+        return 0;
+    bool is_final = c->tx_seq >= bench_final_limit(w, c);
+    if (w->b->o->mode == BENCH_CHURN && c->is_connected && c->tx_seq == c->first_seq + 1) {
+        bench_disconnect(w, c);
+        w->connects++;
+        if (!is_final)
+            return bench_connect(w, c, now_us);
+    }
+    if (!c->is_connected && !is_final)
+        return 0; /* still connecting */
+    if (!is_final || (w->b->o->mode != BENCH_CHURN && bench_send_limit(w, c) > c->tx_seq))
+        return 0;
+    if (c->fd >= 0)
+        bench_disconnect(w, c);
     c->is_done = true;
-    b->open_conns--;
+    w->open_conns--;
+    return 0;
 }
 
 /* Count n bytes just sent from c's position, stamping each message they start. */
-static void bench_advance_tx(struct bench *b, struct bench_conn *c, size_t n, uint64_t now_us)
+static void bench_advance_tx(struct bench_worker *w, struct bench_conn *c, size_t n,
+                             uint64_t now_us)
 {
+    size_t size = w->b->o->size_bytes;
     while (n > 0) {
         if (c->tx_off == 0)
-            c->sent_at_us[c->tx_seq % b->o->pipeline] = now_us;
-        size_t chunk = b->o->size_bytes - c->tx_off;
+            c->sent_at_us[c->tx_seq % w->b->o->pipeline] = bench_stamp_us(w, c, c->tx_seq, now_us);
+        size_t chunk = size - c->tx_off;
         if (chunk > n)
             chunk = n;
         c->tx_off += chunk;
         n -= chunk;
-        if (c->tx_off == b->o->size_bytes) {
+        if (c->tx_off == size) {
             c->tx_seq++;
             c->tx_off = 0;
         }
     }
 }
 
-/* Lay out the bytes c may send next into bench_tx; how many. */
-static size_t bench_tcp_stage(struct bench *b, const struct bench_conn *c)
+/* Lay out the bytes c may send next into w->tx; how many. */
+static size_t bench_tcp_stage(struct bench_worker *w, const struct bench_conn *c)
 {
-    uint64_t limit = bench_send_limit(b, c);
+    uint64_t limit = bench_send_limit(w, c);
     uint64_t seq = c->tx_seq;
-    size_t off = c->tx_off, len = 0;
-    while (len < sizeof(bench_tx) && seq < limit) {
-        size_t chunk = b->o->size_bytes - off;
-        if (chunk > sizeof(bench_tx) - len)
-            chunk = sizeof(bench_tx) - len;
-        bench_pattern(b, c, seq, off, bench_tx + len, chunk);
+    size_t size = w->b->o->size_bytes, off = c->tx_off, len = 0;
+    while (len < sizeof(w->tx) && seq < limit) {
+        size_t chunk = size - off;
+        if (chunk > sizeof(w->tx) - len)
+            chunk = sizeof(w->tx) - len;
+        bench_pattern(w->b, c, seq, off, w->tx + len, chunk);
         len += chunk;
         off += chunk;
-        if (off == b->o->size_bytes) {
+        if (off == size) {
             seq++;
             off = 0;
         }
@@ -284,27 +432,31 @@ static size_t bench_tcp_stage(struct bench *b, const struct bench_conn *c)
 }
 
 /* Send what the pipeline allows until the socket is full; 0 or -errno. */
-static int bench_tcp_send(struct bench *b, struct bench_conn *c)
+static int bench_tcp_send(struct bench_worker *w, struct bench_conn *c)
 {
     for (;;) {
-        size_t len = bench_tcp_stage(b, c);
+        size_t len = bench_tcp_stage(w, c);
         if (len == 0)
-            return bench_want_out(b, c, false);
-        ssize_t n = send(c->fd, bench_tx, len, MSG_NOSIGNAL);
+            return bench_want_out(w, c, false);
+        bool was_idle = !bench_is_waiting(c);
+        ssize_t n = send(c->fd, w->tx, len, MSG_NOSIGNAL);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return bench_want_out(b, c, true);
+            return bench_want_out(w, c, true);
         if (n < 0)
             return bench_error(-errno, "connection %" PRIu32 ": send", c->id);
-        bench_advance_tx(b, c, (size_t)n, bench_now_us());
+        uint64_t now_us = clock_now_us();
+        if (was_idle)
+            c->last_progress_us = now_us; /* the -T clock starts with the first byte */
+        bench_advance_tx(w, c, (size_t)n, now_us);
         if ((size_t)n < len)
-            return bench_want_out(b, c, true);
+            return bench_want_out(w, c, true);
     }
 }
 
 /* Read and verify what c's server echoed, then refill the pipeline; 0 or -errno. */
-static int bench_tcp_receive(struct bench *b, struct bench_conn *c)
+static int bench_tcp_receive(struct bench_worker *w, struct bench_conn *c)
 {
-    ssize_t n = recv(c->fd, bench_rx, sizeof(bench_rx), 0);
+    ssize_t n = recv(c->fd, w->rx, sizeof(w->rx), 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return 0;
     if (n < 0)
@@ -313,21 +465,21 @@ static int bench_tcp_receive(struct bench *b, struct bench_conn *c)
         return bench_error(-ECONNRESET,
                            "connection %" PRIu32 " closed by the server after %" PRIu64 " messages",
                            c->id, c->rx_seq);
-    uint64_t now_us = bench_now_us();
-    uint64_t size = b->o->size_bytes;
+    uint64_t now_us = clock_now_us();
+    size_t size = w->b->o->size_bytes;
     uint64_t unanswered = (c->tx_seq - c->rx_seq) * size + c->tx_off - c->rx_off;
     size_t expected = (uint64_t)n < unanswered ? (size_t)n : (size_t)unanswered;
     for (size_t pos = 0; pos < expected;) {
-        size_t chunk = b->o->size_bytes - c->rx_off;
+        size_t chunk = size - c->rx_off;
         if (chunk > expected - pos)
             chunk = expected - pos;
-        int rc = bench_verify(b, c, c->rx_seq, c->rx_off, bench_rx + pos, chunk);
+        int rc = bench_verify(w, c, c->rx_seq, c->rx_off, w->rx + pos, chunk);
         if (rc < 0)
             return rc;
         pos += chunk;
         c->rx_off += chunk;
-        if (c->rx_off == b->o->size_bytes) {
-            bench_complete(b, c, c->rx_seq, now_us);
+        if (c->rx_off == size) {
+            bench_complete(w, c, c->rx_seq, now_us);
             c->rx_seq++;
             c->rx_off = 0;
         }
@@ -336,255 +488,518 @@ static int bench_tcp_receive(struct bench *b, struct bench_conn *c)
         return bench_error(-EBADMSG,
                            "mismatch on connection %" PRIu32 ": %zu bytes more than it sent", c->id,
                            (size_t)n - expected);
-    b->last_progress_us = now_us;
-    return bench_tcp_send(b, c);
+    c->last_progress_us = now_us;
+    return bench_tcp_send(w, c);
 }
 
 /* Move c's oldest-unresolved mark past answered and lost datagrams. */
-static void bench_udp_advance(struct bench *b, struct bench_conn *c)
+static void bench_udp_advance(struct bench_worker *w, struct bench_conn *c)
 {
-    while (c->rx_seq < c->tx_seq && c->sent_at_us[c->rx_seq % b->o->pipeline] == 0)
+    while (c->rx_seq < c->tx_seq && c->sent_at_us[c->rx_seq % w->b->o->pipeline] == 0)
         c->rx_seq++;
 }
 
 /* Send datagrams while the pipeline allows; 0 or -errno. */
-static int bench_udp_send(struct bench *b, struct bench_conn *c)
+static int bench_udp_send(struct bench_worker *w, struct bench_conn *c)
 {
-    while (c->tx_seq < bench_send_limit(b, c)) {
-        bench_pattern(b, c, c->tx_seq, 0, bench_tx, b->o->size_bytes);
-        if (send(c->fd, bench_tx, b->o->size_bytes, 0) < 0) {
+    size_t size = w->b->o->size_bytes;
+    while (c->tx_seq < bench_send_limit(w, c)) {
+        bench_pattern(w->b, c, c->tx_seq, 0, w->tx, size);
+        if (send(c->fd, w->tx, size, 0) < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
-                return bench_want_out(b, c, true);
+                return bench_want_out(w, c, true);
             return bench_error(-errno, "connection %" PRIu32 ": send to %s", c->id,
-                               b->o->target.name);
+                               w->b->o->target.name);
         }
-        c->sent_at_us[c->tx_seq % b->o->pipeline] = bench_now_us();
+        c->sent_at_us[c->tx_seq % w->b->o->pipeline] =
+            bench_stamp_us(w, c, c->tx_seq, clock_now_us());
         c->tx_seq++;
     }
-    return bench_want_out(b, c, false);
+    return bench_want_out(w, c, false);
 }
 
 /* Check one reply: which message it names, and every byte of it; 0 or -errno. */
-static int bench_udp_check(struct bench *b, struct bench_conn *c, size_t len, uint64_t now_us)
+static int bench_udp_check(struct bench_worker *w, struct bench_conn *c, size_t len,
+                           uint64_t now_us)
 {
-    uint64_t seq = len >= 8 ? bench_header_seq(c, bench_rx) : UINT64_MAX;
-    if (len != b->o->size_bytes || seq >= c->tx_seq)
+    uint64_t seq = len >= 8 ? bench_header_seq(c, w->rx) : UINT64_MAX;
+    if (len != w->b->o->size_bytes || seq >= c->tx_seq)
         return bench_error(-EBADMSG,
                            "mismatch on connection %" PRIu32 ": a reply of %zu bytes that "
                            "answers no datagram sent (expected %lu bytes)",
-                           c->id, len, b->o->size_bytes);
-    if (seq < c->rx_seq || c->sent_at_us[seq % b->o->pipeline] == 0) {
-        b->late++; /* already counted as lost */
+                           c->id, len, w->b->o->size_bytes);
+    if (seq < c->rx_seq || c->sent_at_us[seq % w->b->o->pipeline] == 0) {
+        w->late++; /* already counted as lost */
         return 0;
     }
-    int rc = bench_verify(b, c, seq, 0, bench_rx, len);
+    int rc = bench_verify(w, c, seq, 0, w->rx, len);
     if (rc < 0)
         return rc;
-    bench_complete(b, c, seq, now_us);
-    bench_udp_advance(b, c);
+    if (seq + 1 < c->rx_top)
+        w->reordered++; /* a later datagram was answered first */
+    else
+        c->rx_top = seq + 1;
+    bench_complete(w, c, seq, now_us);
+    bench_udp_advance(w, c);
     return 0;
 }
 
 /* Take every reply waiting on c, then send what the pipeline allows; 0 or -errno. */
-static int bench_udp_receive(struct bench *b, struct bench_conn *c)
+static int bench_udp_receive(struct bench_worker *w, struct bench_conn *c)
 {
     for (;;) {
-        ssize_t n = recv(c->fd, bench_rx, sizeof(bench_rx), MSG_TRUNC);
+        ssize_t n = recv(c->fd, w->rx, sizeof(w->rx), MSG_TRUNC);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return bench_udp_send(b, c);
+            return bench_udp_send(w, c);
         if (n < 0)
             return bench_error(-errno, "connection %" PRIu32 ": receiving from %s", c->id,
-                               b->o->target.name);
-        int rc = bench_udp_check(b, c, (size_t)n, bench_now_us());
+                               w->b->o->target.name);
+        int rc = bench_udp_check(w, c, (size_t)n, clock_now_us());
         if (rc < 0)
             return rc;
     }
 }
 
 /* Count c's datagrams unanswered for -T as lost, so it can go on; 0 or -errno. */
-static int bench_udp_expire(struct bench *b, struct bench_conn *c, uint64_t now_us)
+static int bench_udp_expire(struct bench_worker *w, struct bench_conn *c, uint64_t now_us)
 {
-    uint64_t timeout_us = (uint64_t)b->o->target.timeout_ms * 1000u;
+    uint64_t timeout_us = (uint64_t)w->b->o->target.timeout_ms * 1000u;
     for (uint64_t seq = c->rx_seq; seq < c->tx_seq; seq++) {
-        uint64_t *sent_at_us = &c->sent_at_us[seq % b->o->pipeline];
-        if (*sent_at_us != 0 && now_us - *sent_at_us > timeout_us) {
+        uint64_t *sent_at_us = &c->sent_at_us[seq % w->b->o->pipeline];
+        if (*sent_at_us != 0 && now_us > *sent_at_us && now_us - *sent_at_us > timeout_us) {
             *sent_at_us = 0;
-            b->lost++;
+            w->lost++;
         }
     }
-    bench_udp_advance(b, c);
-    return bench_udp_send(b, c);
+    bench_udp_advance(w, c);
+    return bench_udp_send(w, c);
 }
 
-/* A started TCP connect finished: fail on refusal, else start the pipeline. */
-static int bench_connected(struct bench *b, struct bench_conn *c)
+/* Send what c may send now, by protocol; 0 or -errno. */
+static int bench_send(struct bench_worker *w, struct bench_conn *c)
 {
-    int rc = client_connect_result(c->fd);
-    if (rc < 0)
-        return bench_error(rc, "connection %" PRIu32 ": cannot connect to %s", c->id,
-                           b->o->target.name);
+    return w->b->o->target.is_udp ? bench_udp_send(w, c) : bench_tcp_send(w, c);
+}
+
+/* A started connect finished: fail on refusal, else start sending. UDP sockets are
+ * connected at once. */
+static int bench_connected(struct bench_worker *w, struct bench_conn *c, uint64_t now_us)
+{
+    if (!w->b->o->target.is_udp) {
+        int rc = client_connect_result(c->fd);
+        if (rc < 0)
+            return bench_error(rc, "connection %" PRIu32 ": cannot connect to %s", c->id,
+                               w->b->o->target.name);
+    }
     c->is_connected = true;
-    b->last_progress_us = bench_now_us();
-    return bench_tcp_send(b, c);
+    c->last_progress_us = now_us;
+    if (w->b->o->mode != BENCH_CHURN)
+        w->connects++;
+    return bench_send(w, c);
 }
 
 /* React to epoll's events for c; 0 or -errno. */
-static int bench_handle(struct bench *b, struct bench_conn *c, uint32_t events)
+static int bench_handle(struct bench_worker *w, struct bench_conn *c, uint32_t events)
 {
     int rc = 0;
     if (!c->is_connected)
-        rc = bench_connected(b, c);
-    else if (b->o->target.is_udp)
-        rc = bench_udp_receive(b, c);
+        rc = bench_connected(w, c, clock_now_us());
+    else if (w->b->o->target.is_udp)
+        rc = bench_udp_receive(w, c);
     else if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-        rc = bench_tcp_receive(b, c);
+        rc = bench_tcp_receive(w, c);
     else if (events & EPOLLOUT)
-        rc = bench_tcp_send(b, c);
+        rc = bench_tcp_send(w, c);
     if (rc == 0)
-        bench_finish_if_done(b, c);
+        rc = bench_finish_if_done(w, c, clock_now_us());
     return rc;
 }
 
-/* Start every connection and register it with epoll; 0 or -errno. */
-static int bench_open(struct bench *b)
+/* Start the connections whose turn has come (--connect-rate; else all); 0 or -errno.
+ * UDP sockets are connected at once and start sending. */
+static int bench_open_due(struct bench_worker *w, uint64_t now_us)
 {
-    for (size_t i = 0; i < b->o->conns; i++) {
-        struct bench_conn *c = &b->conns[i];
-        c->id = (uint32_t)i;
-        c->key = bench_mix(((uint64_t)i << 32) ^ 0x6563686f64ull);
-        c->sent_at_us = &b->slots[i * b->o->pipeline];
-        c->fd = client_connect_start(&b->o->target);
-        if (c->fd < 0)
-            return bench_error(c->fd, "connection %zu: cannot connect to %s", i, b->o->target.name);
-        b->open_conns++;
-        c->is_out_wanted = true;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-        if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0)
-            return bench_error(-errno, "epoll_ctl");
-    }
-    return 0;
-}
-
-/* Every BENCH_TICK_MS and after each batch of events: the -d deadline, UDP losses and
- * the TCP no-progress limit; 0 or -errno. */
-static int bench_tick(struct bench *b, uint64_t now_us)
-{
-    if (now_us >= b->stop_sending_us)
-        b->is_sending_stopped = true;
-    bool is_udp = b->o->target.is_udp;
-    for (size_t i = 0; i < b->o->conns; i++) {
-        struct bench_conn *c = &b->conns[i];
-        if (c->is_done)
-            continue;
-        if (is_udp && c->is_connected) {
-            int rc = bench_udp_expire(b, c, now_us);
-            if (rc < 0)
-                return rc;
-        }
-        bench_finish_if_done(b, c);
-    }
-    if (!is_udp && b->open_conns > 0 &&
-        now_us - b->last_progress_us > (uint64_t)b->o->target.timeout_ms * 1000u)
-        return bench_error(-ETIMEDOUT, "no echo from %s for %d ms (-T); %zu connections waiting",
-                           b->o->target.name, b->o->target.timeout_ms, b->open_conns);
-    return 0;
-}
-
-/* The epoll loop, until every connection is done; 0 or -errno. */
-static int bench_loop(struct bench *b)
-{
-    struct epoll_event events[BENCH_EVENTS];
-    uint64_t next_tick_us = 0;
-    while (b->open_conns > 0) {
-        int n = epoll_wait(b->epfd, events, BENCH_EVENTS, BENCH_TICK_MS);
-        if (n < 0 && errno != EINTR)
-            return bench_error(-errno, "epoll_wait");
-        for (int i = 0; i < n; i++) {
-            int rc = bench_handle(b, events[i].data.ptr, events[i].events);
-            if (rc < 0)
-                return rc;
-        }
-        uint64_t now_us = bench_now_us();
-        if (now_us >= next_tick_us) {
-            int rc = bench_tick(b, now_us);
-            if (rc < 0)
-                return rc;
-            next_tick_us = now_us + BENCH_TICK_MS * 1000u;
-        }
-    }
-    b->end_us = bench_now_us();
-    return 0;
-}
-
-/* UDP sockets are connected at once: start their pipelines. */
-static int bench_start_udp(struct bench *b)
-{
-    for (size_t i = 0; i < b->o->conns; i++) {
-        b->conns[i].is_connected = true;
-        int rc = bench_udp_send(b, &b->conns[i]);
+    while (w->opened < w->conn_count && !w->is_stopped) {
+        uint64_t due_us = w->b->start_us + (uint64_t)((double)w->opened * w->connect_period_us);
+        if (due_us > now_us)
+            return 0;
+        struct bench_conn *c = &w->conns[w->opened++];
+        w->open_conns++;
+        int rc = bench_connect(w, c, now_us);
+        if (rc == 0 && w->b->o->target.is_udp)
+            rc = bench_connected(w, c, now_us);
         if (rc < 0)
             return rc;
     }
     return 0;
 }
 
+/* Open loop: let every slot that has come go to its connection, and send; 0 or -errno.
+ * No slot comes at or after the -d deadline. */
+static int bench_issue_slots(struct bench_worker *w, uint64_t now_us)
+{
+    for (;;) {
+        uint64_t at_us = bench_slot_time_us(w, w->next_slot);
+        if (at_us > now_us || at_us >= w->b->stop_sending_us)
+            return 0;
+        struct bench_conn *c = &w->conns[w->next_slot % w->conn_count];
+        c->due_slots = w->next_slot / w->conn_count + 1;
+        w->next_slot++;
+        if (c->is_connected && !c->is_done) {
+            int rc = bench_send(w, c);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* Once the -d deadline has come: (open loop) let every slot before it go, then start
+ * no more messages, and close the connections that wait on nothing; 0 or -errno. */
+static int bench_stop_if_due(struct bench_worker *w, uint64_t now_us)
+{
+    if (w->is_stopped || now_us < w->b->stop_sending_us)
+        return 0;
+    int rc = bench_is_open_loop(w) ? bench_issue_slots(w, now_us) : 0;
+    w->is_stopped = true;
+    for (size_t i = 0; rc == 0 && i < w->opened; i++)
+        rc = bench_finish_if_done(w, &w->conns[i], now_us);
+    return rc;
+}
+
+/* Every BENCH_TICK_MS: UDP losses, the TCP no-progress limit, finished connections, the
+ * progress counters and the histogram merge; 0 or -errno. */
+static int bench_tick(struct bench_worker *w, uint64_t now_us)
+{
+    const struct bench_options *o = w->b->o;
+    uint64_t timeout_us = (uint64_t)o->target.timeout_ms * 1000u;
+    for (size_t i = 0; i < w->opened; i++) {
+        struct bench_conn *c = &w->conns[i];
+        if (c->is_done)
+            continue;
+        if (o->target.is_udp) {
+            int rc = bench_udp_expire(w, c, now_us);
+            if (rc < 0)
+                return rc;
+        } else if (bench_is_waiting(c) && now_us > c->last_progress_us &&
+                   now_us - c->last_progress_us > timeout_us) {
+            return bench_error(-ETIMEDOUT, "connection %" PRIu32 ": %s %s for %d ms (-T)", c->id,
+                               c->is_connected ? "no echo from" : "no answer to connecting to",
+                               o->target.name, o->target.timeout_ms);
+        }
+        int rc = bench_finish_if_done(w, c, now_us);
+        if (rc < 0)
+            return rc;
+    }
+    bench_publish(w);
+    if (now_us >= w->next_merge_us) {
+        bench_merge(w);
+        w->next_merge_us = now_us + BENCH_MERGE_MS * 1000u;
+    }
+    return 0;
+}
+
+/* epoll_wait with a timeout in µs (epoll_pwait2, else rounded up to ms). */
+static int bench_wait(struct bench_worker *w, struct epoll_event *events, uint64_t timeout_us)
+{
+    struct timespec ts = {.tv_sec = (time_t)(timeout_us / 1000000u),
+                          .tv_nsec = (long)(timeout_us % 1000000u) * 1000};
+    int n = epoll_pwait2(w->epfd, events, BENCH_EVENTS, &ts, NULL);
+    if (n < 0 && errno == ENOSYS)
+        n = epoll_wait(w->epfd, events, BENCH_EVENTS, (int)((timeout_us + 999) / 1000));
+    return n;
+}
+
+/* The next time the loop must wake without events: a slot, a connect, the -d deadline
+ * or the tick. */
+static uint64_t bench_next_wake_us(const struct bench_worker *w, uint64_t next_tick_us)
+{
+    uint64_t wake_us = next_tick_us;
+    if (!w->is_stopped && w->b->stop_sending_us < wake_us)
+        wake_us = w->b->stop_sending_us;
+    if (bench_is_open_loop(w) && !w->is_stopped) {
+        uint64_t slot_us = bench_slot_time_us(w, w->next_slot);
+        if (slot_us < wake_us)
+            wake_us = slot_us;
+    }
+    if (w->opened < w->conn_count && !w->is_stopped) {
+        uint64_t connect_us = w->b->start_us + (uint64_t)((double)w->opened * w->connect_period_us);
+        if (connect_us < wake_us)
+            wake_us = connect_us;
+    }
+    return wake_us;
+}
+
+/* The worker's epoll loop, until each of its connections is done; 0 or -errno. */
+static int bench_loop(struct bench_worker *w)
+{
+    struct epoll_event events[BENCH_EVENTS];
+    uint64_t next_tick_us = 0;
+    for (;;) {
+        if (atomic_load_explicit(&w->b->is_aborted, memory_order_relaxed))
+            return 0;
+        uint64_t now_us = clock_now_us();
+        int rc = bench_stop_if_due(w, now_us);
+        if (rc == 0 && now_us >= next_tick_us) {
+            rc = bench_tick(w, now_us);
+            next_tick_us = now_us + BENCH_TICK_MS * 1000u;
+        }
+        if (rc == 0)
+            rc = bench_open_due(w, now_us);
+        if (rc == 0 && bench_is_open_loop(w))
+            rc = bench_issue_slots(w, now_us);
+        if (rc < 0)
+            return rc;
+        if (w->open_conns == 0 && (w->opened == w->conn_count || w->is_stopped))
+            return 0;
+        uint64_t wake_us = bench_next_wake_us(w, next_tick_us);
+        int n = bench_wait(w, events, wake_us > now_us ? wake_us - now_us : 0);
+        if (n < 0 && errno != EINTR)
+            return bench_error(-errno, "epoll_wait");
+        for (int i = 0; i < n; i++) {
+            rc = bench_handle(w, events[i].data.ptr, events[i].events);
+            if (rc < 0)
+                return rc;
+        }
+    }
+}
+
+static void *bench_worker_main(void *arg)
+{
+    struct bench_worker *w = arg;
+    w->rc = bench_loop(w);
+    if (w->rc < 0)
+        atomic_store(&w->b->is_aborted, true);
+    bench_publish(w);
+    bench_merge(w);
+    pthread_mutex_lock(&w->b->lock);
+    w->b->running--;
+    pthread_cond_signal(&w->b->done);
+    pthread_mutex_unlock(&w->b->lock);
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- report */
 
-static void bench_report(const struct bench *b)
+/* The figures of a finished (or running) run. */
+struct bench_figures {
+    double seconds;
+    uint64_t completed, lost, late, reordered, connects;
+    double msgs_per_s, mib_per_s, connects_per_s, loss_percent;
+    uint64_t p50, p90, p99, p999, p9999, max;
+    double mean;
+};
+
+/* Sum the workers' final counters and read the merged histogram. */
+static void bench_figures(const struct bench *b, struct bench_figures *f)
+{
+    memset(f, 0, sizeof(*f));
+    for (size_t i = 0; i < b->worker_count; i++) {
+        const struct bench_worker *w = &b->workers[i];
+        f->completed += w->completed;
+        f->lost += w->lost;
+        f->late += w->late;
+        f->reordered += w->reordered;
+        f->connects += w->connects;
+    }
+    f->seconds = (double)(b->end_us - b->start_us) / 1e6;
+    if (f->seconds <= 0)
+        f->seconds = 1e-6;
+    f->msgs_per_s = (double)f->completed / f->seconds;
+    f->mib_per_s = f->msgs_per_s * (double)b->o->size_bytes / (1024.0 * 1024.0);
+    f->connects_per_s = (double)f->connects / f->seconds;
+    uint64_t resolved = f->completed + f->lost;
+    f->loss_percent = resolved > 0 ? 100.0 * (double)f->lost / (double)resolved : 0.0;
+    f->p50 = hist_percentile(b->hist, 50.0);
+    f->p90 = hist_percentile(b->hist, 90.0);
+    f->p99 = hist_percentile(b->hist, 99.0);
+    f->p999 = hist_percentile(b->hist, 99.9);
+    f->p9999 = hist_percentile(b->hist, 99.99);
+    f->max = hist_max(b->hist);
+    f->mean = hist_mean(b->hist);
+}
+
+static const char *bench_mode_name(enum bench_mode mode)
+{
+    return mode == BENCH_OPEN ? "open" : mode == BENCH_CHURN ? "churn" : "closed";
+}
+
+/* text as a JSON string's body: quotes, backslashes and control bytes escaped. */
+static void bench_json_string(FILE *out, const char *text)
+{
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(out, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(out, "\\u%04x", *p);
+        else
+            fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
+/* The summary as one JSON object on one line (README lists the fields). */
+static void bench_report_json(const struct bench *b, const struct bench_figures *f)
 {
     const struct bench_options *o = b->o;
-    double seconds = (double)(b->end_us - b->start_us) / 1e6;
-    if (seconds <= 0)
-        seconds = 1e-6;
-    double msgs_per_s = (double)b->completed / seconds;
-    double mib_per_s = msgs_per_s * (double)o->size_bytes / (1024.0 * 1024.0);
-    uint64_t p50 = bench_percentile_us(b, 0.50), p90 = bench_percentile_us(b, 0.90);
-    uint64_t p99 = bench_percentile_us(b, 0.99);
+    printf("{\"proto\":\"%s\",\"target\":", o->target.is_udp ? "udp" : "tcp");
+    bench_json_string(stdout, o->target.name);
+    printf(",\"mode\":\"%s\",\"threads\":%lu,\"connections\":%lu,\"size\":%lu,\"pipeline\":%lu,"
+           "\"rate\":%lu,\"connect_rate\":%lu,\"seconds\":%.6f,\"msgs\":%" PRIu64
+           ",\"msgs_per_s\":%.1f,\"mib_per_s\":%.3f,\"connects\":%" PRIu64
+           ",\"connects_per_s\":%.1f,\"lost\":%" PRIu64 ",\"late\":%" PRIu64
+           ",\"reordered\":%" PRIu64 ",\"loss_percent\":%.4f,\"max_loss_percent\":%g,"
+           "\"latency_us\":{\"p50\":%" PRIu64 ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64
+           ",\"p99_9\":%" PRIu64 ",\"p99_99\":%" PRIu64 ",\"max\":%" PRIu64
+           ",\"mean\":%.1f,\"count\":%" PRIu64 "}}\n",
+           bench_mode_name(o->mode), o->threads, o->conns, o->size_bytes, o->pipeline, o->rate,
+           o->connect_rate, f->seconds, f->completed, f->msgs_per_s, f->mib_per_s, f->connects,
+           f->connects_per_s, f->lost, f->late, f->reordered, f->loss_percent, o->max_loss_percent,
+           f->p50, f->p90, f->p99, f->p999, f->p9999, f->max, f->mean, hist_count(b->hist));
+}
+
+static void bench_report(const struct bench *b, const struct bench_figures *f)
+{
+    const struct bench_options *o = b->o;
     const char *proto = o->target.is_udp ? "udp" : "tcp";
+    if (o->is_json) {
+        bench_report_json(b, f);
+        fflush(stdout);
+        return;
+    }
     if (!o->is_quiet) {
-        printf("%s: %s %s, %lu connections, %lu-byte messages, pipeline %lu\n", BENCH_NAME, proto,
-               o->target.name, o->conns, o->size_bytes, o->pipeline);
+        printf("%s: %s %s, %lu connections on %lu thread%s, %lu-byte messages, pipeline %lu, ",
+               BENCH_NAME, proto, o->target.name, o->conns, o->threads, o->threads > 1 ? "s" : "",
+               o->size_bytes, o->pipeline);
+        if (o->mode == BENCH_OPEN)
+            printf("open loop at %lu msg/s\n", o->rate);
+        else
+            printf("%s\n", o->mode == BENCH_CHURN ? "churn" : "closed loop");
         printf("  messages    %" PRIu64 " echoed and verified in %.3f s (%" PRIu64 " lost, %" PRIu64
-               " late)\n",
-               b->completed, seconds, b->lost, b->late);
-        printf("  throughput  %.0f msg/s, %.2f MiB/s\n", msgs_per_s, mib_per_s);
-        printf("  latency     p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, max %.3f ms\n", p50 / 1e3,
-               p90 / 1e3, p99 / 1e3, b->max_latency_us / 1e3);
+               " late, %" PRIu64 " reordered)\n",
+               f->completed, f->seconds, f->lost, f->late, f->reordered);
+        printf("  throughput  %.0f msg/s, %.2f MiB/s", f->msgs_per_s, f->mib_per_s);
+        if (o->mode == BENCH_CHURN)
+            printf(", %.0f connections/s", f->connects_per_s);
+        printf("\n  latency     p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, "
+               "p99.99 %.3f ms, max %.3f ms\n",
+               f->p50 / 1e3, f->p90 / 1e3, f->p99 / 1e3, f->p999 / 1e3, f->p9999 / 1e3,
+               f->max / 1e3);
     }
     printf("%s proto=%s target=%s conns=%lu size=%lu pipeline=%lu msgs=%" PRIu64 " lost=%" PRIu64
            " late=%" PRIu64 " seconds=%.3f msgs_per_s=%.0f mib_per_s=%.2f p50_us=%" PRIu64
-           " p90_us=%" PRIu64 " p99_us=%" PRIu64 " max_us=%" PRIu64 "\n",
-           BENCH_NAME, proto, o->target.name, o->conns, o->size_bytes, o->pipeline, b->completed,
-           b->lost, b->late, seconds, msgs_per_s, mib_per_s, p50, p90, p99, b->max_latency_us);
+           " p90_us=%" PRIu64 " p99_us=%" PRIu64 " max_us=%" PRIu64 " mode=%s threads=%lu"
+           " rate=%lu p999_us=%" PRIu64 " p9999_us=%" PRIu64 " reordered=%" PRIu64
+           " connects=%" PRIu64 " connects_per_s=%.0f\n",
+           BENCH_NAME, proto, o->target.name, o->conns, o->size_bytes, o->pipeline, f->completed,
+           f->lost, f->late, f->seconds, f->msgs_per_s, f->mib_per_s, f->p50, f->p90, f->p99,
+           f->max, bench_mode_name(o->mode), o->threads, o->rate, f->p999, f->p9999, f->reordered,
+           f->connects, f->connects_per_s);
     fflush(stdout);
+}
+
+/* --latency-out: the merged histogram's .hgrm, in milliseconds; 0 or -errno. */
+static int bench_write_latency(const struct bench *b)
+{
+    const char *path = b->o->latency_out;
+    FILE *out = fopen(path, "w");
+    if (out == NULL)
+        return bench_error(-errno, "cannot write %s", path);
+    int rc = hist_write_hgrm(b->hist, out, 1000.0);
+    if (fclose(out) != 0 && rc == 0)
+        rc = -errno;
+    if (rc < 0)
+        return bench_error(rc, "cannot write %s", path);
+    return 0;
+}
+
+/* One progress line: the last second's rate, the errors so far and the p99 so far. */
+static void bench_progress(struct bench *b, uint64_t now_us, uint64_t *last_completed,
+                           uint64_t *last_us)
+{
+    uint64_t completed = 0, lost = 0, connects = 0;
+    for (size_t i = 0; i < b->worker_count; i++) {
+        completed += atomic_load_explicit(&b->workers[i].shown_completed, memory_order_relaxed);
+        lost += atomic_load_explicit(&b->workers[i].shown_lost, memory_order_relaxed);
+        connects += atomic_load_explicit(&b->workers[i].shown_connects, memory_order_relaxed);
+    }
+    double dt = (double)(now_us - *last_us) / 1e6;
+    pthread_mutex_lock(&b->lock);
+    uint64_t p99 = hist_percentile(b->hist, 99.0);
+    pthread_mutex_unlock(&b->lock);
+    printf("%s: %5.0f s  %10.0f msg/s  %8" PRIu64 " errors  p99 %.3f ms", BENCH_NAME,
+           (double)(now_us - b->start_us) / 1e6,
+           dt > 0 ? (double)(completed - *last_completed) / dt : 0, lost, p99 / 1e3);
+    if (b->o->mode == BENCH_CHURN)
+        printf("  %" PRIu64 " connections", connects);
+    printf("\n");
+    fflush(stdout);
+    *last_completed = completed;
+    *last_us = now_us;
+}
+
+/* The main thread while the workers run: wait for them all, with a progress line each
+ * second when stdout is a terminal. */
+static void bench_watch(struct bench *b)
+{
+    bool is_progress = !b->o->is_quiet && isatty(STDOUT_FILENO);
+    uint64_t last_completed = 0, last_us = b->start_us, next_us = b->start_us + 1000000u;
+    pthread_mutex_lock(&b->lock);
+    while (b->running > 0) {
+        struct timespec until = {.tv_sec = (time_t)(next_us / 1000000u),
+                                 .tv_nsec = (long)(next_us % 1000000u) * 1000};
+        int rc = pthread_cond_timedwait(&b->done, &b->lock, &until);
+        if (rc == ETIMEDOUT && b->running > 0) {
+            next_us += 1000000u;
+            if (is_progress) {
+                pthread_mutex_unlock(&b->lock);
+                bench_progress(b, clock_now_us(), &last_completed, &last_us);
+                pthread_mutex_lock(&b->lock);
+            }
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
 }
 
 /* ---------------------------------------------------------------- start-up */
 
 static void bench_usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: " BENCH_NAME " [-H HOST] [-p PORT] [-c CONNS] [-n MSGS | -d SECONDS]\n"
-            "                   [-s SIZE] [-P PIPELINE] [-T MS] [-u] [-q]\n"
-            "Load echod from CONNS connections and verify every echoed byte.\n"
-            "\n"
-            "  -H, --host HOST         server address or name (default %s)\n"
-            "  -p, --port PORT         server port (default %d)\n"
-            "  -u, --udp               UDP: one datagram per message (default TCP)\n"
-            "  -c, --connections N     connections (default %d)\n"
-            "  -n, --messages N        messages per connection, then stop\n"
-            "  -d, --duration SECONDS  or: start messages for this long (default %d)\n"
-            "  -s, --size BYTES        message size (default %d; UDP: 8-%d)\n"
-            "  -P, --pipeline N        messages in flight per connection (default 1)\n"
-            "  -T, --timeout MS        TCP: fail after MS ms without an echo; UDP: count a\n"
-            "                          datagram unanswered for MS ms as lost (default %d)\n"
-            "  -q, --quiet             print only the one-line summary\n"
-            "  -h, --help              show this help and exit\n"
-            "  -V, --version           show the version and exit\n"
-            "\n"
-            "Exit codes: 0 all verified, 1 mismatch or connection error, 64 bad usage.\n",
-            CLIENT_DEFAULT_HOST, CLIENT_DEFAULT_PORT, BENCH_DEFAULT_CONNS, BENCH_DEFAULT_DURATION_S,
-            BENCH_DEFAULT_SIZE_BYTES, BENCH_MAX_UDP_SIZE_BYTES, CLIENT_DEFAULT_TIMEOUT_MS);
+    fprintf(
+        out,
+        "Usage: " BENCH_NAME " [-H HOST] [-p PORT] [-c CONNS] [-t THREADS] [-n MSGS | -d SECONDS]\n"
+        "                   [-s SIZE] [-P PIPELINE] [-R RATE] [-T MS] [-u] [-q] [--json]\n"
+        "                   [--churn] [--connect-rate N] [--latency-out FILE] [--max-loss PCT]\n"
+        "Load echod from CONNS connections and verify every echoed byte.\n"
+        "\n"
+        "  -H, --host HOST         server address or name (default %s)\n"
+        "  -p, --port PORT         server port (default %d)\n"
+        "  -u, --udp               UDP: one datagram per message (default TCP)\n"
+        "  -c, --connections N     connections (default %d)\n"
+        "  -t, --threads N         threads, each with its share of the connections (default 1)\n"
+        "  -n, --messages N        messages per connection, then stop\n"
+        "  -d, --duration SECONDS  or: start messages for this long (default %d)\n"
+        "  -s, --size BYTES        message size (default %d; UDP: 8-%d)\n"
+        "  -P, --pipeline N        messages in flight per connection (default 1)\n"
+        "  -R, --rate N            open loop: N messages/s in total, latency from each\n"
+        "                          message's scheduled time (default: closed loop)\n"
+        "      --connect-rate N    open the connections at N a second (default: at once)\n"
+        "      --churn             connect, one echo, close, again; reports connections/s\n"
+        "  -T, --timeout MS        TCP: fail after MS ms without an echo; UDP: count a\n"
+        "                          datagram unanswered for MS ms as lost (default %d)\n"
+        "      --max-loss PCT      UDP: fail when more than PCT %% is lost (default %g)\n"
+        "      --latency-out FILE  write the latency percentiles to FILE (.hgrm, in ms)\n"
+        "      --json              print the summary as one JSON object\n"
+        "  -q, --quiet             print only the one-line summary\n"
+        "  -h, --help              show this help and exit\n"
+        "  -V, --version           show the version and exit\n"
+        "\n"
+        "Exit codes: 0 all verified, 1 mismatch or connection error, 2 more UDP datagrams\n"
+        "lost than --max-loss allows, 64 bad usage.\n",
+        CLIENT_DEFAULT_HOST, CLIENT_DEFAULT_PORT, BENCH_DEFAULT_CONNS, BENCH_DEFAULT_DURATION_S,
+        BENCH_DEFAULT_SIZE_BYTES, BENCH_MAX_UDP_SIZE_BYTES, CLIENT_DEFAULT_TIMEOUT_MS,
+        BENCH_DEFAULT_MAX_LOSS);
 }
 
 /* Parse a count option's argument 1..max or exit 64. */
@@ -596,7 +1011,19 @@ static unsigned long bench_count_arg(const char *what, unsigned long max)
     return v;
 }
 
-/* Options that need each other: -n or -d, UDP sizes, memory for the slots. */
+/* Parse --max-loss's percentage, 0 to 100 in decimal, or exit 64. */
+static double bench_percent_arg(void)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(optarg, &end);
+    bool is_digits = optarg[0] >= '0' && optarg[0] <= '9';
+    if (!is_digits || errno != 0 || *end != '\0' || !(v >= 0.0 && v <= 100.0))
+        client_usage_error(BENCH_NAME, "invalid loss percentage '%s' (0-100)", optarg);
+    return v;
+}
+
+/* Options that need each other: -n or -d, UDP sizes, threads, modes, slot memory. */
 static void bench_check_args(struct bench_options *o, bool has_duration)
 {
     if (o->msgs_per_conn != 0 && has_duration)
@@ -607,7 +1034,25 @@ static void bench_check_args(struct bench_options *o, bool has_duration)
                            BENCH_MIN_UDP_SIZE_BYTES, BENCH_MAX_UDP_SIZE_BYTES);
     if (o->conns * o->pipeline > BENCH_MAX_SLOTS)
         client_usage_error(BENCH_NAME, "-c x -P may be at most %lu", BENCH_MAX_SLOTS);
+    if (o->threads > o->conns)
+        client_usage_error(BENCH_NAME, "-t %lu needs at least %lu connections (-c %lu)", o->threads,
+                           o->threads, o->conns);
+    if (o->mode == BENCH_CHURN && o->target.is_udp)
+        client_usage_error(BENCH_NAME, "--churn is for TCP: UDP has no connection to churn");
+    if (o->mode == BENCH_CHURN && o->rate != 0)
+        client_usage_error(BENCH_NAME, "--churn and -R exclude each other");
+    if (o->rate != 0)
+        o->mode = BENCH_OPEN;
 }
+
+/* Long options without a short one. */
+enum {
+    BENCH_OPT_JSON = 256,
+    BENCH_OPT_CHURN,
+    BENCH_OPT_CONNECT_RATE,
+    BENCH_OPT_LATENCY_OUT,
+    BENCH_OPT_MAX_LOSS
+};
 
 /* Parse argv into o; exits 0 for --help/--version and 64 on bad usage. */
 static void bench_parse_args(int argc, char **argv, struct bench_options *o)
@@ -616,27 +1061,40 @@ static void bench_parse_args(int argc, char **argv, struct bench_options *o)
     static const struct option longopts[] = {
         CLIENT_LONG_OPTS,
         {"connections", required_argument, NULL, 'c'},
+        {"threads", required_argument, NULL, 't'},
         {"messages", required_argument, NULL, 'n'},
         {"duration", required_argument, NULL, 'd'},
         {"size", required_argument, NULL, 's'},
         {"pipeline", required_argument, NULL, 'P'},
+        {"rate", required_argument, NULL, 'R'},
         {"quiet", no_argument, NULL, 'q'},
+        {"json", no_argument, NULL, BENCH_OPT_JSON},
+        {"churn", no_argument, NULL, BENCH_OPT_CHURN},
+        {"connect-rate", required_argument, NULL, BENCH_OPT_CONNECT_RATE},
+        {"latency-out", required_argument, NULL, BENCH_OPT_LATENCY_OUT},
+        {"max-loss", required_argument, NULL, BENCH_OPT_MAX_LOSS},
         {NULL, 0, NULL, 0},
     };
     *o = (struct bench_options){.conns = BENCH_DEFAULT_CONNS,
+                                .threads = 1,
                                 .duration_s = BENCH_DEFAULT_DURATION_S,
                                 .size_bytes = BENCH_DEFAULT_SIZE_BYTES,
-                                .pipeline = 1};
+                                .pipeline = 1,
+                                .max_loss_percent = BENCH_DEFAULT_MAX_LOSS};
     client_target_init(&o->target);
     bool has_duration = false;
     client_begin_options(&tool, argv);
     int ch;
-    while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTS "c:n:d:s:P:q", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTS "c:t:n:d:s:P:R:q", longopts, NULL)) !=
+           -1) {
         if (client_take_option(&tool, ch, &o->target))
             continue;
         switch (ch) {
         case 'c':
             o->conns = bench_count_arg("connection count", BENCH_MAX_CONNS);
+            break;
+        case 't':
+            o->threads = bench_count_arg("thread count", BENCH_MAX_THREADS);
             break;
         case 'n':
             o->msgs_per_conn = bench_count_arg("message count", 1000000000000ul);
@@ -651,8 +1109,28 @@ static void bench_parse_args(int argc, char **argv, struct bench_options *o)
         case 'P':
             o->pipeline = bench_count_arg("pipeline depth", 65536);
             break;
+        case 'R':
+            o->rate = bench_count_arg("rate", BENCH_MAX_RATE);
+            break;
         case 'q':
             o->is_quiet = true;
+            break;
+        case BENCH_OPT_JSON:
+            o->is_json = true;
+            break;
+        case BENCH_OPT_CHURN:
+            o->mode = BENCH_CHURN;
+            break;
+        case BENCH_OPT_CONNECT_RATE:
+            o->connect_rate = bench_count_arg("connect rate", BENCH_MAX_RATE);
+            break;
+        case BENCH_OPT_LATENCY_OUT:
+            if (optarg[0] == '\0')
+                client_usage_error(BENCH_NAME, "empty --latency-out file name");
+            o->latency_out = optarg;
+            break;
+        case BENCH_OPT_MAX_LOSS:
+            o->max_loss_percent = bench_percent_arg();
             break;
         default:
             client_usage_error(BENCH_NAME, "unexpected option '%s'", argv[optind - 1]);
@@ -663,51 +1141,139 @@ static void bench_parse_args(int argc, char **argv, struct bench_options *o)
 }
 
 /* Raise the soft fd limit to the hard one: each connection is an fd; 0 or -EMFILE. */
-static int bench_raise_fd_limit(unsigned long conns)
+static int bench_raise_fd_limit(unsigned long conns, unsigned long threads)
 {
     uint64_t limit = 0;
     (void)fdlimit_raise(&limit); /* what is in force is what counts */
-    if (limit < (uint64_t)conns + 16)
-        return bench_error(-EMFILE, "%lu connections need %lu fds; the limit is %llu", conns,
-                           conns + 16, (unsigned long long)limit);
+    uint64_t need = (uint64_t)conns + threads + 16;
+    if (limit < need)
+        return bench_error(-EMFILE, "%lu connections need %llu fds; the limit is %llu", conns,
+                           (unsigned long long)need, (unsigned long long)limit);
     return 0;
 }
 
-/* Set up, run and report; 0 or -errno. */
+/* Give worker i its share of the connections, its epoll and its histogram; 0 or -errno. */
+static int bench_worker_init(struct bench *b, size_t i)
+{
+    const struct bench_options *o = b->o;
+    struct bench_worker *w = &b->workers[i];
+    size_t first = i * o->conns / b->worker_count, end = (i + 1) * o->conns / b->worker_count;
+    w->b = b;
+    w->conns = &b->conns[first];
+    w->conn_count = end - first;
+    w->hist = hist_create(HIST_HOUR_US, BENCH_HIST_DIGITS);
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->hist == NULL || w->epfd < 0)
+        return bench_error(-errno, "start-up");
+    double share = (double)w->conn_count / (double)o->conns;
+    if (o->rate != 0)
+        w->slot_period_us = 1e6 / ((double)o->rate * share);
+    if (o->connect_rate != 0)
+        w->connect_period_us = 1e6 / ((double)o->connect_rate * share);
+    for (size_t k = 0; k < w->conn_count; k++) {
+        struct bench_conn *c = &w->conns[k];
+        c->id = (uint32_t)(first + k);
+        c->index = (uint32_t)k;
+        c->key = bench_mix(((uint64_t)c->id << 32) ^ 0x6563686f64ull);
+        c->sent_at_us = &b->slots[c->id * o->pipeline];
+        c->fd = -1;
+    }
+    return 0;
+}
+
+/* Start the workers, watch them and join them; 0, or the first worker's -errno. */
+static int bench_run_workers(struct bench *b)
+{
+    int rc = 0;
+    size_t started = 0;
+    b->running = b->worker_count;
+    for (; started < b->worker_count; started++) {
+        int err = pthread_create(&b->workers[started].thread, NULL, bench_worker_main,
+                                 &b->workers[started]);
+        if (err != 0) {
+            rc = bench_error(-err, "pthread_create");
+            atomic_store(&b->is_aborted, true);
+            pthread_mutex_lock(&b->lock);
+            b->running -= b->worker_count - started;
+            pthread_mutex_unlock(&b->lock);
+            break;
+        }
+    }
+    bench_watch(b);
+    for (size_t i = 0; i < started; i++) {
+        pthread_join(b->workers[i].thread, NULL);
+        if (rc == 0 && b->workers[i].rc < 0)
+            rc = b->workers[i].rc;
+    }
+    b->end_us = clock_now_us();
+    return rc;
+}
+
+/* UDP: whether more than --max-loss % went unanswered; says so. */
+static bool bench_is_loss_too_high(const struct bench *b, const struct bench_figures *f)
+{
+    if (!b->o->target.is_udp || f->loss_percent <= b->o->max_loss_percent)
+        return false;
+    bench_error(0,
+                "%" PRIu64 " of %" PRIu64 " datagrams to %s unanswered within %d ms "
+                "(%.2f %%, above --max-loss %g %%)",
+                f->lost, f->lost + f->completed, b->o->target.name, b->o->target.timeout_ms,
+                f->loss_percent, b->o->max_loss_percent);
+    return true;
+}
+
+/* Set up, run and report; an exit code. */
 static int bench_run(const struct bench_options *o)
 {
-    static struct bench b; /* the histogram is large: not on the stack */
-    b.o = o;
-    b.stop_sending_us = UINT64_MAX;
-    b.epfd = epoll_create1(EPOLL_CLOEXEC);
+    struct bench b = {.o = o, .worker_count = o->threads};
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&b.done, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&b.lock, NULL);
     b.conns = calloc(o->conns, sizeof(*b.conns));
     b.slots = calloc(o->conns * o->pipeline, sizeof(*b.slots));
+    b.workers = calloc(o->threads, sizeof(*b.workers));
+    b.hist = hist_create(HIST_HOUR_US, BENCH_HIST_DIGITS);
     int rc = -ENOMEM;
-    if (b.epfd < 0 || b.conns == NULL || b.slots == NULL) {
-        bench_error(b.epfd < 0 ? -errno : rc, "start-up");
+    for (size_t i = 0; i < b.worker_count && b.workers != NULL; i++)
+        b.workers[i].epfd = -1;
+    if (b.conns == NULL || b.slots == NULL || b.workers == NULL || b.hist == NULL) {
+        bench_error(rc, "start-up");
         goto fail;
     }
-    for (size_t i = 0; i < o->conns; i++)
-        b.conns[i].fd = -1;
-    b.start_us = b.last_progress_us = bench_now_us();
-    if (o->msgs_per_conn == 0)
-        b.stop_sending_us = b.start_us + o->duration_s * 1000000u;
-    rc = bench_open(&b);
-    if (rc == 0 && o->target.is_udp)
-        rc = bench_start_udp(&b);
-    if (rc == 0)
-        rc = bench_loop(&b);
-    if (rc == 0)
-        bench_report(&b);
+    for (size_t i = 0; i < b.worker_count; i++)
+        if ((rc = bench_worker_init(&b, i)) < 0)
+            goto fail;
+    b.start_us = clock_now_us();
+    b.stop_sending_us = o->msgs_per_conn == 0 ? b.start_us + o->duration_s * 1000000u : UINT64_MAX;
+    rc = bench_run_workers(&b);
+    if (rc == 0) {
+        struct bench_figures f;
+        bench_figures(&b, &f);
+        bench_report(&b, &f);
+        if (o->latency_out != NULL)
+            rc = bench_write_latency(&b);
+        if (rc == 0 && bench_is_loss_too_high(&b, &f))
+            rc = 1; /* not an errno: the loss exit */
+    }
 fail:
     for (size_t i = 0; b.conns != NULL && i < o->conns; i++)
         if (b.conns[i].fd >= 0)
             close(b.conns[i].fd);
+    for (size_t i = 0; b.workers != NULL && i < b.worker_count; i++) {
+        if (b.workers[i].epfd >= 0)
+            close(b.workers[i].epfd);
+        hist_free(b.workers[i].hist);
+    }
+    hist_free(b.hist);
+    free(b.workers);
     free(b.conns);
     free(b.slots);
-    if (b.epfd >= 0)
-        close(b.epfd);
-    return rc;
+    pthread_mutex_destroy(&b.lock);
+    pthread_cond_destroy(&b.done);
+    return rc < 0 ? BENCH_EXIT_ERROR : rc == 1 ? BENCH_EXIT_LOSS : 0;
 }
 
 /* A name with several addresses (localhost: ::1 and 127.0.0.1): connect to each in turn
@@ -732,10 +1298,9 @@ int main(int argc, char **argv)
     int rc = client_target_resolve(&o.target, BENCH_NAME);
     if (rc == 0)
         rc = bench_pick_address(&o.target);
-    if (rc < 0)
-        return 1;
-    rc = bench_raise_fd_limit(o.conns);
     if (rc == 0)
-        rc = bench_run(&o);
-    return rc < 0 ? 1 : 0;
+        rc = bench_raise_fd_limit(o.conns, o.threads);
+    if (rc < 0)
+        return BENCH_EXIT_ERROR;
+    return bench_run(&o);
 }
