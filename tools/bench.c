@@ -41,6 +41,7 @@
 #include "clock.h"
 #include "fdlimit.h"
 #include "hist.h"
+#include "report.h"
 
 #define BENCH_NAME               "echod-bench"
 #define BENCH_DEFAULT_CONNS      50
@@ -781,121 +782,62 @@ static void *bench_worker_main(void *arg)
 
 /* ---------------------------------------------------------------- report */
 
-/* The figures of a finished (or running) run. */
-struct bench_figures {
-    double seconds;
-    uint64_t completed, lost, late, reordered, connects;
-    double msgs_per_s, mib_per_s, connects_per_s, loss_percent;
-    uint64_t p50, p90, p99, p999, p9999, max;
-    double mean;
-};
+static const char *bench_mode_name(enum bench_mode mode)
+{
+    return mode == BENCH_OPEN ? "open" : mode == BENCH_CHURN ? "churn" : "closed";
+}
+
+/* The run as the options describe it, for report.c. */
+static struct report_run bench_run_desc(const struct bench_options *o)
+{
+    return (struct report_run){.tool = BENCH_NAME,
+                               .proto = o->target.is_udp ? "udp" : "tcp",
+                               .target = o->target.name,
+                               .mode = bench_mode_name(o->mode),
+                               .threads = o->threads,
+                               .conns = o->conns,
+                               .size_bytes = o->size_bytes,
+                               .pipeline = o->pipeline,
+                               .rate = o->rate,
+                               .connect_rate = o->connect_rate,
+                               .max_loss_percent = o->max_loss_percent};
+}
 
 /* Sum the workers' final counters and read the merged histogram. */
-static void bench_figures(const struct bench *b, struct bench_figures *f)
+static void bench_figures(const struct bench *b, struct report_figures *f)
 {
     memset(f, 0, sizeof(*f));
     for (size_t i = 0; i < b->worker_count; i++) {
         const struct bench_worker *w = &b->workers[i];
-        f->completed += w->completed;
+        f->msgs += w->completed;
         f->lost += w->lost;
         f->late += w->late;
         f->reordered += w->reordered;
         f->connects += w->connects;
     }
     f->seconds = (double)(b->end_us - b->start_us) / 1e6;
-    if (f->seconds <= 0)
-        f->seconds = 1e-6;
-    f->msgs_per_s = (double)f->completed / f->seconds;
-    f->mib_per_s = f->msgs_per_s * (double)b->o->size_bytes / (1024.0 * 1024.0);
-    f->connects_per_s = (double)f->connects / f->seconds;
-    uint64_t resolved = f->completed + f->lost;
-    f->loss_percent = resolved > 0 ? 100.0 * (double)f->lost / (double)resolved : 0.0;
-    f->p50 = hist_percentile(b->hist, 50.0);
-    f->p90 = hist_percentile(b->hist, 90.0);
-    f->p99 = hist_percentile(b->hist, 99.0);
-    f->p999 = hist_percentile(b->hist, 99.9);
-    f->p9999 = hist_percentile(b->hist, 99.99);
-    f->max = hist_max(b->hist);
-    f->mean = hist_mean(b->hist);
+    f->p50_us = hist_percentile(b->hist, 50.0);
+    f->p90_us = hist_percentile(b->hist, 90.0);
+    f->p99_us = hist_percentile(b->hist, 99.0);
+    f->p999_us = hist_percentile(b->hist, 99.9);
+    f->p9999_us = hist_percentile(b->hist, 99.99);
+    f->max_us = hist_max(b->hist);
+    f->mean_us = hist_mean(b->hist);
+    f->count = hist_count(b->hist);
+    report_derive(f, b->o->size_bytes);
 }
 
-static const char *bench_mode_name(enum bench_mode mode)
+/* The summary: JSON, or the block for people (unless -q) and the name=value line. */
+static void bench_report(const struct bench *b, const struct report_figures *f)
 {
-    return mode == BENCH_OPEN ? "open" : mode == BENCH_CHURN ? "churn" : "closed";
-}
-
-/* text as a JSON string's body: quotes, backslashes and control bytes escaped. */
-static void bench_json_string(FILE *out, const char *text)
-{
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(out, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(out, "\\u%04x", *p);
-        else
-            fputc(*p, out);
+    struct report_run run = bench_run_desc(b->o);
+    if (b->o->is_json) {
+        report_json(stdout, &run, f);
+    } else {
+        if (!b->o->is_quiet)
+            report_human(stdout, &run, f);
+        report_line(stdout, &run, f);
     }
-    fputc('"', out);
-}
-
-/* The summary as one JSON object on one line (README lists the fields). */
-static void bench_report_json(const struct bench *b, const struct bench_figures *f)
-{
-    const struct bench_options *o = b->o;
-    printf("{\"proto\":\"%s\",\"target\":", o->target.is_udp ? "udp" : "tcp");
-    bench_json_string(stdout, o->target.name);
-    printf(",\"mode\":\"%s\",\"threads\":%lu,\"connections\":%lu,\"size\":%lu,\"pipeline\":%lu,"
-           "\"rate\":%lu,\"connect_rate\":%lu,\"seconds\":%.6f,\"msgs\":%" PRIu64
-           ",\"msgs_per_s\":%.1f,\"mib_per_s\":%.3f,\"connects\":%" PRIu64
-           ",\"connects_per_s\":%.1f,\"lost\":%" PRIu64 ",\"late\":%" PRIu64
-           ",\"reordered\":%" PRIu64 ",\"loss_percent\":%.4f,\"max_loss_percent\":%g,"
-           "\"latency_us\":{\"p50\":%" PRIu64 ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64
-           ",\"p99_9\":%" PRIu64 ",\"p99_99\":%" PRIu64 ",\"max\":%" PRIu64
-           ",\"mean\":%.1f,\"count\":%" PRIu64 "}}\n",
-           bench_mode_name(o->mode), o->threads, o->conns, o->size_bytes, o->pipeline, o->rate,
-           o->connect_rate, f->seconds, f->completed, f->msgs_per_s, f->mib_per_s, f->connects,
-           f->connects_per_s, f->lost, f->late, f->reordered, f->loss_percent, o->max_loss_percent,
-           f->p50, f->p90, f->p99, f->p999, f->p9999, f->max, f->mean, hist_count(b->hist));
-}
-
-static void bench_report(const struct bench *b, const struct bench_figures *f)
-{
-    const struct bench_options *o = b->o;
-    const char *proto = o->target.is_udp ? "udp" : "tcp";
-    if (o->is_json) {
-        bench_report_json(b, f);
-        fflush(stdout);
-        return;
-    }
-    if (!o->is_quiet) {
-        printf("%s: %s %s, %lu connections on %lu thread%s, %lu-byte messages, pipeline %lu, ",
-               BENCH_NAME, proto, o->target.name, o->conns, o->threads, o->threads > 1 ? "s" : "",
-               o->size_bytes, o->pipeline);
-        if (o->mode == BENCH_OPEN)
-            printf("open loop at %lu msg/s\n", o->rate);
-        else
-            printf("%s\n", o->mode == BENCH_CHURN ? "churn" : "closed loop");
-        printf("  messages    %" PRIu64 " echoed and verified in %.3f s (%" PRIu64 " lost, %" PRIu64
-               " late, %" PRIu64 " reordered)\n",
-               f->completed, f->seconds, f->lost, f->late, f->reordered);
-        printf("  throughput  %.0f msg/s, %.2f MiB/s", f->msgs_per_s, f->mib_per_s);
-        if (o->mode == BENCH_CHURN)
-            printf(", %.0f connections/s", f->connects_per_s);
-        printf("\n  latency     p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, "
-               "p99.99 %.3f ms, max %.3f ms\n",
-               f->p50 / 1e3, f->p90 / 1e3, f->p99 / 1e3, f->p999 / 1e3, f->p9999 / 1e3,
-               f->max / 1e3);
-    }
-    printf("%s proto=%s target=%s conns=%lu size=%lu pipeline=%lu msgs=%" PRIu64 " lost=%" PRIu64
-           " late=%" PRIu64 " seconds=%.3f msgs_per_s=%.0f mib_per_s=%.2f p50_us=%" PRIu64
-           " p90_us=%" PRIu64 " p99_us=%" PRIu64 " max_us=%" PRIu64 " mode=%s threads=%lu"
-           " rate=%lu p999_us=%" PRIu64 " p9999_us=%" PRIu64 " reordered=%" PRIu64
-           " connects=%" PRIu64 " connects_per_s=%.0f\n",
-           BENCH_NAME, proto, o->target.name, o->conns, o->size_bytes, o->pipeline, f->completed,
-           f->lost, f->late, f->seconds, f->msgs_per_s, f->mib_per_s, f->p50, f->p90, f->p99,
-           f->max, bench_mode_name(o->mode), o->threads, o->rate, f->p999, f->p9999, f->reordered,
-           f->connects, f->connects_per_s);
     fflush(stdout);
 }
 
@@ -926,14 +868,12 @@ static void bench_progress(struct bench *b, uint64_t now_us, uint64_t *last_comp
     }
     double dt = (double)(now_us - *last_us) / 1e6;
     pthread_mutex_lock(&b->lock);
-    uint64_t p99 = hist_percentile(b->hist, 99.0);
+    uint64_t p99_us = hist_percentile(b->hist, 99.0);
     pthread_mutex_unlock(&b->lock);
-    printf("%s: %5.0f s  %10.0f msg/s  %8" PRIu64 " errors  p99 %.3f ms", BENCH_NAME,
-           (double)(now_us - b->start_us) / 1e6,
-           dt > 0 ? (double)(completed - *last_completed) / dt : 0, lost, p99 / 1e3);
-    if (b->o->mode == BENCH_CHURN)
-        printf("  %" PRIu64 " connections", connects);
-    printf("\n");
+    struct report_run run = bench_run_desc(b->o);
+    report_progress(stdout, &run, (double)(now_us - b->start_us) / 1e6,
+                    dt > 0 ? (double)(completed - *last_completed) / dt : 0, lost, p99_us,
+                    b->o->mode == BENCH_CHURN, connects);
     fflush(stdout);
     *last_completed = completed;
     *last_us = now_us;
@@ -1210,14 +1150,14 @@ static int bench_run_workers(struct bench *b)
 }
 
 /* UDP: whether more than --max-loss % went unanswered; says so. */
-static bool bench_is_loss_too_high(const struct bench *b, const struct bench_figures *f)
+static bool bench_is_loss_too_high(const struct bench *b, const struct report_figures *f)
 {
     if (!b->o->target.is_udp || f->loss_percent <= b->o->max_loss_percent)
         return false;
     bench_error(0,
                 "%" PRIu64 " of %" PRIu64 " datagrams to %s unanswered within %d ms "
                 "(%.2f %%, above --max-loss %g %%)",
-                f->lost, f->lost + f->completed, b->o->target.name, b->o->target.timeout_ms,
+                f->lost, f->lost + f->msgs, b->o->target.name, b->o->target.timeout_ms,
                 f->loss_percent, b->o->max_loss_percent);
     return true;
 }
@@ -1237,6 +1177,7 @@ static int bench_run(const struct bench_options *o)
     b.workers = calloc(o->threads, sizeof(*b.workers));
     b.hist = hist_create(HIST_HOUR_US, BENCH_HIST_DIGITS);
     int rc = -ENOMEM;
+    bool is_loss_too_high = false;
     for (size_t i = 0; i < b.worker_count && b.workers != NULL; i++)
         b.workers[i].epfd = -1;
     if (b.conns == NULL || b.slots == NULL || b.workers == NULL || b.hist == NULL) {
@@ -1250,13 +1191,12 @@ static int bench_run(const struct bench_options *o)
     b.stop_sending_us = o->msgs_per_conn == 0 ? b.start_us + o->duration_s * 1000000u : UINT64_MAX;
     rc = bench_run_workers(&b);
     if (rc == 0) {
-        struct bench_figures f;
+        struct report_figures f;
         bench_figures(&b, &f);
         bench_report(&b, &f);
         if (o->latency_out != NULL)
             rc = bench_write_latency(&b);
-        if (rc == 0 && bench_is_loss_too_high(&b, &f))
-            rc = 1; /* not an errno: the loss exit */
+        is_loss_too_high = rc == 0 && bench_is_loss_too_high(&b, &f);
     }
 fail:
     for (size_t i = 0; b.conns != NULL && i < o->conns; i++)
@@ -1273,7 +1213,7 @@ fail:
     free(b.slots);
     pthread_mutex_destroy(&b.lock);
     pthread_cond_destroy(&b.done);
-    return rc < 0 ? BENCH_EXIT_ERROR : rc == 1 ? BENCH_EXIT_LOSS : 0;
+    return rc < 0 ? BENCH_EXIT_ERROR : is_loss_too_high ? BENCH_EXIT_LOSS : 0;
 }
 
 /* A name with several addresses (localhost: ::1 and 127.0.0.1): connect to each in turn
