@@ -1,6 +1,6 @@
 /* client: the client side that echod-cli and echod-bench share: the -H/-p/-u/-T options
  * and their strict parsers, name resolution, connecting with a deadline and poll waits.
- * Used by each tool's single thread; nothing here keeps state between calls. */
+ * Options and resolving on a tool's main thread, the rest on any; no state between calls. */
 #ifndef ECHOD_CLIENT_H
 #define ECHOD_CLIENT_H
 

@@ -2,7 +2,8 @@
  * and strict number parsers, resolving a host (numeric IPv4/IPv6 first, then
  * getaddrinfo, keeping every address), connects that try each address in turn with a
  * deadline, and poll-based waits.
- * Runs on each tool's only thread. It owns nothing: every fd it returns is the caller's. */
+ * Options and resolving run on a tool's main thread; connecting, waits and reports on any
+ * of its threads. It owns nothing: every fd it returns is the caller's. */
 #include "config.h"
 
 #include "client.h"
