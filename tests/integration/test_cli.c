@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <termios.h>
 #include <time.h>
@@ -462,8 +463,9 @@ static void fake_listen(struct fake_metrics *f)
     snprintf(f->port, sizeof(f->port), "%u", h_port_of(&sa));
 }
 
-/* Start `echod-cli --stat -p PORT` and the NULL-terminated extra args against f. */
-static void fake_spawn_cli(struct fake_metrics *f, const char *const *extra)
+/* Start `echod-cli --stat -p PORT` and the NULL-terminated extra args against f, its
+ * stdout on the terminal tty (a path), or else on a file. */
+static void fake_spawn_cli_on(struct fake_metrics *f, const char *const *extra, const char *tty)
 {
     char *argv[16];
     size_t argc = 0;
@@ -476,7 +478,12 @@ static void fake_spawn_cli(struct fake_metrics *f, const char *const *extra)
     argv[argc] = NULL;
     snprintf(f->out_path, sizeof(f->out_path), "%s/stat-%s.out", h_tmpdir(), f->port);
     snprintf(f->err_path, sizeof(f->err_path), "%s/stat-%s.err", h_tmpdir(), f->port);
-    f->cli = h_spawn(argv, -1, f->out_path, f->err_path);
+    f->cli = h_spawn(argv, -1, tty ? tty : f->out_path, f->err_path);
+}
+
+static void fake_spawn_cli(struct fake_metrics *f, const char *const *extra)
+{
+    fake_spawn_cli_on(f, extra, NULL);
 }
 
 /* echod-cli's stderr so far, into buf. */
@@ -949,6 +956,54 @@ static void cli_stat_header_repeats(void **state)
     }
 }
 
+/* At a terminal 6 rows high: the header again after every 5 lines, so that each
+ * screenful shows one. */
+static void cli_stat_header_every_screenful(void **state)
+{
+    (void)state;
+    struct fake_metrics *f = &fake;
+    fake_listen(f);
+    struct pty p;
+    pty_open(&p);
+    struct winsize ws = {.ws_row = 6, .ws_col = 200};
+    if (ioctl(p.master, TIOCSWINSZ, &ws) != 0)
+        fail_msg("TIOCSWINSZ: %s", strerror(errno));
+    fake_spawn_cli_on(f, (const char *const[]){"-i", "0.1", NULL}, p.slave_path);
+    for (size_t k = 0; k < 12; k++) {
+        struct fake_figures x = steady(k);
+        fake_serve(f, &x, 0);
+    }
+    /* 11 lines and 3 headers: read the terminal until it has shown 14 lines. */
+    char screen[8192];
+    size_t len = 0, newlines = 0;
+    int64_t deadline = h_now_ms() + 10000;
+    while (newlines < 14 && len < sizeof(screen) - 1 && h_now_ms() < deadline) {
+        struct pollfd pfd = {p.master, POLLIN, 0};
+        if (poll(&pfd, 1, 50) <= 0)
+            continue;
+        ssize_t n = read(p.master, screen + len, sizeof(screen) - 1 - len);
+        if (n <= 0)
+            break; /* EIO: the slave side is gone */
+        for (ssize_t i = 0; i < n; i++)
+            newlines += screen[len + (size_t)i] == '\n';
+        len += (size_t)n;
+    }
+    screen[len] = '\0';
+    size_t line = 0;
+    for (char *save = NULL, *l = strtok_r(screen, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save)) {
+        bool is_header = strcmp(l, STAT_HEADER) == 0;
+        if (is_header != (line % 6 == 0))
+            fail_msg("terminal line %zu is \"%s\": expected the header at lines 0, 6 and 12", line,
+                     l);
+        line++;
+    }
+    if (line != 14)
+        fail_msg("the terminal shows %zu lines, expected 14", line);
+    expect_sigint_exit_0(f);
+    h_close(p.master);
+}
+
 int main(void)
 {
     h_init("test_cli", 120);
@@ -968,6 +1023,7 @@ int main(void)
         cmocka_unit_test_teardown(cli_stat_reset, stat_teardown),
         cmocka_unit_test_teardown(cli_stat_bad_endpoints, stat_teardown),
         cmocka_unit_test_teardown(cli_stat_header_repeats, stat_teardown),
+        cmocka_unit_test_teardown(cli_stat_header_every_screenful, stat_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
