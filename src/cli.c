@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -550,11 +551,11 @@ static bool cli_sample_restarted(const struct cli_sample *prev, const struct cli
 }
 
 /* A figure in at most 5 characters: "0", "0.5", "9.9", "12", "99999", then 3 significant
- * digits with a decimal suffix: "100k", "1.23M", "45.6G"; "-" for NaN or negative. */
+ * digits with a decimal suffix: "100k", "1.23M", "45.6G"; "-" for NaN, Inf or negative. */
 static void cli_format_figure(double v, char *buf, size_t size)
 {
     static const char suffixes[] = "kMGTPE";
-    if (!(v >= 0)) {
+    if (!isfinite(v) || v < 0) {
         snprintf(buf, size, "-");
     } else if (v == 0) {
         snprintf(buf, size, "0");
@@ -658,9 +659,10 @@ static int cli_stat_error(int rc, const struct scrape_response *r, bool ever_scr
     return cli_error(is_errno_said ? 0 : rc, "%s", r->error);
 }
 
-/* Scrape every interval until SIGINT or SIGTERM (0) or a failed scrape (-errno, said):
- * a header after the first scrape, then a line per interval, the header again every
- * screenful, and a note instead of a line where echod restarted. */
+/* Scrape every interval until SIGINT or SIGTERM, or stdout's reader is gone (0), or a
+ * failed scrape (-errno, said): a header after the first scrape, then a line per
+ * interval, the header again every screenful, and a note instead of a line where echod
+ * restarted. */
 static int cli_run_stat(struct cli_options *o)
 {
     sigset_t stop;
@@ -700,7 +702,10 @@ static int cli_run_stat(struct cli_options *o)
             cli_stat_print_line(prev, cur);
             lines_left--;
         }
-        fflush(stdout);
+        if (fflush(stdout) != 0) { /* EPIPE: the reader is gone, as `| head` does */
+            rc = errno == EPIPE ? 0 : cli_error(-errno, "writing to stdout");
+            break;
+        }
         prev = cur;
         cur = cur == &samples[0] ? &samples[1] : &samples[0];
         uint64_t now_ms = clock_now_ms();

@@ -1004,6 +1004,35 @@ static void cli_stat_header_every_screenful(void **state)
     h_close(p.master);
 }
 
+/* Piped into a reader that stops (`echod-cli --stat | head -2`): exit 0, and quietly, at
+ * the first line it cannot write, rather than scraping on for nobody. */
+static void cli_stat_reader_gone(void **state)
+{
+    (void)state;
+    struct fake_metrics *f = &fake;
+    fake_listen(f);
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0)
+        fail_msg("pipe2: %s", strerror(errno));
+    h_track_fd(pipefd[0]);
+    char out[64];
+    snprintf(out, sizeof(out), "/proc/self/fd/%d", pipefd[1]);
+    fake_spawn_cli_on(f, (const char *const[]){"-i", "0.1", NULL}, out);
+    close(pipefd[1]);
+    struct fake_figures x = steady(0);
+    fake_serve(f, &x, 0);
+    char header[256];
+    struct pollfd pfd = {pipefd[0], POLLIN, 0};
+    ssize_t n = poll(&pfd, 1, 5000) == 1 ? read(pipefd[0], header, sizeof(header) - 1) : -1;
+    header[n > 0 ? n : 0] = '\0';
+    if (strcmp(header, STAT_HEADER "\n") != 0)
+        fail_msg("the pipe shows \"%s\", expected the header", header);
+    h_close(pipefd[0]);
+    x = steady(1);
+    fake_serve(f, &x, 0); /* its line finds no reader */
+    expect_cli_exit(f, 0, "");
+}
+
 int main(void)
 {
     h_init("test_cli", 120);
@@ -1024,6 +1053,7 @@ int main(void)
         cmocka_unit_test_teardown(cli_stat_bad_endpoints, stat_teardown),
         cmocka_unit_test_teardown(cli_stat_header_repeats, stat_teardown),
         cmocka_unit_test_teardown(cli_stat_header_every_screenful, stat_teardown),
+        cmocka_unit_test_teardown(cli_stat_reader_gone, stat_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
