@@ -495,7 +495,7 @@ static void cli_sample_take(const struct promtext_sample *s, void *arg)
     x->reasons[i].value += s->value;
 }
 
-/* Read a scrape's body into x; 0, or -EPROTO when it holds none of echod's metrics. */
+/* Read a scrape's body into x; 0, or -EIO (said) when it holds none of echod's metrics. */
 static int cli_sample_read(const struct cli_options *o, const struct scrape_response *r,
                            struct cli_sample *x)
 {
