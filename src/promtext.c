@@ -9,6 +9,7 @@
 #include "promtext.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,11 +109,15 @@ static int promtext_parse_number(const char *text, size_t len, double *value, in
     buf[len] = '\0';
     char *stop;
     errno = 0;
-    if (value)
+    bool is_out_of_range; /* as Go: a float overflows to Inf, not to 0 or a subnormal */
+    if (value) {
         *value = strtod(buf, &stop);
-    else
+        is_out_of_range = errno == ERANGE && isinf(*value);
+    } else {
         *timestamp_ms = strtoll(buf, &stop, 10);
-    return *stop != '\0' || errno == ERANGE ? -EINVAL : 0;
+        is_out_of_range = errno == ERANGE;
+    }
+    return *stop != '\0' || is_out_of_range ? -EINVAL : 0;
 }
 
 /* The token at p: its end, at the first blank or at end. */

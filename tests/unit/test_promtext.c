@@ -85,6 +85,10 @@ static void special_values_and_exponents(void **state)
     assert_true(parse_ok("a 1e3 17").value == 1000.0);
     assert_true(parse_ok("a -0.0").value == 0.0);
     assert_true(parse_ok("a .5").value == 0.5);
+    /* Underflow is no error (as Go's ParseFloat): a subnormal, or 0. */
+    double tiny = parse_ok("a 1e-320").value;
+    assert_true(tiny > 0 && tiny < 1e-300);
+    assert_true(parse_ok("a 1e-400").value == 0.0);
 }
 
 static void labels(void **state)
