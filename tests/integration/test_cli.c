@@ -817,7 +817,8 @@ static void cli_stat_rates(void **state)
 
 /* Counters that go down are a restart: a note instead of a line, and the next line's
  * rates count from the new values; a new process_start_time_seconds is one too. Then the
- * endpoint goes away: exit 1, saying so. */
+ * endpoint goes away (closed while echod-cli waits on an answer, so its next connect is
+ * refused for sure): exit 1, saying so. */
 static void cli_stat_restart_then_gone(void **state)
 {
     (void)state;
@@ -825,18 +826,23 @@ static void cli_stat_restart_then_gone(void **state)
     fake_listen(f);
     const char *args[] = {"-i", "0.2", NULL};
     fake_spawn_cli(f, args);
-    struct fake_figures script[6] = {steady(0), steady(1), steady(2),
-                                     steady(0), steady(1), steady(5)};
+    struct fake_figures script[7] = {steady(0), steady(1), steady(2), steady(0),
+                                     steady(1), steady(5), steady(6)};
     script[3].start_time = script[4].start_time = 1764400100;
-    script[5].start_time = 1764400200;
+    script[5].start_time = script[6].start_time = 1764400200;
     for (size_t k = 0; k < 6; k++)
         fake_serve(f, &script[k], 0);
+    int last = fake_accept(f);
+    h_close(f->listener);
+    char response[5000];
+    fake_page(&script[6], response, sizeof(response));
+    fake_respond(f, last, response, 0);
     char lines[16][FAKE_LINE_SIZE];
-    size_t count = fake_wait_lines(f, lines, 16, 6);
+    size_t count = fake_wait_lines(f, lines, 16, 7);
     for (size_t i = 0; i < count; i++)
         h_note("%s", lines[i]);
-    if (count != 6 || strcmp(lines[0], STAT_HEADER) != 0)
-        fail_msg("%zu lines, expected 6 beginning with the header", count);
+    if (count != 7 || strcmp(lines[0], STAT_HEADER) != 0)
+        fail_msg("%zu lines, expected 7 beginning with the header", count);
     expect_stat_line(f, 1, lines[1], &script[0], &script[1]);
     expect_stat_line(f, 2, lines[2], &script[1], &script[2]);
     const char *note = "-- echod restarted (echod_tcp_accepted_total went from 100 to 0): "
@@ -848,7 +854,7 @@ static void cli_stat_restart_then_gone(void **state)
            "1764400200): rates start again from here --";
     if (strcmp(lines[5], note) != 0)
         fail_msg("after a new start time: \"%s\", expected \"%s\"", lines[5], note);
-    h_close(f->listener);
+    expect_stat_line(f, 6, lines[6], &script[5], &script[6]);
     expect_cli_exit(f, 1,
                     "echod-cli: echod went away: cannot connect to 127.0.0.1:PORT: Connection "
                     "refused\n");
