@@ -550,8 +550,9 @@ static bool cli_sample_restarted(const struct cli_sample *prev, const struct cli
     return false;
 }
 
-/* A figure in at most 5 characters: "0", "0.5", "9.9", "12", "99999", then 3 significant
- * digits with a decimal suffix: "100k", "1.23M", "45.6G"; "-" for NaN, Inf or negative. */
+/* A figure in at most 5 characters: whole numbers up to 99999 as they are ("0", "3",
+ * "64021"), others below 10 with one decimal ("0.5", "9.9"), then 3 significant digits
+ * with a decimal suffix: "100k", "1.23M", "45.6G"; "-" for NaN, Inf or negative. */
 static void cli_format_figure(double v, char *buf, size_t size)
 {
     static const char suffixes[] = "kMGTPE";
@@ -559,7 +560,7 @@ static void cli_format_figure(double v, char *buf, size_t size)
         snprintf(buf, size, "-");
     } else if (v == 0) {
         snprintf(buf, size, "0");
-    } else if (v < 9.95) {
+    } else if (v < 9.95 && v != floor(v)) {
         snprintf(buf, size, "%.1f", v);
     } else if (v < 99999.5) {
         snprintf(buf, size, "%.0f", v);

@@ -742,21 +742,28 @@ static void expect_stat_line(const struct fake_metrics *f, size_t j, const char 
     }
 }
 
-/* Send SIGINT to echod-cli: it must exit 0 at once (well within its -T), saying nothing. */
-static void expect_sigint_exit_0(struct fake_metrics *f)
+/* Send sig (SIGINT or SIGTERM) to echod-cli: it must exit 0 at once (well within its
+ * -T), saying nothing. */
+static void expect_stopped_by(struct fake_metrics *f, int sig)
 {
     int64_t start = h_now_ms();
-    kill(f->cli, SIGINT);
+    kill(f->cli, sig);
     int code = h_wait_exit(f->cli, 5000);
     int64_t took = h_now_ms() - start;
     char err[1024];
     fake_cli_stderr(f, err, sizeof(err));
-    h_note("SIGINT: exit %d after %lld ms", code, (long long)took);
+    h_note("%s: exit %d after %lld ms", strsignal(sig), code, (long long)took);
     if (code != 0 || err[0] != '\0')
-        fail_msg("after SIGINT echod-cli exited %d (expected 0), stderr \"%s\"", code, err);
+        fail_msg("after %s echod-cli exited %d (expected 0), stderr \"%s\"", strsignal(sig), code,
+                 err);
     f->cli = 0;
     if (took > 2000)
-        fail_msg("echod-cli took %lld ms to stop after SIGINT", (long long)took);
+        fail_msg("echod-cli took %lld ms to stop after %s", (long long)took, strsignal(sig));
+}
+
+static void expect_sigint_exit_0(struct fake_metrics *f)
+{
+    expect_stopped_by(f, SIGINT);
 }
 
 /* Wait for echod-cli to exit by itself: its code must be want and its stderr exactly
@@ -1039,6 +1046,43 @@ static void cli_stat_reader_gone(void **state)
     expect_cli_exit(f, 0, "");
 }
 
+/* An endpoint with fewer metrics than echod's (say, an older echod) and labels where
+ * echod has none: what is missing prints "-", a labelled metric is summed over its
+ * labels, no drop counter at all gives "-" for drops/s and for the reasons. SIGTERM stops
+ * it like SIGINT. */
+static void cli_stat_missing_metrics(void **state)
+{
+    (void)state;
+    struct fake_metrics *f = &fake;
+    fake_listen(f);
+    fake_spawn_cli(f, (const char *const[]){"-i", "0.2", NULL});
+    for (int k = 0; k < 2; k++) {
+        char response[512];
+        snprintf(response, sizeof(response),
+                 "HTTP/1.0 200 OK\r\n\r\n"
+                 "echod_tcp_connections{listener=\"127.0.0.1:7\"} 2\n"
+                 "echod_tcp_connections{listener=\"[::1]:7\"} 1\n"
+                 "echod_tcp_accepted_total %d\n",
+                 k * 40);
+        fake_respond(f, fake_accept(f), response, 0);
+    }
+    char lines[4][FAKE_LINE_SIZE];
+    size_t count = fake_wait_lines(f, lines, 4, 2);
+    expect_stopped_by(f, SIGTERM);
+    h_note("%s", lines[1]);
+    char *w[20];
+    size_t n = split_words(lines[1], w, 20);
+    if (count != 2 || n != 11 || strcmp(w[0], "3") != 0)
+        fail_msg("expected the header and \"3 RATE - - - - - - - - -\", got %zu lines, the "
+                 "second with %zu words, conns %s",
+                 count, n, n > 0 ? w[0] : "none");
+    expect_rate(f, 1, "accept/s", w[1], 40);
+    for (size_t i = 2; i < 11; i++) {
+        if (strcmp(w[i], "-") != 0)
+            fail_msg("word %zu is \"%s\", expected \"-\"", i, w[i]);
+    }
+}
+
 int main(void)
 {
     h_init("test_cli", 120);
@@ -1060,6 +1104,7 @@ int main(void)
         cmocka_unit_test_teardown(cli_stat_header_repeats, stat_teardown),
         cmocka_unit_test_teardown(cli_stat_header_every_screenful, stat_teardown),
         cmocka_unit_test_teardown(cli_stat_reader_gone, stat_teardown),
+        cmocka_unit_test_teardown(cli_stat_missing_metrics, stat_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
