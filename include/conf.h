@@ -3,12 +3,14 @@
 #ifndef ECHOD_CONF_H
 #define ECHOD_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "addr.h"
 #include "guard.h"
 #include "log.h"
 #include "proto.h"
+#include "template.h"
 
 #define CONF_DEFAULT_PORT 7007
 /* Most worker threads, whether configured or counted from CPUs. */
@@ -22,8 +24,11 @@ struct conf_service {
     struct addr *listen; /* addresses to bind; none turns the service off */
     size_t listen_count;
     enum proto_mode mode;
-    char *greeting; /* greet mode prefix, UTF-8, NUL-terminated */
+    char *greeting; /* greet mode prefix, UTF-8, NUL-terminated: the template's source */
     size_t greeting_len;
+    struct template greeting_template; /* greeting compiled (template.h) */
+    size_t greeting_max_bytes;         /* its longest rendering (template_max_len) */
+    bool is_reuseport;                 /* tcp.reuseport, udp.reuseport: SO_REUSEPORT */
 };
 
 struct conf {
@@ -42,6 +47,7 @@ struct conf {
     struct conf_service udp;
     unsigned udp_max_reply_bytes; /* a larger reply is not sent (udp_reply_too_large) */
     struct guard_conf udp_guard;  /* the reflection guard, udp.guard */
+    char *instance;               /* {instance}: the file's base name by default */
 };
 
 /* Fill c with the built-in defaults; 0 or -ENOMEM. */
