@@ -63,11 +63,12 @@ static int server_bind_service(const struct conf_service *svc, int type, unsigne
     for (size_t i = 0; i < svc->listen_count; i++) {
         struct listener *l = NULL;
         for (size_t k = 0; k < keep->count && l == NULL; k++) /* each kept at most once */
-            if (listener_matches(keep->items[k], &svc->listen[i], type) &&
+            if (listener_matches(keep->items[k], &svc->listen[i], type, svc->is_reuseport) &&
                 !listener_set_holds(out, keep->items[k]))
                 l = listener_ref(keep->items[k]);
         bool is_new = l == NULL;
-        int rc = is_new ? listener_open(&svc->listen[i], type, (int)backlog, &l) : 0;
+        int rc = is_new ? listener_open(&svc->listen[i], type, (int)backlog, svc->is_reuseport, &l)
+                        : 0;
         if (rc == 0)
             rc = listener_set_add(out, l);
         if (rc < 0) {
@@ -81,7 +82,7 @@ static int server_bind_service(const struct conf_service *svc, int type, unsigne
         if (is_new) {
             char line[ADDR_STRLEN + 8];
             listener_describe(l, line, sizeof(line));
-            log_info("listening %s", line);
+            log_info("listening %s%s", line, l->is_reuseport ? " (SO_REUSEPORT)" : "");
         }
     }
     return 0;
