@@ -49,6 +49,8 @@ struct bench_options {
     unsigned long duration_s;
     unsigned long size_bytes;
     unsigned long pipeline;
+    const char *greeting; /* -g: every reply is it followed by the message ("": echo) */
+    size_t greeting_len;
     bool is_quiet;
 };
 
@@ -122,6 +124,8 @@ static void bench_pattern(const struct bench *b, const struct bench_conn *c, uin
         size_t at = off + i;
         uint64_t word = at < 8 ? header : seed + (uint64_t)(at >> 3) * 0x9e3779b97f4a7c15ull;
         out[i] = (uint8_t)(word >> ((at & 7) * 8));
+        if (out[i] == '\n' && b->o->greeting_len > 0 && !b->o->target.is_udp)
+            out[i] = ' '; /* greet mode over TCP: one line per message */
     }
     if (off + len == b->o->size_bytes && off + len > 8)
         out[len - 1] = '\n';
@@ -136,11 +140,22 @@ static uint64_t bench_header_seq(const struct bench_conn *c, const uint8_t *data
     return header ^ c->key;
 }
 
-/* Compare got with message seq's bytes from off; 0 or -EBADMSG with a message. */
+/* The bytes of the reply to one message: -g's greeting, then the message. */
+static size_t bench_reply_bytes(const struct bench *b)
+{
+    return b->o->greeting_len + b->o->size_bytes;
+}
+
+/* Compare got with the bytes of the reply to message seq from off (the greeting, then
+ * the message); 0 or -EBADMSG with a message. */
 static int bench_verify(const struct bench *b, const struct bench_conn *c, uint64_t seq, size_t off,
                         const uint8_t *got, size_t len)
 {
-    bench_pattern(b, c, seq, off, bench_want, len);
+    size_t g = b->o->greeting_len, head = off < g ? g - off : 0;
+    if (head > len)
+        head = len;
+    memcpy(bench_want, b->o->greeting + (off < g ? off : g), head);
+    bench_pattern(b, c, seq, off + head - g, bench_want + head, len - head);
     if (memcmp(bench_want, got, len) == 0)
         return 0;
     size_t i = 0;
@@ -314,11 +329,12 @@ static int bench_tcp_receive(struct bench *b, struct bench_conn *c)
                            "connection %" PRIu32 " closed by the server after %" PRIu64 " messages",
                            c->id, c->rx_seq);
     uint64_t now_us = bench_now_us();
-    uint64_t size = b->o->size_bytes;
-    uint64_t unanswered = (c->tx_seq - c->rx_seq) * size + c->tx_off - c->rx_off;
+    /* Echo answers every byte sent; greet mode only whole messages (lines). */
+    uint64_t unanswered = (c->tx_seq - c->rx_seq) * bench_reply_bytes(b) - c->rx_off +
+                          (b->o->greeting_len == 0 ? c->tx_off : 0);
     size_t expected = (uint64_t)n < unanswered ? (size_t)n : (size_t)unanswered;
     for (size_t pos = 0; pos < expected;) {
-        size_t chunk = b->o->size_bytes - c->rx_off;
+        size_t chunk = bench_reply_bytes(b) - c->rx_off;
         if (chunk > expected - pos)
             chunk = expected - pos;
         int rc = bench_verify(b, c, c->rx_seq, c->rx_off, bench_rx + pos, chunk);
@@ -326,7 +342,7 @@ static int bench_tcp_receive(struct bench *b, struct bench_conn *c)
             return rc;
         pos += chunk;
         c->rx_off += chunk;
-        if (c->rx_off == b->o->size_bytes) {
+        if (c->rx_off == bench_reply_bytes(b)) {
             bench_complete(b, c, c->rx_seq, now_us);
             c->rx_seq++;
             c->rx_off = 0;
@@ -367,12 +383,13 @@ static int bench_udp_send(struct bench *b, struct bench_conn *c)
 /* Check one reply: which message it names, and every byte of it; 0 or -errno. */
 static int bench_udp_check(struct bench *b, struct bench_conn *c, size_t len, uint64_t now_us)
 {
-    uint64_t seq = len >= 8 ? bench_header_seq(c, bench_rx) : UINT64_MAX;
-    if (len != b->o->size_bytes || seq >= c->tx_seq)
+    size_t g = b->o->greeting_len;
+    uint64_t seq = len >= g + 8 ? bench_header_seq(c, bench_rx + g) : UINT64_MAX;
+    if (len != bench_reply_bytes(b) || seq >= c->tx_seq)
         return bench_error(-EBADMSG,
                            "mismatch on connection %" PRIu32 ": a reply of %zu bytes that "
-                           "answers no datagram sent (expected %lu bytes)",
-                           c->id, len, b->o->size_bytes);
+                           "answers no datagram sent (expected %zu bytes)",
+                           c->id, len, bench_reply_bytes(b));
     if (seq < c->rx_seq || c->sent_at_us[seq % b->o->pipeline] == 0) {
         b->late++; /* already counted as lost */
         return 0;
@@ -565,7 +582,7 @@ static void bench_usage(FILE *out)
 {
     fprintf(out,
             "Usage: " BENCH_NAME " [-H HOST] [-p PORT] [-c CONNS] [-n MSGS | -d SECONDS]\n"
-            "                   [-s SIZE] [-P PIPELINE] [-T MS] [-u] [-q]\n"
+            "                   [-s SIZE] [-P PIPELINE] [-T MS] [-g TEXT] [-u] [-q]\n"
             "Load echod from CONNS connections and verify every echoed byte.\n"
             "\n"
             "  -H, --host HOST         server address or name (default %s)\n"
@@ -578,6 +595,8 @@ static void bench_usage(FILE *out)
             "  -P, --pipeline N        messages in flight per connection (default 1)\n"
             "  -T, --timeout MS        TCP: fail after MS ms without an echo; UDP: count a\n"
             "                          datagram unanswered for MS ms as lost (default %d)\n"
+            "  -g, --greeting TEXT     expect every reply to be TEXT then the message:\n"
+            "                          echod in greet mode (messages end in a newline)\n"
             "  -q, --quiet             print only the one-line summary\n"
             "  -h, --help              show this help and exit\n"
             "  -V, --version           show the version and exit\n"
@@ -605,6 +624,11 @@ static void bench_check_args(struct bench_options *o, bool has_duration)
         (o->size_bytes < BENCH_MIN_UDP_SIZE_BYTES || o->size_bytes > BENCH_MAX_UDP_SIZE_BYTES))
         client_usage_error(BENCH_NAME, "-s %lu: UDP messages are %d to %d bytes", o->size_bytes,
                            BENCH_MIN_UDP_SIZE_BYTES, BENCH_MAX_UDP_SIZE_BYTES);
+    if (o->greeting_len > 0 && !o->target.is_udp && o->size_bytes <= 8)
+        client_usage_error(BENCH_NAME, "-g over TCP needs -s above 8: a message must be a line");
+    if (o->target.is_udp && o->greeting_len + o->size_bytes > BENCH_MAX_UDP_SIZE_BYTES)
+        client_usage_error(BENCH_NAME, "-g and -s: a UDP reply holds at most %d bytes",
+                           BENCH_MAX_UDP_SIZE_BYTES);
     if (o->conns * o->pipeline > BENCH_MAX_SLOTS)
         client_usage_error(BENCH_NAME, "-c x -P may be at most %lu", BENCH_MAX_SLOTS);
 }
@@ -620,18 +644,20 @@ static void bench_parse_args(int argc, char **argv, struct bench_options *o)
         {"duration", required_argument, NULL, 'd'},
         {"size", required_argument, NULL, 's'},
         {"pipeline", required_argument, NULL, 'P'},
+        {"greeting", required_argument, NULL, 'g'},
         {"quiet", no_argument, NULL, 'q'},
         {NULL, 0, NULL, 0},
     };
     *o = (struct bench_options){.conns = BENCH_DEFAULT_CONNS,
                                 .duration_s = BENCH_DEFAULT_DURATION_S,
                                 .size_bytes = BENCH_DEFAULT_SIZE_BYTES,
-                                .pipeline = 1};
+                                .pipeline = 1,
+                                .greeting = ""};
     client_target_init(&o->target);
     bool has_duration = false;
     client_begin_options(&tool, argv);
     int ch;
-    while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTS "c:n:d:s:P:q", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTS "c:n:d:s:P:g:q", longopts, NULL)) != -1) {
         if (client_take_option(&tool, ch, &o->target))
             continue;
         switch (ch) {
@@ -650,6 +676,10 @@ static void bench_parse_args(int argc, char **argv, struct bench_options *o)
             break;
         case 'P':
             o->pipeline = bench_count_arg("pipeline depth", 65536);
+            break;
+        case 'g':
+            o->greeting = optarg;
+            o->greeting_len = strlen(optarg);
             break;
         case 'q':
             o->is_quiet = true;

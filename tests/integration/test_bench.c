@@ -1,6 +1,8 @@
 /* test_bench: echod-bench against the real echod. TCP and UDP runs count exactly the
  * messages asked for and verify them; a server that answers wrongly (greet mode) is a
- * mismatch with exit 1, a refused port exits 1 saying so, and bad usage exits 64. */
+ * mismatch with exit 1, a refused port exits 1 saying so, and bad usage exits 64. With
+ * -g, greet mode's replies (the greeting, then the message) verify, pipelined too, and
+ * a wrong -g is a mismatch. */
 #include "config.h"
 
 #include "harness.h"
@@ -109,6 +111,34 @@ static void bench_wrong_answers_exit_1(void **state)
     }
 }
 
+/* -g TEXT: every reply is TEXT then the message, over TCP (pipelined, so replies run
+ * together) and UDP; the default greet-mode greetings of setup_greet. */
+static void bench_greeting_verifies(void **state)
+{
+    (void)state;
+    char port[16];
+    for (int is_udp = 0; is_udp <= 1; is_udp++) {
+        port_arg(port, sizeof(port), is_udp ? &echod.udp[0] : &echod.tcp[0]);
+        const char *greeting = is_udp ? "Hello, client! You sent: " : "Hello, ";
+        const char *args[] = {"-p", port, "-c",  "4",  "-n",     "300", "-P",
+                              "8",  "-s", "200", "-g", greeting, "-q",  is_udp ? "-u" : NULL,
+                              NULL};
+        struct h_output r = run_bench(args);
+        if (r.code != 0)
+            fail_msg("%s: echod-bench -g exited %d, stderr \"%s\"", is_udp ? "udp" : "tcp", r.code,
+                     r.err);
+        assert_int_equal(summary_value(&r, "msgs"), 4 * 300);
+        h_output_free(&r);
+        const char *wrong[] = {
+            "-p", port, "-c", "1", "-n", "5", "-g", "Hi! ", "-q", is_udp ? "-u" : NULL, NULL};
+        r = run_bench(wrong);
+        if (r.code != 1 || strcasestr(r.err, "mismatch") == NULL)
+            fail_msg("a wrong -g: expected exit 1 and a mismatch, got exit %d, stderr \"%s\"",
+                     r.code, r.err);
+        h_output_free(&r);
+    }
+}
+
 static void bench_refused_exits_1(void **state)
 {
     (void)state;
@@ -165,6 +195,10 @@ static void bench_bad_usage_exits_64(void **state)
     expect_usage(bad_port, "-p http");
     const char *extra[] = {"-n", "1", "extra", NULL};
     expect_usage(extra, "an extra argument");
+    const char *short_line[] = {"-g", "Hi ", "-s", "8", NULL};
+    expect_usage(short_line, "-g with -s 8 over TCP");
+    const char *udp_too_big[] = {"-u", "-g", "Hi ", "-s", "65505", NULL};
+    expect_usage(udp_too_big, "-u -g with a reply over 65507 bytes");
     /* A bad option is named as getopt names it: the letter alone, even in a cluster. */
     char port[16];
     snprintf(port, sizeof(port), "%u", h_unused_tcp_port());
@@ -192,6 +226,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(bench_udp_accounts_for_every_datagram, h_setup_echo,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(bench_wrong_answers_exit_1, setup_greet, h_teardown),
+        cmocka_unit_test_setup_teardown(bench_greeting_verifies, setup_greet, h_teardown),
         cmocka_unit_test_teardown(bench_refused_exits_1, h_teardown),
         cmocka_unit_test_setup_teardown(bench_tries_each_address, h_setup_echo, h_teardown),
         cmocka_unit_test_teardown(bench_bad_usage_exits_64, h_teardown),
