@@ -418,10 +418,11 @@ static size_t acceptor_pending(const struct listener *l)
 }
 
 /* What a listener that stops (at shutdown, or removed by a reload) owes: the
- * connections its backlog holds now (`waiting`); later ones are refused. A SO_REUSEPORT listener first has the kernel drop new SYNs
- * (listener_refuse_syns: their clients retry, then reach another process of the port's
- * group), and then owes everything that reaches its backlog until accept finds it empty,
- * the handshakes already under way included, so that no client of the group is refused. */
+ * connections its backlog holds now (`waiting`); later ones are refused. A SO_REUSEPORT
+ * listener first has the kernel drop new SYNs (listener_refuse_syns: their clients
+ * retry, then reach another process of the port's group), and then owes everything
+ * that reaches its backlog until accept finds it empty, the handshakes already under
+ * way included, so that no client of the group is refused. */
 static size_t acceptor_owed_at_stop(struct listener *l, size_t *waiting)
 {
     int rc = l->is_reuseport ? listener_refuse_syns(l) : -EOPNOTSUPP;
