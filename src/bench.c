@@ -657,7 +657,8 @@ static void bench_parse_args(int argc, char **argv, struct bench_options *o)
     bool has_duration = false;
     client_begin_options(&tool, argv);
     int ch;
-    while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTS "c:n:d:s:P:g:q", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTS "c:n:d:s:P:g:q", longopts, NULL)) !=
+           -1) {
         if (client_take_option(&tool, ch, &o->target))
             continue;
         switch (ch) {

@@ -26,7 +26,7 @@
 #define CONF_MAX_LISTEN     64   /* addresses per service */
 #define CONF_MAX_GREETING   4096 /* bytes */
 #define CONF_MAX_FILE_BYTES (1 << 20)
-#define CONF_MAX_INSTANCE   64 /* bytes of the instance name */
+#define CONF_MAX_INSTANCE     64 /* bytes of the instance name */
 #define CONF_DEFAULT_INSTANCE "echod"
 
 /* Where messages go while one load runs. */
@@ -701,8 +701,7 @@ static int conf_service_defaults(struct conf_service *svc, const char *greeting)
     svc->greeting = strdup(greeting);
     char why[CONF_ERR_SIZE];
     if (svc->listen == NULL || svc->greeting == NULL ||
-        template_compile(greeting, strlen(greeting), &svc->greeting_template, why,
-                         sizeof(why)) < 0)
+        template_compile(greeting, strlen(greeting), &svc->greeting_template, why, sizeof(why)) < 0)
         return -ENOMEM;
     addr_parse(CONF_DEFAULT_LISTEN, &svc->listen[0]);
     svc->listen_count = 1;

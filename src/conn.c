@@ -72,8 +72,8 @@ struct conn_profile {
     void (*release)(void *handle); /* called with handle when no connection uses s */
     void *handle;
     size_t in_cap;         /* greet: a full line plus its '\n' */
-    struct proto_greet greet;   /* the greeting its connections share, if they do */
-    struct template greeting;   /* s's with {worker} bound: literal when they share greet */
+    struct proto_greet greet; /* the greeting its connections share, if they do */
+    struct template greeting; /* s's with {worker} bound: literal when they share greet */
     size_t conns;          /* connections that use it */
     struct list_node node; /* in set->old_profiles once it is not current */
 };
@@ -196,8 +196,8 @@ int conn_set_use(struct conn_set *set, const struct conn_settings *s, void (*rel
         return -ENOMEM;
     }
     if (p->greeting.text && template_is_literal(&p->greeting)) /* {worker} was all: shared */
-        p->greet = (struct proto_greet){p->greeting.text, p->greeting.text_len,
-                                        s->greet.max_line_bytes};
+        p->greet =
+            (struct proto_greet){p->greeting.text, p->greeting.text_len, s->greet.max_line_bytes};
     list_init(&p->node);
     buf_pool_resize(&set->out_pool, s->buffer_bytes);
     buf_pool_resize(&set->in_pool, in_cap);

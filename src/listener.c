@@ -186,11 +186,11 @@ int listener_refuse_syns(struct listener *l)
     /* Classic BPF over the TCP header (where a TCP socket's filter starts): drop a
      * segment whose flags have SYN without ACK, keep everything else. */
     static const struct sock_filter code[] = {
-        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),              /* the flags byte */
-        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),           /* SYN | ACK */
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),     /* SYN alone? */
-        BPF_STMT(BPF_RET | BPF_K, 0),                        /* drop */
-        BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),              /* keep */
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),          /* the flags byte */
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),       /* SYN | ACK */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1), /* SYN alone? */
+        BPF_STMT(BPF_RET | BPF_K, 0),                    /* drop */
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),          /* keep */
     };
     struct sock_fprog prog = {sizeof(code) / sizeof(code[0]), (struct sock_filter *)code};
     if (setsockopt(l->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)

@@ -67,8 +67,8 @@ static int server_bind_service(const struct conf_service *svc, int type, unsigne
                 !listener_set_holds(out, keep->items[k]))
                 l = listener_ref(keep->items[k]);
         bool is_new = l == NULL;
-        int rc = is_new ? listener_open(&svc->listen[i], type, (int)backlog, svc->is_reuseport, &l)
-                        : 0;
+        int rc =
+            is_new ? listener_open(&svc->listen[i], type, (int)backlog, svc->is_reuseport, &l) : 0;
         if (rc == 0)
             rc = listener_set_add(out, l);
         if (rc < 0) {
@@ -184,8 +184,8 @@ static void server_names(const struct conf *c, struct server_names *n)
         snprintf(n->host, sizeof(n->host), "localhost");
     n->host[sizeof(n->host) - 1] = '\0';
     snprintf(n->pid, sizeof(n->pid), "%ld", (long)getpid());
-    n->values = (struct template_values){{
-        [TEMPLATE_HOST] = n->host, [TEMPLATE_INSTANCE] = c->instance, [TEMPLATE_PID] = n->pid}};
+    n->values = (struct template_values){
+        {[TEMPLATE_HOST] = n->host, [TEMPLATE_INSTANCE] = c->instance, [TEMPLATE_PID] = n->pid}};
 }
 
 /* The UDP thread's settings from the configuration c and the listeners udp: in greet
@@ -208,8 +208,9 @@ static struct udp_settings *server_udp_settings(const struct conf *c,
     server_names(c, &names);
     for (size_t i = 0; rc == 0 && u->greetings && i < udp->count; i++) {
         char server_text[ADDR_STRLEN];
-        template_values_site(&names.values, "udp", (const struct sockaddr *)&udp->items[i]->bound.ss,
-                             server_text, NULL, NULL);
+        template_values_site(&names.values, "udp",
+                             (const struct sockaddr *)&udp->items[i]->bound.ss, server_text, NULL,
+                             NULL);
         rc = template_bind(&c->udp.greeting_template, &names.values, &u->greetings[i]);
     }
     if (rc < 0) {
@@ -235,8 +236,8 @@ static struct conn_settings *server_conn_settings(const struct conf *c)
     struct conn_settings *t = calloc(1, sizeof(*t));
     struct server_names names;
     server_names(c, &names);
-    if (t == NULL || template_bind(&c->tcp.greeting_template, &names.values,
-                                   &t->greeting_template) < 0) {
+    if (t == NULL ||
+        template_bind(&c->tcp.greeting_template, &names.values, &t->greeting_template) < 0) {
         free(t);
         return NULL;
     }

@@ -463,8 +463,7 @@ static void udp_template_each_placeholder(void **state)
         int fd = h_udp_connect(&echod.udp[0]);
         char client[64], greeting[512], want[1100];
         socket_text(fd, true, client, sizeof(client));
-        all_placeholders_text("eu-1", echod.udp_text[0], client, "udp", greeting,
-                              sizeof(greeting));
+        all_placeholders_text("eu-1", echod.udp_text[0], client, "udp", greeting, sizeof(greeting));
         snprintf(want, sizeof(want), "%sping", greeting);
         h_udp_expect(fd, "ping", 4, want, strlen(want), 5, 1000);
         h_close(fd);
@@ -514,8 +513,10 @@ static void template_reload(void **state)
     char config[512];
     snprintf(config, sizeof(config),
              "workers = 1;\ninstance = \"blue\";\n"
-             "tcp = { listen = [ \"%s\" ]; mode = \"greet\"; greeting = \"B {instance} {client}: \"; };\n"
-             "udp = { listen = [ \"%s\" ]; mode = \"greet\"; greeting = \"B {instance} {client}: \"; };\n",
+             "tcp = { listen = [ \"%s\" ]; mode = \"greet\"; greeting = \"B {instance} {client}: "
+             "\"; };\n"
+             "udp = { listen = [ \"%s\" ]; mode = \"greet\"; greeting = \"B {instance} {client}: "
+             "\"; };\n",
              echod.tcp_text[0], echod.udp_text[0]);
     assert_int_equal(h_echod_reload(&echod, config), 0);
 

@@ -858,8 +858,8 @@ static void test_instance(void **state)
     static const struct {
         const char *name, *want;
     } names[] = {
-        {"/etc/echod/eu-1.conf", "eu-1"}, {"web.v2.conf", "web.v2"},  {"plain", "plain"},
-        {"/etc/echod/.hidden", ".hidden"}, {"/etc/echod/", "echod"},   {"a/b.c/d", "d"},
+        {"/etc/echod/eu-1.conf", "eu-1"},  {"web.v2.conf", "web.v2"}, {"plain", "plain"},
+        {"/etc/echod/.hidden", ".hidden"}, {"/etc/echod/", "echod"},  {"a/b.c/d", "d"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         assert_int_equal(conf_load_string(&conf, "", names[i].name, err, sizeof(err)), 0);
@@ -890,12 +890,12 @@ static void test_greeting_template(void **state)
     load_ok("tcp = { greeting = \"{instance}@{host} saw {client}: \"; };\n"
             "udp = { greeting = \"{{literal}} {server} {pid} {worker}\"; };\n");
     assert_string_equal(conf.tcp.greeting, "{instance}@{host} saw {client}: ");
-    assert_int_equal(conf.tcp.greeting_template.fields,
-                     TEMPLATE_BIT(TEMPLATE_INSTANCE) | TEMPLATE_BIT(TEMPLATE_HOST) |
-                         TEMPLATE_BIT(TEMPLATE_CLIENT));
-    assert_int_equal(conf.udp.greeting_template.fields,
-                     TEMPLATE_BIT(TEMPLATE_SERVER) | TEMPLATE_BIT(TEMPLATE_PID) |
-                         TEMPLATE_BIT(TEMPLATE_WORKER));
+    assert_int_equal(conf.tcp.greeting_template.fields, TEMPLATE_BIT(TEMPLATE_INSTANCE) |
+                                                            TEMPLATE_BIT(TEMPLATE_HOST) |
+                                                            TEMPLATE_BIT(TEMPLATE_CLIENT));
+    assert_int_equal(conf.udp.greeting_template.fields, TEMPLATE_BIT(TEMPLATE_SERVER) |
+                                                            TEMPLATE_BIT(TEMPLATE_PID) |
+                                                            TEMPLATE_BIT(TEMPLATE_WORKER));
     assert_true(template_is_literal(&conf.tcp.greeting_template) == false);
     load_ok("");
     assert_true(template_is_literal(&conf.tcp.greeting_template));
@@ -930,8 +930,8 @@ static void test_greeting_template_sizes(void **state)
          5, "tcp.buffer_bytes",
          "greet mode needs tcp.buffer_bytes of at least greeting + max_line_bytes + 1 = 1025 "
          "bytes"},
-        {"udp = {\n  mode = \"greet\";\n  greeting = \"{host}\";\n  max_reply_bytes = 64;\n};\n",
-         4, "udp.max_reply_bytes",
+        {"udp = {\n  mode = \"greet\";\n  greeting = \"{host}\";\n  max_reply_bytes = 64;\n};\n", 4,
+         "udp.max_reply_bytes",
          "greet mode needs udp.max_reply_bytes above the greeting's 64 bytes"},
         {"instance = \"abcd\";\nudp = {\n  mode = \"greet\";\n  greeting = \"{instance}{{\";\n"
          "  max_reply_bytes = 5;\n};\n",

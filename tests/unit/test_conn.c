@@ -151,7 +151,7 @@ static void tcp_pair(void)
 }
 
 static struct conn_settings settings; /* the set reads it for as long as it lives */
-static unsigned long adopt_mallocs;    /* what conn_set_adopt allocated in start() */
+static unsigned long adopt_mallocs;   /* what conn_set_adopt allocated in start() */
 
 /* Serve one connection with settings of mode and greeting; a greeting with placeholders
  * is compiled into the settings' template as server.c would leave it ({worker} is
