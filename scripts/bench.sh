@@ -5,8 +5,8 @@
 # echod/reference: on a shared machine absolute numbers are noise, ratios are not.
 # With -G it measures what a greeting template costs instead: two echods in greet mode,
 # one greeting with a plain "bench@HOST: ", the other with the template
-# "{instance}@{host}: " that renders to the same bytes, in alternating rounds, and prints
-# the ratio template/plain (the goal: 1.0).
+# "{instance}@{host}: " that renders to the same bytes, in three rounds (each going first
+# in turn), and prints the ratio template/plain (the goal: 1.0).
 # Every process it starts is killed on exit (trap).
 set -eu
 cd "$(dirname "$0")/.."
@@ -109,9 +109,9 @@ if [ -n "$greet" ]; then
     prefix="bench@$(hostname): "
     start_echod plain "mode = \"greet\"; greeting = \"$prefix\";"
     start_echod template "mode = \"greet\"; greeting = \"{instance}@{host}: \";"
-    plain_sum=0 template_sum=0
+    plain_sum=0 template_sum=0 order="plain template"
     for round in 1 2 3; do
-        for name in plain template; do
+        for name in $order; do
             build/default/echod-bench $udp -q -p "$(port_of "$tmp/$name.ports")" -c "$conns" \
                 -s "$size" -P "$pipeline" -d "$duration" -g "$prefix" >"$tmp/$name.out" || {
                 cat "$tmp/$name.out"
@@ -122,6 +122,9 @@ if [ -n "$greet" ]; then
         done
         plain_sum=$((plain_sum + $(rate plain)))
         template_sum=$((template_sum + $(rate template)))
+        # Each goes first in turn, so that a machine getting busier or quieter favours
+        # neither.
+        [ "$order" = "plain template" ] && order="template plain" || order="plain template"
     done
     awk -v t="$template_sum" -v p="$plain_sum" 'BEGIN {
         printf "ratio template/plain msgs_per_s=%.3f (%d / %d on average over 3 rounds each)\n",
