@@ -96,7 +96,13 @@ udp = { listen = ["127.0.0.1:0"]; $2 };
 EOF
     build/default/echod -c "$tmp/$1.conf" --port-file "$tmp/$1.ports" 2>"$tmp/$1.log" &
     pids="$pids $!"
+    echo "$!" >"$tmp/$1.pid"
     wait_lines "$tmp/$1.ports" 2 "$1"
+}
+
+# The CPU time echod $1 has used, in clock ticks (utime + stime of /proc/PID/stat).
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$(cat "$tmp/$1.pid")/stat"
 }
 
 # The msgs_per_s of the summary line in $tmp/$1.out.
@@ -110,8 +116,10 @@ if [ -n "$greet" ]; then
     start_echod plain "mode = \"greet\"; greeting = \"$prefix\";"
     start_echod template "mode = \"greet\"; greeting = \"{instance}@{host}: \";"
     plain_sum=0 template_sum=0 order="plain template"
+    plain_ticks=0 template_ticks=0 plain_msgs=0 template_msgs=0
     for round in 1 2 3; do
         for name in $order; do
+            before=$(cpu_ticks "$name")
             build/default/echod-bench $udp -q -p "$(port_of "$tmp/$name.ports")" -c "$conns" \
                 -s "$size" -P "$pipeline" -d "$duration" -g "$prefix" >"$tmp/$name.out" || {
                 cat "$tmp/$name.out"
@@ -119,6 +127,9 @@ if [ -n "$greet" ]; then
                 exit 1
             }
             echo "round $round $name: $(cat "$tmp/$name.out")"
+            ticks=$(($(cpu_ticks "$name") - before))
+            msgs=$(sed -n 's/.* msgs=\([0-9]*\).*/\1/p' "$tmp/$name.out")
+            eval "${name}_ticks=\$((${name}_ticks + ticks)) ${name}_msgs=\$((${name}_msgs + msgs))"
         done
         plain_sum=$((plain_sum + $(rate plain)))
         template_sum=$((template_sum + $(rate template)))
@@ -126,9 +137,15 @@ if [ -n "$greet" ]; then
         # neither.
         [ "$order" = "plain template" ] && order="template plain" || order="plain template"
     done
-    awk -v t="$template_sum" -v p="$plain_sum" 'BEGIN {
-        printf "ratio template/plain msgs_per_s=%.3f (%d / %d on average over 3 rounds each)\n",
-            (p > 0 ? t / p : 0), t / 3, p / 3
+    # Throughput swings with whatever else the machine runs; echod's CPU time per
+    # message much less so: both are printed.
+    awk -v t="$template_sum" -v p="$plain_sum" -v tt="$template_ticks" -v pt="$plain_ticks" \
+        -v tm="$template_msgs" -v pm="$plain_msgs" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        tc = tm > 0 ? tt * 1e6 / hz / tm : 0
+        pc = pm > 0 ? pt * 1e6 / hz / pm : 0
+        printf "cpu_us_per_msg template=%.3f plain=%.3f\n", tc, pc
+        printf "ratio template/plain msgs_per_s=%.3f (%d / %d on average over 3 rounds each) " \
+            "cpu_per_msg=%.3f\n", (p > 0 ? t / p : 0), t / 3, p / 3, (pc > 0 ? tc / pc : 0)
     }'
     exit 0
 fi
