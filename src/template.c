@@ -176,7 +176,7 @@ size_t template_render(const struct template *t, const struct template_values *v
         const struct template_segment *s = &t->segments[i];
         const char *p = s->field < 0 ? t->text + s->offset : v->v[s->field];
         size_t n = s->field < 0 ? s->len : p ? strlen(p) : 0;
-        if (len < size)
+        if (n > 0 && len < size) /* an unknown value (p NULL) writes nothing */
             memcpy(buf + len, p, len + n < size ? n : size - len);
         len += n;
     }
