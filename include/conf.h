@@ -3,6 +3,7 @@
 #ifndef ECHOD_CONF_H
 #define ECHOD_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "addr.h"
@@ -10,6 +11,7 @@
 #include "log.h"
 #include "proto.h"
 #include "proxy.h"
+#include "template.h"
 
 #define CONF_DEFAULT_PORT 7007
 /* Most worker threads, whether configured or counted from CPUs. */
@@ -23,8 +25,11 @@ struct conf_service {
     struct addr *listen; /* addresses to bind; none turns the service off */
     size_t listen_count;
     enum proto_mode mode;
-    char *greeting; /* greet mode prefix, UTF-8, NUL-terminated */
+    char *greeting; /* greet mode prefix, UTF-8, NUL-terminated: the template's source */
     size_t greeting_len;
+    struct template greeting_template; /* greeting compiled (template.h) */
+    size_t greeting_max_bytes;         /* its longest rendering (template_max_len) */
+    bool is_reuseport;                 /* tcp.reuseport, udp.reuseport: SO_REUSEPORT */
 };
 
 struct conf {
@@ -47,6 +52,7 @@ struct conf {
     struct conf_service udp;
     unsigned udp_max_reply_bytes; /* a larger reply is not sent (udp_reply_too_large) */
     struct guard_conf udp_guard;  /* the reflection guard, udp.guard */
+    char *instance;               /* {instance}: the file's base name by default */
 };
 
 /* Fill c with the built-in defaults; 0 or -ENOMEM. */

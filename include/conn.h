@@ -11,16 +11,21 @@
 #include "proto.h"
 #include "proxy.h"
 #include "stats.h"
+#include "template.h"
 
 /* The TCP settings of one configuration generation (a snapshot's: immutable). Mode,
  * greeting and sizes apply to the connections adopted while they are current, for
  * their whole life; the timeouts of the current settings apply to every connection. */
 struct conn_settings {
     enum proto_mode mode;
-    struct proto_greet greet;
-    size_t buffer_bytes;       /* pending-output bound per connection */
-    unsigned idle_timeout_ms;  /* no progress (see conn.c's DESIGN); 0 = never */
-    unsigned send_timeout_ms;  /* output pending, the peer acknowledged nothing; 0 = never */
+    struct proto_greet greet; /* the greeting, when greeting_template is literal */
+    /* The greeting with what the process knows bound ({host}, {instance}, {pid}); a
+     * worker binds {worker}, and what is left ({server}, {client}) is rendered per
+     * connection. Literal (or zeroed): greet is the greeting of every connection. */
+    struct template greeting_template;
+    size_t buffer_bytes;      /* pending-output bound per connection */
+    unsigned idle_timeout_ms; /* no progress (see conn.c's DESIGN); 0 = never */
+    unsigned send_timeout_ms; /* output pending, the peer acknowledged nothing; 0 = never */
     enum proxy_accept proxy;   /* the PROXY header each connection starts with, if any */
     unsigned proxy_timeout_ms; /* the whole header within this; the current settings' apply */
 };
@@ -30,6 +35,7 @@ struct conn_hooks {
     struct iplimit *iplimit;     /* released on each close; NULL when there is no limit */
     void (*on_close)(void *arg); /* told, on this thread, whenever a connection closes */
     void *on_close_arg;
+    const char *worker_name; /* {worker} in greetings: the worker's index */
 };
 
 struct conn_set;

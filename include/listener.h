@@ -18,6 +18,7 @@ struct listener {
     int fd;
     int type;               /* SOCK_STREAM or SOCK_DGRAM */
     bool is_adopted;        /* passed by systemd: closed, never shut down */
+    bool is_reuseport;      /* bound with SO_REUSEPORT (tcp.reuseport, udp.reuseport) */
     struct addr configured; /* the listen entry it was opened for (port 0 stays 0) */
     struct addr bound;      /* the address actually bound: port 0 resolved */
 };
@@ -28,9 +29,11 @@ struct listener_set {
     size_t count;
 };
 
-/* Bind a non-blocking socket of `type` to a (listening, for TCP) into a new listener
- * with one reference; 0 or -errno. */
-int listener_open(const struct addr *a, int type, int backlog, struct listener **out);
+/* Bind a non-blocking socket of `type` to a (listening, for TCP), with SO_REUSEPORT when
+ * is_reuseport (several processes may then bind the same address and the kernel spreads
+ * clients over them), into a new listener with one reference; 0 or -errno. */
+int listener_open(const struct addr *a, int type, int backlog, bool is_reuseport,
+                  struct listener **out);
 /* Adopt fd, a socket passed by systemd, as a new listener with one reference: a
  * listening TCP socket or a bound UDP socket, IPv4 or IPv6. name (FileDescriptorName=,
  * may be NULL) "tcp" or "udp" must match the socket; any other name is classified by
@@ -43,10 +46,17 @@ int listener_adopt(int fd, const char *name, struct listener **out, char *err, s
 struct listener *listener_ref(struct listener *l);
 /* Drop a reference (NULL is fine); the last one closes the socket. Any thread. */
 void listener_unref(struct listener *l);
-/* Whether l serves the listen entry a with `type`: a is the entry l was opened for or
- * the address it is bound to. A reload keeps such a listener instead of binding it
- * again (so "127.0.0.1:0" keeps its port, and naming that port keeps it too). */
-bool listener_matches(const struct listener *l, const struct addr *a, int type);
+/* Whether l serves the listen entry a with `type` and is_reuseport: a is the entry l was
+ * opened for or the address it is bound to. A reload keeps such a listener instead of
+ * binding it again (so "127.0.0.1:0" keeps its port, and naming that port keeps it
+ * too); a changed is_reuseport needs a new socket. */
+bool listener_matches(const struct listener *l, const struct addr *a, int type, bool is_reuseport);
+/* A stopping SO_REUSEPORT TCP listener: from now on the kernel drops every SYN that would
+ * open a connection on l (a socket filter), while the handshakes already under way
+ * complete and wait to be accepted. A client whose SYN was dropped sends it again about
+ * a second later, and by then l has left the port's group (listener_stop), so another
+ * process takes it: draining l refuses and resets nobody. 0 or -errno. */
+int listener_refuse_syns(struct listener *l);
 /* Stop a TCP listener for good: new connects are refused (shutdown(2); the fd stays
  * open until the last reference). An adopted socket is left alone: systemd keeps
  * listening on it for the next start. */

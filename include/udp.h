@@ -9,16 +9,18 @@
 #include "proto.h"
 #include "listener.h"
 #include "stats.h"
+#include "template.h"
 
 struct snap_box;
 struct udp;
 
 /* What the UDP thread answers with: server.c builds it from the configuration and
- * publishes a new one on reload (see snap.h). Owns its greeting. */
+ * publishes a new one on reload (see snap.h). Owns its greetings. */
 struct udp_settings {
     enum proto_mode mode;
-    char *greeting; /* greet mode prefix */
-    size_t greeting_len;
+    /* Greet mode: one greeting per listener, in the listeners' order, with everything
+     * but {client} bound; one that is still a template is rendered per datagram. */
+    struct template *greetings;
     size_t max_reply_bytes;        /* udp.max_reply_bytes */
     struct guard_conf guard;       /* udp.guard */
     struct listener_set listeners; /* the UDP listeners */

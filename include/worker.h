@@ -24,10 +24,11 @@ struct worker_hooks {
 
 struct snap_box;
 
-/* A worker (not yet running) with a hand-off queue of queue_capacity sockets, serving
+/* Worker number `index` (from 0; {worker} in greetings), not yet running, with a
+ * hand-off queue of queue_capacity sockets, serving
  * connections with the conn_settings published in the box (a reload publishes new ones:
  * see conn.h for what applies to whom); 0 or -errno. */
-int worker_create(struct snap_box *settings, unsigned queue_capacity,
+int worker_create(struct snap_box *settings, unsigned index, unsigned queue_capacity,
                   const struct worker_hooks *hooks, struct worker **out);
 /* Make the thread take up newly published settings now (any thread). */
 void worker_wake(struct worker *w);

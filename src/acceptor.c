@@ -438,19 +438,39 @@ static size_t acceptor_pending(const struct listener *l)
     return info.tcpi_unacked;
 }
 
-/* The stop began: stop listening, and note how many connections each listener's backlog
- * holds now. Those clients are owed service; later ones are refused. An adopted socket
- * owes nothing: what waits on it is systemd's, for the next start. */
+/* What a listener that stops (at shutdown, or removed by a reload) owes: the
+ * connections its backlog holds now (`waiting`); later ones are refused. A SO_REUSEPORT
+ * listener first has the kernel drop new SYNs (listener_refuse_syns: their clients
+ * retry, then reach another process of the port's group), and then owes everything
+ * that reaches its backlog until accept finds it empty, the handshakes already under
+ * way included, so that no client of the group is refused. */
+static size_t acceptor_owed_at_stop(struct listener *l, size_t *waiting)
+{
+    int rc = l->is_reuseport ? listener_refuse_syns(l) : -EOPNOTSUPP;
+    if (l->is_reuseport && rc < 0)
+        log_warn("cannot keep new clients off a stopping reuseport listener (%s): those that "
+                 "come while it closes are refused",
+                 strerror(-rc));
+    *waiting = acceptor_pending(l);
+    return rc == 0 ? ACCEPTOR_SWEEP_MAX : *waiting;
+}
+
+/* The stop began: stop listening, and note what each listener owes
+ * (acceptor_owed_at_stop). An adopted socket owes nothing: what waits on it is
+ * systemd's, for the next start. */
 static void acceptor_begin_stop(struct acceptor *a)
 {
     acceptor_set_listening(a, false);
-    size_t total = 0;
+    size_t total = 0, waiting = 0;
     const struct listener_set *ls = &a->s->listeners;
     if ((a->owed = calloc(ls->count ? ls->count : 1, sizeof(*a->owed))) == NULL)
         log_error("shutdown: out of memory: refusing the clients waiting in the backlog");
-    for (size_t i = 0; a->owed && i < ls->count; i++)
-        if (!ls->items[i]->is_adopted)
-            total += a->owed[i] = acceptor_pending(ls->items[i]);
+    for (size_t i = 0; a->owed && i < ls->count; i++) {
+        if (ls->items[i]->is_adopted)
+            continue;
+        a->owed[i] = acceptor_owed_at_stop(ls->items[i], &waiting);
+        total += waiting;
+    }
     if (total > 0)
         log_info("shutdown: taking in %zu connection%s waiting in the listen backlog", total,
                  total == 1 ? "" : "s");
@@ -513,14 +533,16 @@ static void acceptor_finish_stop(struct acceptor *a)
 }
 
 /* A reload removed listener l: take in the clients waiting in its backlog while they
- * fit (without waiting for room), and refuse the rest with a FIN rather than let the
- * close reset them. Connections accepted on it earlier are unaffected. */
+ * fit (without waiting for room; a reuseport listener first has new SYNs dropped, see
+ * acceptor_owed_at_stop), and refuse the rest with a FIN rather than let the close reset
+ * them. Connections accepted on it earlier are unaffected. */
 static void acceptor_retire(struct acceptor *a, struct listener *l)
 {
     acceptor_watch(a, EPOLL_CTL_DEL, l);
     if (l->is_adopted)
         return;
-    for (size_t owed = acceptor_pending(l); owed > 0; owed--)
+    size_t waiting;
+    for (size_t owed = acceptor_owed_at_stop(l, &waiting); owed > 0; owed--)
         if (acceptor_accept_one(a, l) < 0)
             break;
     uint64_t refused = acceptor_refuse_waiting(a, l);

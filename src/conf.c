@@ -27,6 +27,8 @@
 #define CONF_MAX_GREETING   4096 /* bytes */
 #define CONF_MAX_PROXY_FROM 64u  /* networks in tcp.proxy_from */
 #define CONF_MAX_FILE_BYTES (1 << 20)
+#define CONF_MAX_INSTANCE     64 /* bytes of the instance name */
+#define CONF_DEFAULT_INSTANCE "echod"
 
 /* Where messages go while one load runs. */
 struct conf_ctx {
@@ -90,6 +92,17 @@ static const struct conf_bool_key conf_guard_bools[] = {
     {NULL, 0},
 };
 
+/* The booleans of the tcp and udp groups. */
+static const struct conf_bool_key conf_tcp_bools[] = {
+    {"reuseport", offsetof(struct conf, tcp.is_reuseport)},
+    {NULL, 0},
+};
+
+static const struct conf_bool_key conf_udp_bools[] = {
+    {"reuseport", offsetof(struct conf, udp.is_reuseport)},
+    {NULL, 0},
+};
+
 /* The keys of the tcp and udp groups that are not numbers (conf_apply_service_key). */
 static const char *const conf_service_keys[] = {"listen", "mode", "greeting", NULL};
 /* The keys of the tcp group alone that are not numbers (conf_apply_proxy_key). */
@@ -111,20 +124,30 @@ static void conf_key_emit_uints(const char *group, const struct conf_uint_key *t
         conf_key_emit(group, k->name, fn, arg);
 }
 
+/* Call fn with "group.name" for each boolean of table. */
+static void conf_key_emit_bools(const char *group, const struct conf_bool_key *table,
+                                void (*fn)(const char *, void *), void *arg)
+{
+    for (const struct conf_bool_key *k = table; k->name; k++)
+        conf_key_emit(group, k->name, fn, arg);
+}
+
 void conf_each_key(void (*fn)(const char *key, void *arg), void *arg)
 {
     conf_key_emit_uints(NULL, conf_root_uints, fn, arg);
     conf_key_emit(NULL, "log_level", fn, arg);
+    conf_key_emit(NULL, "instance", fn, arg);
     for (const char *const *k = conf_service_keys; *k; k++)
         conf_key_emit("tcp", *k, fn, arg);
     for (const char *const *k = conf_tcp_keys; *k; k++)
         conf_key_emit("tcp", *k, fn, arg);
     conf_key_emit_uints("tcp", conf_tcp_uints, fn, arg);
+    conf_key_emit_bools("tcp", conf_tcp_bools, fn, arg);
     for (const char *const *k = conf_service_keys; *k; k++)
         conf_key_emit("udp", *k, fn, arg);
     conf_key_emit_uints("udp", conf_udp_uints, fn, arg);
-    for (const struct conf_bool_key *k = conf_guard_bools; k->name; k++)
-        conf_key_emit("udp.guard", k->name, fn, arg);
+    conf_key_emit_bools("udp", conf_udp_bools, fn, arg);
+    conf_key_emit_bools("udp.guard", conf_guard_bools, fn, arg);
     conf_key_emit_uints("udp.guard", conf_guard_uints, fn, arg);
 }
 
@@ -444,12 +467,41 @@ static int conf_get_greeting(const struct conf_ctx *ctx, const config_setting_t 
         return conf_fail(ctx, s, group, "longer than %d bytes", CONF_MAX_GREETING);
     if (!conf_is_utf8((const unsigned char *)text, len))
         return conf_fail(ctx, s, group, "is not valid UTF-8");
+    struct template compiled;
+    char why[CONF_ERR_SIZE];
+    rc = template_compile(text, len, &compiled, why, sizeof(why));
+    if (rc == -EINVAL)
+        return conf_fail(ctx, s, group, "%s", why);
+    char *copy = rc == 0 ? strdup(text) : NULL;
+    if (copy == NULL) {
+        template_free(&compiled);
+        return -ENOMEM;
+    }
+    free(svc->greeting);
+    template_free(&svc->greeting_template);
+    svc->greeting = copy;
+    svc->greeting_len = len;
+    svc->greeting_template = compiled;
+    return 0;
+}
+
+/* The instance name: 1 to CONF_MAX_INSTANCE bytes of UTF-8; replaces c->instance. */
+static int conf_get_instance(const struct conf_ctx *ctx, const config_setting_t *s, struct conf *c)
+{
+    const char *text = NULL;
+    int rc = conf_get_string(ctx, s, NULL, &text);
+    if (rc < 0)
+        return rc;
+    size_t len = strlen(text);
+    if (len == 0 || len > CONF_MAX_INSTANCE)
+        return conf_fail(ctx, s, NULL, "must be 1 to %d bytes long", CONF_MAX_INSTANCE);
+    if (!conf_is_utf8((const unsigned char *)text, len))
+        return conf_fail(ctx, s, NULL, "is not valid UTF-8");
     char *copy = strdup(text);
     if (copy == NULL)
         return -ENOMEM;
-    free(svc->greeting);
-    svc->greeting = copy;
-    svc->greeting_len = len;
+    free(c->instance);
+    c->instance = copy;
     return 0;
 }
 
@@ -564,6 +616,8 @@ static int conf_apply_service(const struct conf_ctx *ctx, const config_setting_t
         if (rc == 0 && is_tcp)
             rc = conf_apply_proxy_key(ctx, s, c);
         if (rc == 0)
+            rc = conf_apply_bool(ctx, s, group, is_tcp ? conf_tcp_bools : conf_udp_bools, c);
+        if (rc == 0)
             rc = conf_apply_service_key(ctx, s, group, svc);
         if (rc < 0)
             return rc;
@@ -624,7 +678,7 @@ static const config_setting_t *conf_lookup_either(const config_t *cfg, const cha
 /* Rules that involve more than one key. */
 static int conf_check_whole(const struct conf_ctx *ctx, const config_t *cfg, const struct conf *c)
 {
-    size_t greet_need = c->tcp.greeting_len + (size_t)c->tcp_max_line_bytes + 1;
+    size_t greet_need = c->tcp.greeting_max_bytes + (size_t)c->tcp_max_line_bytes + 1;
     if (c->tcp.mode == PROTO_GREET && c->tcp_buffer_bytes < greet_need) {
         /* Greet mode is only on when tcp.mode was given, so one of the two exists. */
         const config_setting_t *s = conf_lookup_either(cfg, "tcp.buffer_bytes", "tcp.mode");
@@ -641,13 +695,42 @@ static int conf_check_whole(const struct conf_ctx *ctx, const config_t *cfg, con
                          "to send a PROXY header (none is by default)",
                          proxy_accept_name(c->tcp_proxy_protocol));
     }
-    if (c->udp.mode == PROTO_GREET && c->udp_max_reply_bytes <= c->udp.greeting_len) {
+    if (c->udp.mode == PROTO_GREET && c->udp_max_reply_bytes <= c->udp.greeting_max_bytes) {
         const config_setting_t *s = conf_lookup_either(cfg, "udp.max_reply_bytes", "udp.mode");
         return conf_fail(ctx, s, "udp",
                          "greet mode needs udp.max_reply_bytes above the greeting's %zu bytes",
-                         c->udp.greeting_len);
+                         c->udp.greeting_max_bytes);
     }
     return 0;
+}
+
+/* The instance name a file called `name` gives by default: its base name without the
+ * extension ("/etc/echod/eu-1.conf" gives "eu-1"), cut to CONF_MAX_INSTANCE bytes at a
+ * character's start; CONF_DEFAULT_INSTANCE if that leaves nothing. 0 or -ENOMEM. */
+static int conf_name_instance(struct conf *c, const char *name)
+{
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    const char *dot = strrchr(base, '.');
+    size_t len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    if (len > CONF_MAX_INSTANCE)
+        len = CONF_MAX_INSTANCE;
+    while (len > 0 && !conf_is_utf8((const unsigned char *)base, len))
+        len--; /* not a whole character, or not UTF-8 at all */
+    char *instance = len ? strndup(base, len) : strdup(CONF_DEFAULT_INSTANCE);
+    if (instance == NULL)
+        return -ENOMEM;
+    free(c->instance);
+    c->instance = instance;
+    return 0;
+}
+
+/* Each greeting's longest rendering, with the instance name in force. */
+static void conf_size_greetings(struct conf *c)
+{
+    size_t instance_len = strlen(c->instance);
+    c->tcp.greeting_max_bytes = template_max_len(&c->tcp.greeting_template, instance_len);
+    c->udp.greeting_max_bytes = template_max_len(&c->udp.greeting_template, instance_len);
 }
 
 /* Apply every top-level setting of cfg to c. */
@@ -669,6 +752,9 @@ static int conf_apply_root(const struct conf_ctx *ctx, const config_t *cfg, stru
         } else if (strcmp(name, "tcp") == 0 || strcmp(name, "udp") == 0) {
             if ((rc = conf_apply_service(ctx, s, name, c)) < 0)
                 return rc;
+        } else if (strcmp(name, "instance") == 0) {
+            if ((rc = conf_get_instance(ctx, s, c)) < 0)
+                return rc;
         } else if (strcmp(name, "log_level") == 0) {
             if ((rc = conf_get_string(ctx, s, NULL, &text)) < 0)
                 return rc;
@@ -681,6 +767,9 @@ static int conf_apply_root(const struct conf_ctx *ctx, const config_t *cfg, stru
             return conf_fail(ctx, s, NULL, "unknown key");
         }
     }
+    if (config_lookup(cfg, "instance") == NULL && (rc = conf_name_instance(c, ctx->name)) < 0)
+        return rc;
+    conf_size_greetings(c);
     return conf_check_whole(ctx, cfg, c);
 }
 
@@ -690,7 +779,9 @@ static int conf_service_defaults(struct conf_service *svc, const char *greeting)
     memset(svc, 0, sizeof(*svc));
     svc->listen = calloc(1, sizeof(*svc->listen));
     svc->greeting = strdup(greeting);
-    if (svc->listen == NULL || svc->greeting == NULL)
+    char why[CONF_ERR_SIZE];
+    if (svc->listen == NULL || svc->greeting == NULL ||
+        template_compile(greeting, strlen(greeting), &svc->greeting_template, why, sizeof(why)) < 0)
         return -ENOMEM;
     addr_parse(CONF_DEFAULT_LISTEN, &svc->listen[0]);
     svc->listen_count = 1;
@@ -718,10 +809,12 @@ int conf_init_defaults(struct conf *c)
     c->udp_max_reply_bytes = 65507;
     guard_conf_defaults(&c->udp_guard);
     if (conf_service_defaults(&c->tcp, "Hello, ") < 0 ||
-        conf_service_defaults(&c->udp, "Hello, client! You sent: ") < 0) {
+        conf_service_defaults(&c->udp, "Hello, client! You sent: ") < 0 ||
+        (c->instance = strdup(CONF_DEFAULT_INSTANCE)) == NULL) {
         conf_free(c);
         return -ENOMEM;
     }
+    conf_size_greetings(c);
     return 0;
 }
 
@@ -879,6 +972,7 @@ static void conf_service_free(struct conf_service *svc)
 {
     free(svc->listen);
     free(svc->greeting);
+    template_free(&svc->greeting_template);
     svc->listen = NULL;
     svc->greeting = NULL;
     svc->listen_count = 0;
@@ -891,4 +985,6 @@ void conf_free(struct conf *c)
     c->tcp_proxy_from_count = 0;
     conf_service_free(&c->tcp);
     conf_service_free(&c->udp);
+    free(c->instance);
+    c->instance = NULL;
 }

@@ -51,6 +51,7 @@
 #include "log.h"
 #include "sock.h"
 #include "tcpinfo.h"
+#include "template.h"
 
 /* How long a connection closed for a protocol error keeps discarding input after its
  * error reply, so that closing does not reset the reply away. */
@@ -81,6 +82,8 @@ struct conn_profile {
     void (*release)(void *handle); /* called with handle when no connection uses s */
     void *handle;
     size_t in_cap;         /* greet: a full line plus its '\n' */
+    struct proto_greet greet; /* the greeting its connections share, if they do */
+    struct template greeting; /* s's with {worker} bound: literal when they share greet */
     size_t conns;          /* connections that use it */
     struct list_node node; /* in set->old_profiles once it is not current */
 };
@@ -97,6 +100,7 @@ struct conn {
     struct conn_timer timer;      /* in set->idle or set->linger */
     struct conn_timer send_timer; /* in set->sending while out is pending, else unlinked */
     struct conn_profile *profile; /* the settings it was accepted with */
+    const struct proto_greet *greet; /* its profile's, or its own (conn_greet_start) */
     uint64_t acked_bytes;         /* what the peer had acknowledged at the last send check */
     struct proxy_parser *proxy;   /* while its PROXY header is read (c->timer in set->header) */
     union proxy_addr client;      /* the client a PROXY header named; AF_UNSPEC: the peer */
@@ -183,9 +187,16 @@ static int conn_grow_scratch(struct buf *scratch, size_t bytes)
     return 0;
 }
 
+/* A greeting rendered for one connection, stored with it. */
+struct conn_greeting {
+    struct proto_greet greet; /* first: the connection points here */
+    char text[];
+};
+
 /* Free a profile no connection uses, and tell its owner. */
 static void conn_profile_free(struct conn_profile *p)
 {
+    template_free(&p->greeting);
     if (p->release)
         p->release(p->handle);
     free(p);
@@ -213,7 +224,17 @@ int conn_set_use(struct conn_set *set, const struct conn_settings *s, void (*rel
             release(handle);
         return -ENOMEM;
     }
-    *p = (struct conn_profile){.s = s, .release = release, .handle = handle, .in_cap = in_cap};
+    *p = (struct conn_profile){
+        .s = s, .release = release, .handle = handle, .in_cap = in_cap, .greet = s->greet};
+    struct template_values worker = {{[TEMPLATE_WORKER] = set->hooks.worker_name}};
+    if (!template_is_literal(&s->greeting_template) &&
+        template_bind(&s->greeting_template, &worker, &p->greeting) < 0) {
+        conn_profile_free(p);
+        return -ENOMEM;
+    }
+    if (p->greeting.text && template_is_literal(&p->greeting)) /* {worker} was all: shared */
+        p->greet =
+            (struct proto_greet){p->greeting.text, p->greeting.text_len, s->greet.max_line_bytes};
     list_init(&p->node);
     buf_pool_resize(&set->out_pool, s->buffer_bytes);
     buf_pool_resize(&set->in_pool, in_cap);
@@ -277,6 +298,8 @@ static void conn_unhold(struct conn_set *set, struct conn *c)
     buf_pool_put(&set->out_pool, c->out);
     buf_pool_put(&set->in_pool, c->in);
     free(c->proxy);
+    if (c->greet != &c->profile->greet)
+        free((struct conn_greeting *)(void *)c->greet);
     conn_profile_drop(set, c->profile);
     if (set->hooks.iplimit)
         iplimit_release(set->hooks.iplimit, c->fd); /* before close frees the fd number */
@@ -481,8 +504,7 @@ static int conn_greet_answer(struct conn_set *set, struct conn *c, const char *i
     size_t consumed;
     struct buf *reply = &set->scratch_out;
     buf_reset(reply);
-    enum proto_status st =
-        proto_greet_frame(&c->profile->s->greet, in, len, false, reply, &consumed);
+    enum proto_status st = proto_greet_frame(c->greet, in, len, false, reply, &consumed);
     int rc = reply->len > 0 ? conn_send_or_keep(set, c, reply->data, reply->len) : 0;
     if (st == PROTO_LINE_TOO_LONG)
         conn_fail_line_too_long(set, c);
@@ -500,8 +522,8 @@ static int conn_greet_process(struct conn_set *set, struct conn *c)
     if (rc < 0)
         return rc;
     size_t consumed;
-    enum proto_status st = proto_greet_frame(&c->profile->s->greet, (const char *)c->in->data,
-                                             c->in->len, c->is_read_closed, c->out, &consumed);
+    enum proto_status st = proto_greet_frame(c->greet, (const char *)c->in->data, c->in->len,
+                                             c->is_read_closed, c->out, &consumed);
     buf_consume(c->in, consumed);
     buf_linearize(c->in);
     if (st == PROTO_LINE_TOO_LONG)
@@ -536,12 +558,16 @@ static enum stats_counter conn_header_fail(enum proxy_error e)
                                       : STAT_tcp_proxy_malformed;
 }
 
+static int conn_greet_start(struct conn *c, const struct sockaddr *client,
+                            const struct sockaddr *server);
+
 /* c's PROXY header is complete: from now on its client is the one the header names (the
  * peer, for LOCAL and UNKNOWN), counted against max_connections_per_ip, and its idle clock
  * runs. 0; -EPROTO with c->fail set when the client's IP is at its limit; -ENOMEM. */
 static int conn_header_done(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
     bool is_local = c->proxy->header.is_local;
+    union proxy_addr server = c->proxy->header.dst;
     stats_add(set->stats, STAT_tcp_proxy_headers, 1);
     if (is_local)
         stats_add(set->stats, STAT_tcp_proxy_local, 1);
@@ -549,6 +575,11 @@ static int conn_header_done(struct conn_set *set, struct conn *c, uint64_t now_m
         c->client = c->proxy->header.src;
     free(c->proxy);
     c->proxy = NULL;
+    /* The greeting names the client and server the header gave (LOCAL: the socket's). */
+    if (conn_greet_start(c, is_local ? NULL : &c->client.sa, is_local ? NULL : &server.sa) < 0) {
+        c->fail = STAT_tcp_out_of_memory;
+        return -EPROTO;
+    }
     c->timer.since_ms = now_ms;
     list_move_back(&set->idle, &c->timer.node);
     if (log_is_enabled(LOG_LEVEL_DEBUG))
@@ -608,7 +639,7 @@ static bool conn_wants_read(const struct conn_set *set, const struct conn *c)
 static void conn_queue_error_reply(struct conn_set *set, struct conn *c)
 {
     char reply[128];
-    int n = proto_line_too_long_reply(&c->profile->s->greet, reply, sizeof(reply));
+    int n = proto_line_too_long_reply(c->greet, reply, sizeof(reply));
     if (n <= 0 || (size_t)n >= sizeof(reply) || conn_take_out(set, c) < 0)
         return;
     if (buf_space(c->out) >= (size_t)n) {
@@ -730,6 +761,41 @@ void conn_set_handle(struct conn_set *set, void *conn, uint32_t events, uint64_t
         conn_close(set, c, STAT_tcp_io_errors); /* both directions are gone */
 }
 
+/* Give c its greeting: its profile's when every connection shares one, else the
+ * profile's template rendered with c's addresses and stored with c (one allocation,
+ * freed at close; within the size conf.c bounded). The one place a connection's greeting
+ * is made: called once, when the connection starts serving. client and server are the
+ * addresses {client} and {server} show, NULL for the socket's own, so that the PROXY
+ * protocol can call it with the ones its header gave. 0 or -ENOMEM. */
+static int conn_greet_start(struct conn *c, const struct sockaddr *client,
+                            const struct sockaddr *server)
+{
+    const struct conn_profile *p = c->profile;
+    c->greet = &p->greet;
+    if (p->s->mode != PROTO_GREET || p->greeting.text == NULL || template_is_literal(&p->greeting))
+        return 0;
+    struct sockaddr_storage peer, local;
+    socklen_t len = sizeof(peer);
+    if (client == NULL && (p->greeting.fields & TEMPLATE_BIT(TEMPLATE_CLIENT)) &&
+        getpeername(c->fd, (struct sockaddr *)&peer, &len) == 0)
+        client = (const struct sockaddr *)&peer;
+    len = sizeof(local);
+    if (server == NULL && (p->greeting.fields & TEMPLATE_BIT(TEMPLATE_SERVER)) &&
+        getsockname(c->fd, (struct sockaddr *)&local, &len) == 0)
+        server = (const struct sockaddr *)&local;
+    char server_text[ADDR_STRLEN], client_text[ADDR_STRLEN];
+    struct template_values v = {{0}};
+    template_values_site(&v, NULL, server, server_text, client, client_text);
+    size_t n = template_render(&p->greeting, &v, NULL, 0);
+    struct conn_greeting *g = malloc(sizeof(*g) + n + 1);
+    if (g == NULL)
+        return -ENOMEM;
+    template_render(&p->greeting, &v, g->text, n + 1);
+    g->greet = (struct proto_greet){g->text, n, p->greet.max_line_bytes};
+    c->greet = &g->greet;
+    return 0;
+}
+
 int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
 {
     int one = 1;
@@ -769,6 +835,7 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
     }
     c->profile = set->current;
     c->profile->conns++;
+    c->greet = &c->profile->greet;
     c->timer.since_ms = now_ms;
     list_push_back(c->proxy ? &set->header : &set->idle, &c->timer.node);
     list_init(&c->send_timer.node);
@@ -776,6 +843,11 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
         conn_log(c, "opened", proto_mode_name(c->profile->s->mode));
     set->count++;
     stats_add(set->stats, STAT_tcp_opened, 1);
+    /* Behind a PROXY header, the greeting waits for the client the header names. */
+    if (c->proxy == NULL && conn_greet_start(c, NULL, NULL) < 0) {
+        conn_close(set, c, STAT_tcp_out_of_memory);
+        return -ENOMEM;
+    }
     return 0;
 }
 

@@ -8,6 +8,7 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <linux/filter.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -20,10 +21,12 @@
 #include <unistd.h>
 
 /* Options every listener gets before bind. */
-static int listener_set_options(int fd, const struct addr *a, int type)
+static int listener_set_options(int fd, const struct addr *a, int type, bool is_reuseport)
 {
     int one = 1;
     if (type == SOCK_STREAM && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+        return -errno;
+    if (is_reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
         return -errno;
     /* [::] must not also take 0.0.0.0: both may be listed side by side. */
     if (a->ss.ss_family == AF_INET6 &&
@@ -32,20 +35,22 @@ static int listener_set_options(int fd, const struct addr *a, int type)
     return 0;
 }
 
-int listener_open(const struct addr *a, int type, int backlog, struct listener **out)
+int listener_open(const struct addr *a, int type, int backlog, bool is_reuseport,
+                  struct listener **out)
 {
     struct listener *l = calloc(1, sizeof(*l));
     if (l == NULL)
         return -ENOMEM;
     atomic_init(&l->refs, 1);
     l->type = type;
+    l->is_reuseport = is_reuseport;
     l->configured = *a;
     int fd = socket(a->ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         free(l);
         return -errno;
     }
-    int rc = listener_set_options(fd, a, type);
+    int rc = listener_set_options(fd, a, type, is_reuseport);
     if (rc == 0 && bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
         rc = -errno;
     if (rc == 0 && type == SOCK_STREAM && listen(fd, backlog) < 0)
@@ -170,10 +175,27 @@ static bool listener_same_addr(const struct addr *x, const struct addr *y)
     return x->len == y->len && memcmp(&x->ss, &y->ss, x->len) == 0;
 }
 
-bool listener_matches(const struct listener *l, const struct addr *a, int type)
+bool listener_matches(const struct listener *l, const struct addr *a, int type, bool is_reuseport)
 {
-    return l->type == type &&
+    return l->type == type && l->is_reuseport == is_reuseport &&
            (listener_same_addr(&l->configured, a) || listener_same_addr(&l->bound, a));
+}
+
+int listener_refuse_syns(struct listener *l)
+{
+    /* Classic BPF over the TCP header (where a TCP socket's filter starts): drop a
+     * segment whose flags have SYN without ACK, keep everything else. */
+    static const struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),          /* the flags byte */
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),       /* SYN | ACK */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1), /* SYN alone? */
+        BPF_STMT(BPF_RET | BPF_K, 0),                    /* drop */
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),          /* keep */
+    };
+    struct sock_fprog prog = {sizeof(code) / sizeof(code[0]), (struct sock_filter *)code};
+    if (setsockopt(l->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
+        return -errno;
+    return 0;
 }
 
 void listener_stop(struct listener *l)

@@ -63,11 +63,12 @@ static int server_bind_service(const struct conf_service *svc, int type, unsigne
     for (size_t i = 0; i < svc->listen_count; i++) {
         struct listener *l = NULL;
         for (size_t k = 0; k < keep->count && l == NULL; k++) /* each kept at most once */
-            if (listener_matches(keep->items[k], &svc->listen[i], type) &&
+            if (listener_matches(keep->items[k], &svc->listen[i], type, svc->is_reuseport) &&
                 !listener_set_holds(out, keep->items[k]))
                 l = listener_ref(keep->items[k]);
         bool is_new = l == NULL;
-        int rc = is_new ? listener_open(&svc->listen[i], type, (int)backlog, &l) : 0;
+        int rc =
+            is_new ? listener_open(&svc->listen[i], type, (int)backlog, svc->is_reuseport, &l) : 0;
         if (rc == 0)
             rc = listener_set_add(out, l);
         if (rc < 0) {
@@ -81,7 +82,7 @@ static int server_bind_service(const struct conf_service *svc, int type, unsigne
         if (is_new) {
             char line[ADDR_STRLEN + 8];
             listener_describe(l, line, sizeof(line));
-            log_info("listening %s", line);
+            log_info("listening %s%s", line, l->is_reuseport ? " (SO_REUSEPORT)" : "");
         }
     }
     return 0;
@@ -181,45 +182,87 @@ static struct acceptor_settings *server_tcp_settings(const struct conf *c,
     return t;
 }
 
-/* The UDP thread's settings from the configuration c and the listeners udp; NULL when
- * out of memory. */
+/* What a greeting's placeholders stand for when settings are built (at start-up and at
+ * each reload): {host} (gethostname now), {instance} and {pid}, into the caller's
+ * buffers. */
+struct server_names {
+    char host[TEMPLATE_HOST_MAX + 1];
+    char pid[16];
+    struct template_values values;
+};
+
+static void server_names(const struct conf *c, struct server_names *n)
+{
+    if (gethostname(n->host, sizeof(n->host)) < 0)
+        snprintf(n->host, sizeof(n->host), "localhost");
+    n->host[sizeof(n->host) - 1] = '\0';
+    snprintf(n->pid, sizeof(n->pid), "%ld", (long)getpid());
+    n->values = (struct template_values){
+        {[TEMPLATE_HOST] = n->host, [TEMPLATE_INSTANCE] = c->instance, [TEMPLATE_PID] = n->pid}};
+}
+
+/* The UDP thread's settings from the configuration c and the listeners udp: in greet
+ * mode a greeting per listener, bound to all but {client} ({worker} is "udp", {server}
+ * the listener's address); NULL when out of memory. */
 static struct udp_settings *server_udp_settings(const struct conf *c,
                                                 const struct listener_set *udp)
 {
     struct udp_settings *u = calloc(1, sizeof(*u));
-    if (u == NULL || (u->greeting = malloc(c->udp.greeting_len + 1)) == NULL) {
-        free(u);
+    if (u == NULL)
         return NULL;
-    }
-    memcpy(u->greeting, c->udp.greeting, c->udp.greeting_len + 1);
     u->mode = c->udp.mode;
-    u->greeting_len = c->udp.greeting_len;
     u->max_reply_bytes = c->udp_max_reply_bytes;
     u->guard = c->udp_guard;
-    if (listener_set_copy(&u->listeners, udp) < 0) {
+    int rc = listener_set_copy(&u->listeners, udp);
+    if (rc == 0 && c->udp.mode == PROTO_GREET &&
+        (u->greetings = calloc(udp->count ? udp->count : 1, sizeof(*u->greetings))) == NULL)
+        rc = -ENOMEM;
+    struct server_names names;
+    server_names(c, &names);
+    for (size_t i = 0; rc == 0 && u->greetings && i < udp->count; i++) {
+        char server_text[ADDR_STRLEN];
+        template_values_site(&names.values, "udp",
+                             (const struct sockaddr *)&udp->items[i]->bound.ss, server_text, NULL,
+                             NULL);
+        rc = template_bind(&c->udp.greeting_template, &names.values, &u->greetings[i]);
+    }
+    if (rc < 0) {
         udp_settings_free(u);
         return NULL;
     }
     return u;
 }
 
-/* The workers' settings from the configuration c, in one allocation with the greeting
- * (free() releases both); NULL when out of memory. */
+/* Free a conn_settings built by server_conn_settings (the snap box's free). */
+static void server_conn_settings_free(void *settings)
+{
+    struct conn_settings *t = settings;
+    if (t)
+        template_free(&t->greeting_template);
+    free(t);
+}
+
+/* The workers' settings from the configuration c, with the greeting's {host},
+ * {instance} and {pid} bound; NULL when out of memory. */
 static struct conn_settings *server_conn_settings(const struct conf *c)
 {
-    struct conn_settings *t = malloc(sizeof(*t) + c->tcp.greeting_len + 1);
-    if (t == NULL)
+    struct conn_settings *t = calloc(1, sizeof(*t));
+    struct server_names names;
+    server_names(c, &names);
+    if (t == NULL ||
+        template_bind(&c->tcp.greeting_template, &names.values, &t->greeting_template) < 0) {
+        free(t);
         return NULL;
-    char *greeting = memcpy(t + 1, c->tcp.greeting, c->tcp.greeting_len + 1);
-    *t = (struct conn_settings){
-        .mode = c->tcp.mode,
-        .greet = {greeting, c->tcp.greeting_len, c->tcp_max_line_bytes},
-        .buffer_bytes = c->tcp_buffer_bytes,
-        .idle_timeout_ms = c->idle_timeout_ms,
-        .send_timeout_ms = c->send_timeout_ms,
-        .proxy = c->tcp_proxy_protocol,
-        .proxy_timeout_ms = c->tcp_proxy_timeout_ms,
-    };
+    }
+    /* Literal: every connection's greeting. Else its literal parts, until rendered. */
+    t->greet = (struct proto_greet){t->greeting_template.text, t->greeting_template.text_len,
+                                    c->tcp_max_line_bytes};
+    t->mode = c->tcp.mode;
+    t->buffer_bytes = c->tcp_buffer_bytes;
+    t->idle_timeout_ms = c->idle_timeout_ms;
+    t->send_timeout_ms = c->send_timeout_ms;
+    t->proxy = c->tcp_proxy_protocol;
+    t->proxy_timeout_ms = c->tcp_proxy_timeout_ms;
     return t;
 }
 
@@ -239,7 +282,7 @@ static int server_start_tcp(struct server *s)
     int rc =
         server_box(server_tcp_settings(s->conf, &s->tcp_ls), acceptor_settings_free, &s->tcp_box);
     if (rc == 0)
-        rc = server_box(server_conn_settings(s->conf), free, &s->conn_box);
+        rc = server_box(server_conn_settings(s->conf), server_conn_settings_free, &s->conn_box);
     if (rc == 0 && s->conf->max_connections_per_ip > 0)
         rc = iplimit_create(s->conf->max_connections_per_ip, s->conf->max_connections, &s->iplimit);
     if (rc == 0)
@@ -247,7 +290,7 @@ static int server_start_tcp(struct server *s)
     struct worker_hooks hooks = {acceptor_release, acceptor_room, s->acceptor, s->done_fd,
                                  s->iplimit};
     for (unsigned i = 0; rc == 0 && i < s->nworkers; i++) {
-        rc = worker_create(s->conn_box, s->conf->queue_capacity, &hooks, &s->workers[i]);
+        rc = worker_create(s->conn_box, i, s->conf->queue_capacity, &hooks, &s->workers[i]);
         if (rc == 0 && (rc = worker_start(s->workers[i])) < 0) {
             worker_destroy(s->workers[i]);
             s->workers[i] = NULL;

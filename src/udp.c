@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "clock.h"
 #include "evloop.h"
 #include "guard.h"
@@ -49,6 +50,7 @@ struct udp {
     bool is_started;
     struct stats stats; /* written by the UDP thread only */
     uint8_t data[UDP_BUF_BYTES];
+    char greeting[UDP_BUF_BYTES]; /* a greeting rendered for one datagram's {client} */
 };
 
 /* The counter for each guard verdict but GUARD_PASS. */
@@ -66,8 +68,10 @@ void udp_settings_free(void *settings)
     struct udp_settings *s = settings;
     if (s == NULL)
         return;
+    for (size_t i = 0; s->greetings && i < s->listeners.count; i++)
+        template_free(&s->greetings[i]);
+    free(s->greetings);
     listener_set_clear(&s->listeners);
-    free(s->greeting);
     free(s);
 }
 
@@ -177,8 +181,19 @@ int udp_create(struct snap_box *settings, struct udp **out)
     return 0;
 }
 
-/* Answer one datagram of n bytes from src. */
-static void udp_reply(struct udp *u, const struct listener *l, size_t n,
+/* The greeting of listener l (NULL in echo mode). */
+static const struct template *udp_greeting_of(const struct udp *u, const struct listener *l)
+{
+    for (size_t i = 0; u->s->greetings && i < u->s->listeners.count; i++)
+        if (u->s->listeners.items[i] == l)
+            return &u->s->greetings[i];
+    return NULL;
+}
+
+/* Answer one datagram of n bytes from src, with greeting g first (NULL: echo). A
+ * greeting that names {client} is rendered for src into u->greeting; conf.c bounds it
+ * below udp.max_reply_bytes, so it always fits. */
+static void udp_reply(struct udp *u, const struct listener *l, const struct template *g, size_t n,
                       const struct sockaddr_storage *src, socklen_t src_len)
 {
     const struct udp_settings *s = u->s;
@@ -186,14 +201,22 @@ static void udp_reply(struct udp *u, const struct listener *l, size_t n,
     if (s->max_reply_bytes < max)
         max = s->max_reply_bytes;
     struct iovec iov[2];
-    size_t k = 0;
-    if (s->mode == PROTO_GREET) {
-        iov[k].iov_base = s->greeting;
-        iov[k++].iov_len = s->greeting_len;
+    size_t k = 0, reply_len = n;
+    if (g && template_is_literal(g)) {
+        iov[k].iov_base = g->text;
+        iov[k++].iov_len = g->text_len;
+        reply_len += g->text_len;
+    } else if (g) {
+        char client_text[ADDR_STRLEN];
+        struct template_values v = {{0}};
+        template_values_site(&v, NULL, NULL, NULL, (const struct sockaddr *)src, client_text);
+        size_t len = template_render(g, &v, u->greeting, sizeof(u->greeting));
+        iov[k].iov_base = u->greeting;
+        iov[k++].iov_len = len < sizeof(u->greeting) ? len : sizeof(u->greeting) - 1;
+        reply_len += iov[k - 1].iov_len;
     }
     iov[k].iov_base = u->data;
     iov[k++].iov_len = n;
-    size_t reply_len = n + (s->mode == PROTO_GREET ? s->greeting_len : 0);
     if (reply_len > max) {
         stats_add(&u->stats, STAT_udp_reply_too_large, 1);
         return;
@@ -212,6 +235,7 @@ static void udp_reply(struct udp *u, const struct listener *l, size_t n,
 static void udp_serve(struct udp *u, const struct listener *l, size_t max)
 {
     uint64_t now_ms = u->guard ? clock_now_ms() : 0; /* one reading per batch */
+    const struct template *greeting = u->s->mode == PROTO_GREET ? udp_greeting_of(u, l) : NULL;
     for (size_t i = 0; i < max; i++) {
         struct sockaddr_storage src;
         socklen_t src_len = sizeof(src);
@@ -232,7 +256,7 @@ static void udp_serve(struct udp *u, const struct listener *l, size_t max)
                 continue;
             }
         }
-        udp_reply(u, l, (size_t)n, &src, src_len);
+        udp_reply(u, l, greeting, (size_t)n, &src, src_len);
     }
 }
 

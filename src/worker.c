@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -43,6 +44,7 @@ struct worker {
     _Atomic uint64_t deadline_ms; /* drain deadline (CLOCK_MONOTONIC ms); 0 while serving */
     struct stats stats;           /* written by the worker thread only */
     struct snap_box *box;         /* where the main thread publishes conn_settings */
+    char name[12];                /* its index in decimal: {worker} in greetings */
     uint64_t generation;          /* worker thread only: the settings in force */
 };
 
@@ -67,17 +69,18 @@ static int worker_take_settings(struct worker *w)
     return conn_set_use(w->conns, snap_data(snap), worker_release_settings, snap);
 }
 
-int worker_create(struct snap_box *settings, unsigned queue_capacity,
+int worker_create(struct snap_box *settings, unsigned index, unsigned queue_capacity,
                   const struct worker_hooks *hooks, struct worker **out)
 {
     struct worker *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return -ENOMEM;
+    snprintf(w->name, sizeof(w->name), "%u", index);
     w->hooks = *hooks;
     w->box = settings;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     int rc = w->epfd < 0 ? -errno : handoff_create(queue_capacity, &w->queue);
-    struct conn_hooks ch = {hooks->iplimit, worker_on_close, w};
+    struct conn_hooks ch = {hooks->iplimit, worker_on_close, w, w->name};
     if (rc == 0)
         rc = conn_set_create(&ch, w->epfd, &w->stats, &w->conns);
     if (rc == 0)

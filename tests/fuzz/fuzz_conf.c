@@ -52,6 +52,9 @@ static void fuzz_check_service(const struct conf_service *svc)
     FUZZ_ASSERT(svc->greeting != NULL && strlen(svc->greeting) == svc->greeting_len);
     FUZZ_ASSERT(svc->greeting_len <= 4096);
     FUZZ_ASSERT(fuzz_is_utf8((const unsigned char *)svc->greeting, svc->greeting_len));
+    /* The template renders within the bound the size rules used. */
+    FUZZ_ASSERT(svc->greeting_template.text != NULL &&
+                template_max_len(&svc->greeting_template, 64) >= svc->greeting_template.text_len);
     FUZZ_ASSERT(svc->listen_count <= 64);
     FUZZ_ASSERT(svc->listen != NULL || svc->listen_count == 0);
     for (size_t i = 0; i < svc->listen_count; i++) {
@@ -75,7 +78,10 @@ static void fuzz_check_conf(const struct conf *c)
     FUZZ_ASSERT(c->tcp_max_line_bytes >= 1 && c->tcp_max_line_bytes <= 16u << 20);
     FUZZ_ASSERT(c->tcp_buffer_bytes >= 1024 && c->tcp_buffer_bytes <= 64u << 20);
     if (c->tcp.mode == PROTO_GREET)
-        FUZZ_ASSERT(c->tcp_buffer_bytes >= c->tcp.greeting_len + c->tcp_max_line_bytes + 1);
+        FUZZ_ASSERT(c->tcp_buffer_bytes >= c->tcp.greeting_max_bytes + c->tcp_max_line_bytes + 1);
+    if (c->udp.mode == PROTO_GREET)
+        FUZZ_ASSERT(c->udp_max_reply_bytes > c->udp.greeting_max_bytes);
+    FUZZ_ASSERT(c->instance != NULL && strlen(c->instance) >= 1 && strlen(c->instance) <= 64);
     FUZZ_ASSERT(c->udp_max_reply_bytes >= 1 && c->udp_max_reply_bytes <= 65527);
     const struct guard_conf *g = &c->udp_guard;
     FUZZ_ASSERT(g->rate >= 1 && g->rate <= 10000000 && g->burst >= 1 && g->burst <= 10000000);

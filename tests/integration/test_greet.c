@@ -3,7 +3,10 @@
  * delayed writes, CRLF, NULs, a trailing partial line at half-close, a line of exactly
  * max_line_bytes, the error line then EOF for longer ones, and an urgent (MSG_OOB) byte
  * answered in its place in the line. UDP: greeting + datagram,
- * up to the largest datagram; a reply that would be larger is dropped and counted. */
+ * up to the largest datagram; a reply that would be larger is dropped and counted.
+ * Templates: every placeholder over TCP and UDP with exact bytes ({client} is the port
+ * the test's own socket has), the default {instance}, and reloads that change the
+ * template or bring a bad one (refused, naming its line). */
 #include "config.h"
 
 #include "harness.h"
@@ -12,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* "你好, " and "你好,客户端!你发送了:" in UTF-8, spelled out byte by byte. */
 #define TCP_GREETING "\xe4\xbd\xa0\xe5\xa5\xbd\x2c\x20"
@@ -385,6 +390,164 @@ static void udp_greet_reply_size_limit(void **state)
     free(data);
 }
 
+/* ---- templates */
+
+/* "ADDR:PORT" of fd's own end (local) or its peer's, as echod writes addresses. */
+static void socket_text(int fd, bool is_local, char *buf, size_t size)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int rc = is_local ? getsockname(fd, (struct sockaddr *)&ss, &len)
+                      : getpeername(fd, (struct sockaddr *)&ss, &len);
+    assert_int_equal(rc, 0);
+    assert_int_equal(ss.ss_family, AF_INET);
+    const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+    char ip[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+    snprintf(buf, size, "%s:%u", ip, ntohs(in->sin_port));
+}
+
+/* Every placeholder, with a literal brace pair: the same template for TCP and UDP. */
+#define ALL_PLACEHOLDERS "h={host}|i={instance}|s={server}|c={client}|p={pid}|w={worker}|{{}}: "
+
+/* ALL_PLACEHOLDERS as echod must render it. */
+static void all_placeholders_text(const char *instance, const char *server, const char *client,
+                                  const char *worker, char *buf, size_t size)
+{
+    char host[128] = "";
+    assert_int_equal(gethostname(host, sizeof(host)), 0);
+    snprintf(buf, size, "h=%s|i=%s|s=%s|c=%s|p=%ld|w=%s|{}: ", host, instance, server, client,
+             (long)echod.pid, worker);
+}
+
+/* One worker (so {worker} is 0), the instance named, both services greeting with every
+ * placeholder. */
+static int setup_template(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  "workers = 1;\n"
+                  "instance = \"eu-1\";\n"
+                  "tcp = { listen = [ \"127.0.0.1:0\" ]; mode = \"greet\";\n"
+                  "        greeting = \"" ALL_PLACEHOLDERS "\"; };\n"
+                  "udp = { listen = [ \"127.0.0.1:0\" ]; mode = \"greet\";\n"
+                  "        greeting = \"" ALL_PLACEHOLDERS "\"; };\n",
+                  NULL);
+    return 0;
+}
+
+/* TCP: each placeholder, exactly; two connections get their own {client}, and each
+ * line of a connection the same greeting. */
+static void tcp_template_each_placeholder(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 2; round++) {
+        int fd = h_tcp_connect_ok(&echod.tcp[0]);
+        char client[64], greeting[512], want[1100];
+        socket_text(fd, true, client, sizeof(client));
+        all_placeholders_text("eu-1", echod.tcp_text[0], client, "0", greeting, sizeof(greeting));
+        h_send_all(fd, "one\ntwo\n", 8, 5000);
+        snprintf(want, sizeof(want), "%sone\n%stwo\n", greeting, greeting);
+        expect_reply(fd, want, strlen(want), "greeting template over TCP");
+        shutdown(fd, SHUT_WR);
+        h_expect_eof(fd, 5000);
+        h_close(fd);
+    }
+}
+
+/* UDP: each placeholder, exactly; {worker} is "udp", {client} the socket's own port. */
+static void udp_template_each_placeholder(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 2; round++) {
+        int fd = h_udp_connect(&echod.udp[0]);
+        char client[64], greeting[512], want[1100];
+        socket_text(fd, true, client, sizeof(client));
+        all_placeholders_text("eu-1", echod.udp_text[0], client, "udp", greeting, sizeof(greeting));
+        snprintf(want, sizeof(want), "%sping", greeting);
+        h_udp_expect(fd, "ping", 4, want, strlen(want), 5, 1000);
+        h_close(fd);
+    }
+}
+
+/* Without the key, {instance} is the config file's base name without its extension. */
+static void template_default_instance(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  "tcp = { listen = [ \"127.0.0.1:0\" ]; mode = \"greet\";"
+                  " greeting = \"[{instance}] \"; };\n"
+                  "udp = { listen = [ \"127.0.0.1:0\" ]; mode = \"greet\";"
+                  " greeting = \"[{instance}] \"; };\n",
+                  NULL);
+    const char *base = strrchr(echod.conf_path, '/') + 1;
+    char instance[256], want[300];
+    snprintf(instance, sizeof(instance), "%.*s", (int)(strrchr(base, '.') - base), base);
+    snprintf(want, sizeof(want), "[%s] x\n", instance);
+    int fd = h_tcp_connect_ok(&echod.tcp[0]);
+    h_send_all(fd, "x\n", 2, 5000);
+    expect_reply(fd, want, strlen(want), "the default instance over TCP");
+    int ufd = h_udp_connect(&echod.udp[0]);
+    h_udp_expect(ufd, "x\n", 2, want, strlen(want), 5, 1000);
+}
+
+/* A reload changes the template: new connections and datagrams take the new one, an open
+ * connection keeps the one it started with; a template with an unknown placeholder is
+ * refused with its file and line, and the one in force stays. */
+static void template_reload(void **state)
+{
+    (void)state;
+    const char *before = "workers = 1;\n"
+                         "tcp = { listen = [ \"127.0.0.1:0\" ]; mode = \"greet\";"
+                         " greeting = \"A {pid}: \"; };\n"
+                         "udp = { listen = [ \"127.0.0.1:0\" ]; mode = \"greet\";"
+                         " greeting = \"A {pid}: \"; };\n";
+    h_echod_start(&echod, before, NULL);
+    char a[64], b[160], want[256];
+    snprintf(a, sizeof(a), "A %ld: ", (long)echod.pid);
+    int old_fd = h_tcp_connect_ok(&echod.tcp[0]);
+    h_send_all(old_fd, "1\n", 2, 5000);
+    snprintf(want, sizeof(want), "%s1\n", a);
+    expect_reply(old_fd, want, strlen(want), "before the reload");
+
+    char config[512];
+    snprintf(config, sizeof(config),
+             "workers = 1;\ninstance = \"blue\";\n"
+             "tcp = { listen = [ \"%s\" ]; mode = \"greet\"; greeting = \"B {instance} {client}: "
+             "\"; };\n"
+             "udp = { listen = [ \"%s\" ]; mode = \"greet\"; greeting = \"B {instance} {client}: "
+             "\"; };\n",
+             echod.tcp_text[0], echod.udp_text[0]);
+    assert_int_equal(h_echod_reload(&echod, config), 0);
+
+    int fd = h_tcp_connect_ok(&echod.tcp[0]);
+    char client[64];
+    socket_text(fd, true, client, sizeof(client));
+    snprintf(b, sizeof(b), "B blue %s: ", client);
+    h_send_all(fd, "2\n", 2, 5000);
+    snprintf(want, sizeof(want), "%s2\n", b);
+    expect_reply(fd, want, strlen(want), "a new connection after the reload");
+    h_send_all(old_fd, "3\n", 2, 5000);
+    snprintf(want, sizeof(want), "%s3\n", a);
+    expect_reply(old_fd, want, strlen(want), "the open connection after the reload");
+    int ufd = h_udp_connect(&echod.udp[0]);
+    socket_text(ufd, true, client, sizeof(client));
+    snprintf(want, sizeof(want), "B blue %s: 4", client);
+    h_udp_expect(ufd, "4", 1, want, strlen(want), 5, 1000);
+
+    assert_int_equal(h_echod_reload(&echod, "tcp = {\n  greeting = \"{nope} \";\n};\n"), -1);
+    char needle[600];
+    snprintf(needle, sizeof(needle), "%s:2: tcp.greeting: unknown placeholder {nope}",
+             echod.conf_path);
+    if (!h_echod_log_contains(&echod, needle)) {
+        h_echod_dump_log(&echod);
+        fail_msg("the log does not say \"%s\"", needle);
+    }
+    h_send_all(fd, "5\n", 2, 5000);
+    snprintf(want, sizeof(want), "%s5\n", b);
+    expect_reply(fd, want, strlen(want), "after the refused reload");
+}
+
 int main(void)
 {
     h_init("test_greet", 120);
@@ -402,6 +565,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(tcp_greet_endless_line, setup, h_teardown),
         cmocka_unit_test_setup_teardown(udp_greet_datagrams, setup, h_teardown),
         cmocka_unit_test_setup_teardown(udp_greet_reply_size_limit, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(tcp_template_each_placeholder, setup_template, h_teardown),
+        cmocka_unit_test_setup_teardown(udp_template_each_placeholder, setup_template, h_teardown),
+        cmocka_unit_test_teardown(template_default_instance, h_teardown),
+        cmocka_unit_test_teardown(template_reload, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

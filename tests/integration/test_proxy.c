@@ -247,6 +247,38 @@ static void greet_mode_after_header(void **state)
     h_expect_eof(fd, 2000);
 }
 
+/* A greeting template's {client} and {server} are the addresses the header names (v1
+ * and v2); after a LOCAL header they are the socket's own. */
+static void template_names_the_proxied_client(void **state)
+{
+    (void)state;
+    start("any", "\"127.0.0.1\"", "", "mode = \"greet\"; greeting = \"{client} {server} \";");
+    int fd = connect_from("127.0.0.1");
+    h_send_all(fd, v1_header, strlen(v1_header), 2000);
+    static const char want_v1[] = "192.0.2.1:5555 198.51.100.1:7007 a\n";
+    h_send_all(fd, "a\n", 2, 2000);
+    char got[128];
+    h_recv_exact(fd, got, strlen(want_v1), 2000);
+    h_assert_bytes("v1 greeting", want_v1, got, strlen(want_v1));
+    fd = connect_from("127.0.0.1");
+    h_send_all(fd, v2_header, sizeof(v2_header), 2000);
+    static const char want_v2[] = "192.0.2.9:4242 198.51.100.1:7007 b\n";
+    h_send_all(fd, "b\n", 2, 2000);
+    h_recv_exact(fd, got, strlen(want_v2), 2000);
+    h_assert_bytes("v2 greeting", want_v2, got, strlen(want_v2));
+    fd = connect_from("127.0.0.1");
+    struct sockaddr_storage me;
+    socklen_t len = sizeof(me);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &len), 0);
+    h_send_all(fd, v2_local, sizeof(v2_local), 2000);
+    h_send_all(fd, "c\n", 2, 2000);
+    char want_local[128];
+    int n = snprintf(want_local, sizeof(want_local), "127.0.0.1:%u %s c\n", h_port_of(&me),
+                     echod.tcp_text[0]);
+    h_recv_exact(fd, got, (size_t)n, 2000);
+    h_assert_bytes("LOCAL greeting", want_local, got, (size_t)n);
+}
+
 /* A header not complete within proxy_timeout_ms closes the connection, even one that
  * keeps dribbling header bytes. */
 static void late_header_times_out(void **state)
@@ -341,6 +373,7 @@ int main(void)
         cmocka_unit_test_teardown(peer_outside_proxy_from_refused, h_teardown),
         cmocka_unit_test_teardown(failures_counted, h_teardown),
         cmocka_unit_test_teardown(greet_mode_after_header, h_teardown),
+        cmocka_unit_test_teardown(template_names_the_proxied_client, h_teardown),
         cmocka_unit_test_teardown(late_header_times_out, h_teardown),
         cmocka_unit_test_teardown(per_ip_limit_keyed_on_client, h_teardown),
         cmocka_unit_test_teardown(reload_switches_for_new_connections, h_teardown),

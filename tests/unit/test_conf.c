@@ -919,6 +919,117 @@ static void test_proxy_keys(void **state)
     assert_int_equal(conf.tcp_proxy_from_count, 64);
 }
 
+/* instance: the file's base name without its extension unless the key sets it. */
+static void test_instance(void **state)
+{
+    (void)state;
+    assert_string_equal(conf.instance, "echod"); /* no file: the built-in default */
+    static const struct {
+        const char *name, *want;
+    } names[] = {
+        {"/etc/echod/eu-1.conf", "eu-1"},  {"web.v2.conf", "web.v2"}, {"plain", "plain"},
+        {"/etc/echod/.hidden", ".hidden"}, {"/etc/echod/", "echod"},  {"a/b.c/d", "d"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        assert_int_equal(conf_load_string(&conf, "", names[i].name, err, sizeof(err)), 0);
+        assert_string_equal(conf.instance, names[i].want);
+    }
+    load_ok("instance = \"web-3\";\n");
+    assert_string_equal(conf.instance, "web-3");
+    load_ok("# the key is gone: the file's name again\n");
+    assert_string_equal(conf.instance, "test");
+    char long_name[80];
+    snprintf(long_name, sizeof(long_name), "instance = \"%064d\";\n", 7);
+    load_ok(long_name);
+    assert_int_equal(strlen(conf.instance), 64);
+    static const struct error_case cases[] = {
+        {"\ninstance = \"\";\n", 2, "instance", "must be 1 to 64 bytes long"},
+        {"instance = \"00000000000000000000000000000000000000000000000000000000000000000\";\n", 1,
+         "instance", "must be 1 to 64 bytes long"},
+        {"instance = 3;\n", 1, "instance", "must be a string"},
+        {"instance = \"\xff\";\n", 1, "instance", "is not valid UTF-8"},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
+/* A greeting is a template: placeholders compile, mistakes are errors with their line. */
+static void test_greeting_template(void **state)
+{
+    (void)state;
+    load_ok("tcp = { greeting = \"{instance}@{host} saw {client}: \"; };\n"
+            "udp = { greeting = \"{{literal}} {server} {pid} {worker}\"; };\n");
+    assert_string_equal(conf.tcp.greeting, "{instance}@{host} saw {client}: ");
+    assert_int_equal(conf.tcp.greeting_template.fields, TEMPLATE_BIT(TEMPLATE_INSTANCE) |
+                                                            TEMPLATE_BIT(TEMPLATE_HOST) |
+                                                            TEMPLATE_BIT(TEMPLATE_CLIENT));
+    assert_int_equal(conf.udp.greeting_template.fields, TEMPLATE_BIT(TEMPLATE_SERVER) |
+                                                            TEMPLATE_BIT(TEMPLATE_PID) |
+                                                            TEMPLATE_BIT(TEMPLATE_WORKER));
+    assert_true(template_is_literal(&conf.tcp.greeting_template) == false);
+    load_ok("");
+    assert_true(template_is_literal(&conf.tcp.greeting_template));
+    assert_string_equal(conf.tcp.greeting_template.text, "Hello, ");
+    static const struct error_case cases[] = {
+        {"tcp = {\n  greeting = \"{hostname}: \";\n};\n", 2, "tcp.greeting",
+         "unknown placeholder {hostname} (known: {host} {instance} {server} {client} {pid} "
+         "{worker}; {{ and }} write a brace)"},
+        {"\n\nudp = { greeting = \"hi {client\"; };\n", 3, "udp.greeting",
+         "unbalanced '{' at byte 4 (write {{ for a literal brace)"},
+        {"udp = { greeting = \"a } b\"; };\n", 1, "udp.greeting",
+         "unbalanced '}' at byte 3 (write }} for a literal brace)"},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
+/* The size rules hold for a template's longest rendering: an address is 55 bytes at
+ * most, {host} 64, {instance} as long as the name in force. */
+static void test_greeting_template_sizes(void **state)
+{
+    (void)state;
+    load_ok("tcp = { mode = \"greet\"; greeting = \"{client}\"; max_line_bytes = 968;"
+            " buffer_bytes = 1024; };");
+    assert_int_equal(conf.tcp.greeting_max_bytes, 55);
+    load_ok("udp = { mode = \"greet\"; greeting = \"{host}\"; max_reply_bytes = 65; };");
+    load_ok("instance = \"abc\"; udp = { mode = \"greet\"; greeting = \"{instance}{{\";"
+            " max_reply_bytes = 5; };");
+    assert_int_equal(conf.udp.greeting_max_bytes, 4);
+    static const struct error_case cases[] = {
+        {"tcp = {\n  mode = \"greet\";\n  greeting = \"{client}\";\n  max_line_bytes = 969;\n"
+         "  buffer_bytes = 1024;\n};\n",
+         5, "tcp.buffer_bytes",
+         "greet mode needs tcp.buffer_bytes of at least greeting + max_line_bytes + 1 = 1025 "
+         "bytes"},
+        {"udp = {\n  mode = \"greet\";\n  greeting = \"{host}\";\n  max_reply_bytes = 64;\n};\n", 4,
+         "udp.max_reply_bytes",
+         "greet mode needs udp.max_reply_bytes above the greeting's 64 bytes"},
+        {"instance = \"abcd\";\nudp = {\n  mode = \"greet\";\n  greeting = \"{instance}{{\";\n"
+         "  max_reply_bytes = 5;\n};\n",
+         5, "udp.max_reply_bytes",
+         "greet mode needs udp.max_reply_bytes above the greeting's 5 bytes"},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
+/* tcp.reuseport and udp.reuseport: booleans, off by default. */
+static void test_reuseport(void **state)
+{
+    (void)state;
+    assert_false(conf.tcp.is_reuseport);
+    assert_false(conf.udp.is_reuseport);
+    load_ok("tcp = { reuseport = true; };\n");
+    assert_true(conf.tcp.is_reuseport);
+    assert_false(conf.udp.is_reuseport);
+    load_ok("udp = { reuseport = true; };\n");
+    assert_false(conf.tcp.is_reuseport);
+    assert_true(conf.udp.is_reuseport);
+    static const struct error_case cases[] = {
+        {"tcp = {\n  reuseport = 1;\n};\n", 2, "tcp.reuseport", "must be true or false"},
+        {"udp = { reuseport = \"yes\"; };\n", 1, "udp.reuseport", "must be true or false"},
+        {"reuseport = true;\n", 1, "reuseport", "unknown key"},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
 #define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -956,6 +1067,10 @@ int main(void)
         TEST(test_unreadable_file),
         TEST(test_shipped_conf),
         TEST(test_proxy_keys),
+        TEST(test_instance),
+        TEST(test_greeting_template),
+        TEST(test_greeting_template_sizes),
+        TEST(test_reuseport),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -151,7 +151,11 @@ static void tcp_pair(void)
 }
 
 static struct conn_settings settings; /* the set reads it for as long as it lives */
+static unsigned long adopt_mallocs;   /* what conn_set_adopt allocated in start() */
 
+/* Serve one connection with settings of mode and greeting; a greeting with placeholders
+ * is compiled into the settings' template as server.c would leave it ({worker} is
+ * bound by the set: "0"). */
 static void start(enum proto_mode mode, const char *greeting)
 {
     settings = (struct conn_settings){
@@ -161,7 +165,13 @@ static void start(enum proto_mode mode, const char *greeting)
         .idle_timeout_ms = idle_timeout_ms,
         .send_timeout_ms = send_timeout_ms,
     };
-    struct conn_hooks hooks = {.on_close = on_close};
+    if (strchr(greeting, '{')) {
+        char why[256];
+        if (template_compile(greeting, strlen(greeting), &settings.greeting_template, why,
+                             sizeof(why)) < 0)
+            fail_msg("%s: %s", greeting, why);
+    }
+    struct conn_hooks hooks = {.on_close = on_close, .worker_name = "0"};
     memset(&stats, 0, sizeof(stats));
     closes = 0;
     epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -170,7 +180,9 @@ static void start(enum proto_mode mode, const char *greeting)
     assert_int_equal(conn_set_use(set, &settings, NULL, NULL), 0);
     tcp_pair();
     adopted_ms = clock_now_ms();
+    memset(calls, 0, sizeof(calls));
     assert_int_equal(conn_set_adopt(set, server_fd, adopted_ms), 0);
+    adopt_mallocs = calls[C_MALLOC];
 }
 
 static int teardown(void **state)
@@ -184,6 +196,7 @@ static int teardown(void **state)
     if (epfd >= 0)
         close(epfd);
     client = epfd = server_fd = -1;
+    template_free(&settings.greeting_template);
     idle_timeout_ms = 0;
     send_timeout_ms = 30000;
     buffer_bytes = BUFFER_BYTES;
@@ -294,6 +307,41 @@ static void test_greet_one_recv_one_send(void **state)
         char line[32], want[40];
         int n = snprintf(line, sizeof(line), "line %u\n", i);
         int w = snprintf(want, sizeof(want), "Hi, line %u\n", i);
+        roundtrip(line, (size_t)n, want, (size_t)w);
+    }
+    expect_calls(0, MESSAGES, MESSAGES);
+}
+
+/* What a greeting template costs. A plain greeting, and one whose placeholders a worker
+ * knows ({worker}), cost a connection one allocation (itself), as echo does; one with
+ * {client} or {server} costs one more, at the start, for its own rendered greeting.
+ * After that every line is the same one recv, one send, no malloc. */
+static void test_greet_template_costs(void **state)
+{
+    (void)state;
+    start(PROTO_ECHO, "");
+    unsigned long echo_mallocs = adopt_mallocs;
+    teardown(NULL);
+    start(PROTO_GREET, "Hi, ");
+    assert_int_equal(adopt_mallocs, echo_mallocs);
+    teardown(NULL);
+    start(PROTO_GREET, "w{worker}: ");
+    assert_int_equal(adopt_mallocs, echo_mallocs);
+    roundtrip("x\n", 2, "w0: x\n", 6);
+    teardown(NULL);
+
+    start(PROTO_GREET, "w{worker} {client} {{}}: ");
+    assert_int_equal(adopt_mallocs, echo_mallocs + 1);
+    struct sockaddr_in me;
+    socklen_t len = sizeof(me);
+    assert_int_equal(getsockname(client, (struct sockaddr *)&me, &len), 0);
+    char prefix[64];
+    int p = snprintf(prefix, sizeof(prefix), "w0 127.0.0.1:%u {}: ", ntohs(me.sin_port));
+    memset(calls, 0, sizeof(calls));
+    for (unsigned i = 0; i < MESSAGES; i++) {
+        char line[32], want[128];
+        int n = snprintf(line, sizeof(line), "line %u\n", i);
+        int w = snprintf(want, sizeof(want), "%.*sline %u\n", p, prefix, i);
         roundtrip(line, (size_t)n, want, (size_t)w);
     }
     expect_calls(0, MESSAGES, MESSAGES);
@@ -621,6 +669,7 @@ int main(void)
         cmocka_unit_test_teardown(test_adopt_sets_socket_options, teardown),
         cmocka_unit_test_teardown(test_echo_one_recv_one_send, teardown),
         cmocka_unit_test_teardown(test_greet_one_recv_one_send, teardown),
+        cmocka_unit_test_teardown(test_greet_template_costs, teardown),
         cmocka_unit_test_teardown(test_backpressure_bounded_and_lossless, teardown),
         cmocka_unit_test_teardown(test_eof_closes_once, teardown),
         cmocka_unit_test_teardown(test_greet_slowloris_closed, teardown),
