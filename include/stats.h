@@ -18,6 +18,8 @@
     X(tcp_closed)           /* connections closed, for any reason */                               \
     X(tcp_bytes_in)         /* bytes read from clients */                                          \
     X(tcp_bytes_out)        /* bytes written to clients */                                         \
+    X(tcp_reads)            /* reads that returned data: TCP messages in */                        \
+    X(tcp_writes)           /* writes that sent data: TCP messages out */                          \
     X(tcp_io_errors)        /* connections closed by a read or write error (RST, ...) */           \
     X(tcp_idle_timeouts)    /* connections closed by idle_timeout_ms */                            \
     X(tcp_lines_too_long)   /* greet: connections closed for a line over max_line_bytes */         \

@@ -310,6 +310,7 @@ static ssize_t conn_read_result(struct conn_set *set, struct conn *c, ssize_t n)
 {
     if (n > 0) {
         stats_add(set->stats, STAT_tcp_bytes_in, (uint64_t)n);
+        stats_add(set->stats, STAT_tcp_reads, 1);
         return n;
     }
     if (n == 0) {
@@ -317,6 +318,13 @@ static ssize_t conn_read_result(struct conn_set *set, struct conn *c, ssize_t n)
         return 0;
     }
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+}
+
+/* Count a send that moved n bytes (0: none, and no message). */
+static void conn_count_sent(struct conn_set *set, size_t n)
+{
+    stats_add(set->stats, STAT_tcp_bytes_out, (uint64_t)n);
+    stats_add(set->stats, STAT_tcp_writes, n > 0);
 }
 
 /* Send what is pending in c->out once; 0 (including when the socket is full) or -errno. */
@@ -332,7 +340,7 @@ static int conn_flush(struct conn_set *set, struct conn *c)
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
     buf_consume(c->out, (size_t)n);
-    stats_add(set->stats, STAT_tcp_bytes_out, (uint64_t)n);
+    conn_count_sent(set, (size_t)n);
     return 0;
 }
 
@@ -346,7 +354,7 @@ static int conn_send_or_keep(struct conn_set *set, struct conn *c, const uint8_t
             return -errno;
         sent = 0;
     }
-    stats_add(set->stats, STAT_tcp_bytes_out, (uint64_t)sent);
+    conn_count_sent(set, (size_t)sent);
     if ((size_t)sent == n)
         return 0;
     int rc = conn_take_out(set, c);
