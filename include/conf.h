@@ -42,6 +42,8 @@ struct conf {
     struct conf_service udp;
     unsigned udp_max_reply_bytes; /* a larger reply is not sent (udp_reply_too_large) */
     struct guard_conf udp_guard;  /* the reflection guard, udp.guard */
+    struct addr *metrics_listen;  /* metrics.listen: the metrics endpoint; none turns it off */
+    size_t metrics_listen_count;
 };
 
 /* Fill c with the built-in defaults; 0 or -ENOMEM. */

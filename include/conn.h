@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "histogram.h"
 #include "iplimit.h"
 #include "proto.h"
 #include "stats.h"
@@ -27,6 +28,7 @@ struct conn_hooks {
     struct iplimit *iplimit;     /* released on each close; NULL when there is no limit */
     void (*on_close)(void *arg); /* told, on this thread, whenever a connection closes */
     void *on_close_arg;
+    struct histogram *durations; /* each served connection's lifetime; NULL: not kept */
 };
 
 struct conn_set;

@@ -4,9 +4,11 @@
 #define ECHOD_WORKER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "evloop.h"
+#include "histogram.h"
 #include "iplimit.h"
 #include "stats.h"
 
@@ -51,5 +53,11 @@ void worker_destroy(struct worker *w);
 const struct evloop_beat *worker_beat(const struct worker *w);
 /* The worker's counters. */
 struct stats *worker_stats(struct worker *w);
+/* The lifetimes of the worker's closed connections. */
+struct histogram *worker_durations(struct worker *w);
+/* Connections the worker serves now (any thread, lock-free; a moment old at most). */
+unsigned worker_connections(const struct worker *w);
+/* Sockets waiting in the worker's hand-off queue (any thread, lock-free). */
+size_t worker_queue_length(const struct worker *w);
 
 #endif

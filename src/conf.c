@@ -120,6 +120,7 @@ void conf_each_key(void (*fn)(const char *key, void *arg), void *arg)
     for (const struct conf_bool_key *k = conf_guard_bools; k->name; k++)
         conf_key_emit("udp.guard", k->name, fn, arg);
     conf_key_emit_uints("udp.guard", conf_guard_uints, fn, arg);
+    conf_key_emit("metrics", "listen", fn, arg);
 }
 
 /* Write "NAME:LINE: group.key: message" and return -EINVAL. */
@@ -358,9 +359,9 @@ static int conf_get_string(const struct conf_ctx *ctx, const config_setting_t *s
     return 0;
 }
 
-/* The listen list: strings "ADDR:PORT" or "[V6ADDR]:PORT"; replaces svc->listen. */
+/* A listen list: strings "ADDR:PORT" or "[V6ADDR]:PORT"; replaces *listen and *count. */
 static int conf_get_listen(const struct conf_ctx *ctx, const config_setting_t *s, const char *group,
-                           struct conf_service *svc)
+                           struct addr **listen, size_t *count)
 {
     int type = config_setting_type(s);
     if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
@@ -381,9 +382,9 @@ static int conf_get_listen(const struct conf_ctx *ctx, const config_setting_t *s
                              text ? "\"" : "", text ? text : "a non-string", text ? "\"" : "");
         }
     }
-    free(svc->listen);
-    svc->listen = list;
-    svc->listen_count = (size_t)n;
+    free(*listen);
+    *listen = list;
+    *count = (size_t)n;
     return 0;
 }
 
@@ -469,7 +470,7 @@ static int conf_apply_service_key(const struct conf_ctx *ctx, const config_setti
     const char *text = NULL;
     int rc;
     if (strcmp(name, "listen") == 0)
-        return conf_get_listen(ctx, s, group, svc);
+        return conf_get_listen(ctx, s, group, &svc->listen, &svc->listen_count);
     if (strcmp(name, "greeting") == 0)
         return conf_get_greeting(ctx, s, group, svc);
     if (strcmp(name, "mode") == 0) {
@@ -497,6 +498,24 @@ static int conf_apply_service(const struct conf_ctx *ctx, const config_setting_t
             rc = conf_apply_guard(ctx, s, c);
         if (rc == 0)
             rc = conf_apply_service_key(ctx, s, group, svc);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Apply the metrics group: its one key is listen. */
+static int conf_apply_metrics(const struct conf_ctx *ctx, const config_setting_t *g, struct conf *c)
+{
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+        return conf_fail(ctx, g, NULL, "must be a group: metrics = { ... };");
+    int n = config_setting_length(g);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+        int rc =
+            strcmp(config_setting_name(s), "listen") == 0
+                ? conf_get_listen(ctx, s, "metrics", &c->metrics_listen, &c->metrics_listen_count)
+                : conf_fail(ctx, s, "metrics", "unknown key");
         if (rc < 0)
             return rc;
     }
@@ -588,6 +607,9 @@ static int conf_apply_root(const struct conf_ctx *ctx, const config_t *cfg, stru
                 return rc;
         } else if (strcmp(name, "tcp") == 0 || strcmp(name, "udp") == 0) {
             if ((rc = conf_apply_service(ctx, s, name, c)) < 0)
+                return rc;
+        } else if (strcmp(name, "metrics") == 0) {
+            if ((rc = conf_apply_metrics(ctx, s, c)) < 0)
                 return rc;
         } else if (strcmp(name, "log_level") == 0) {
             if ((rc = conf_get_string(ctx, s, NULL, &text)) < 0)
@@ -806,4 +828,7 @@ void conf_free(struct conf *c)
 {
     conf_service_free(&c->tcp);
     conf_service_free(&c->udp);
+    free(c->metrics_listen);
+    c->metrics_listen = NULL;
+    c->metrics_listen_count = 0;
 }

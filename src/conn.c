@@ -41,6 +41,7 @@
 
 #include "addr.h"
 #include "buf.h"
+#include "clock.h"
 #include "list.h"
 #include "log.h"
 #include "tcpinfo.h"
@@ -88,6 +89,7 @@ struct conn {
     struct conn_timer send_timer; /* in set->sending while out is pending, else unlinked */
     struct conn_profile *profile; /* the settings it was accepted with */
     uint64_t acked_bytes;         /* what the peer had acknowledged at the last send check */
+    uint64_t opened_ms;           /* when it was adopted, for the durations histogram */
 };
 
 struct conn_set {
@@ -224,6 +226,10 @@ static void conn_close(struct conn_set *set, struct conn *c, enum stats_counter 
     if (reason != STAT_COUNT)
         stats_add(set->stats, reason, 1);
     stats_add(set->stats, STAT_tcp_closed, 1);
+    uint64_t now_ms = set->hooks.durations ? clock_now_ms() : 0;
+    if (set->hooks.durations)
+        histogram_observe_ms(set->hooks.durations,
+                             now_ms > c->opened_ms ? now_ms - c->opened_ms : 0);
     close(c->fd); /* also removes it from epoll */
     free(c);
     set->count--;
@@ -618,7 +624,7 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
     }
     c->profile = set->current;
     c->profile->conns++;
-    c->timer.since_ms = now_ms;
+    c->timer.since_ms = c->opened_ms = now_ms;
     list_push_back(&set->idle, &c->timer.node);
     list_init(&c->send_timer.node);
     if (log_is_enabled(LOG_LEVEL_DEBUG))

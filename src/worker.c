@@ -42,6 +42,7 @@ struct worker {
     _Atomic unsigned load;        /* pushed and not yet closed; acceptor adds, worker subtracts */
     _Atomic uint64_t deadline_ms; /* drain deadline (CLOCK_MONOTONIC ms); 0 while serving */
     struct stats stats;           /* written by the worker thread only */
+    struct histogram durations;   /* its connections' lifetimes; worker thread writes */
     struct snap_box *box;         /* where the main thread publishes conn_settings */
     uint64_t generation;          /* worker thread only: the settings in force */
 };
@@ -77,7 +78,7 @@ int worker_create(struct snap_box *settings, unsigned queue_capacity,
     w->box = settings;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     int rc = w->epfd < 0 ? -errno : handoff_create(queue_capacity, &w->queue);
-    struct conn_hooks ch = {hooks->iplimit, worker_on_close, w};
+    struct conn_hooks ch = {hooks->iplimit, worker_on_close, w, &w->durations};
     if (rc == 0)
         rc = conn_set_create(&ch, w->epfd, &w->stats, &w->conns);
     if (rc == 0)
@@ -227,4 +228,23 @@ const struct evloop_beat *worker_beat(const struct worker *w)
 struct stats *worker_stats(struct worker *w)
 {
     return &w->stats;
+}
+
+struct histogram *worker_durations(struct worker *w)
+{
+    return &w->durations;
+}
+
+unsigned worker_connections(const struct worker *w)
+{
+    /* closed first: it never passes opened, so read this way round the difference is
+     * never negative, only at most a moment old */
+    uint64_t closed = atomic_load_explicit(&w->stats.v[STAT_tcp_closed], memory_order_relaxed);
+    uint64_t opened = atomic_load_explicit(&w->stats.v[STAT_tcp_opened], memory_order_relaxed);
+    return opened > closed ? (unsigned)(opened - closed) : 0;
+}
+
+size_t worker_queue_length(const struct worker *w)
+{
+    return handoff_length(w->queue);
 }
