@@ -10,7 +10,7 @@
  * bounded: connections in all and per client IP, an inactivity timeout for slowloris,
  * and a memory pool per connection (a request whose headers do not fit gets 431).
  * Paths other than /metrics get 404; methods other than GET and HEAD, 405 with
- * "Allow: GET, HEAD". Each answer closes its connection only if the client asks. */
+ * "Allow: GET, HEAD". A scrape's connection stays open for the next scrape. */
 #include "config.h"
 
 #include "metrics.h"
@@ -33,7 +33,8 @@ struct metrics {
     void *arg;
 };
 
-/* MHD's error messages, as warnings. */
+/* MHD's messages (a refused connection, a timeout...), at debug level: any client can
+ * cause them at will, so they must not flood the log. */
 static void metrics_log(void *arg, const char *fmt, va_list ap)
 {
     (void)arg;
@@ -81,20 +82,30 @@ static enum MHD_Result metrics_answer_scrape(struct metrics *m, struct MHD_Conne
     return rc;
 }
 
-/* MHD's request handler: called once the headers are in (and then for any body, which
- * no answer here reads: each is queued on the first call). */
+/* MHD's request handler: called once the headers are in, then for each piece of a
+ * body, then once more at its end. Another method is answered at once, so MHD closes
+ * the connection rather than read a body nobody wants; GET and HEAD are answered at the
+ * end (any body discarded), which lets MHD keep the connection alive for the next
+ * scrape, as Prometheus expects. */
 static enum MHD_Result metrics_handle(void *arg, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
                                       void **request)
 {
+    static int headers_seen; /* its address marks a request whose headers came in */
     (void)version;
     (void)upload_data;
-    (void)upload_data_size;
-    (void)request;
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return metrics_answer_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
                                    "method not allowed: use GET or HEAD\n", "GET, HEAD");
+    if (*request == NULL) {
+        *request = &headers_seen;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
     if (strcmp(url, "/metrics") != 0)
         return metrics_answer_text(conn, MHD_HTTP_NOT_FOUND,
                                    "not found: the metrics are at /metrics\n", NULL);

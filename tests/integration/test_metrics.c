@@ -300,6 +300,44 @@ static void http_methods_and_paths(void **state)
     }
 }
 
+/* Read one HTTP reply with a Content-Length from fd: its status (0: none within 5 s). */
+static int read_one_reply(int fd)
+{
+    char buf[64 * 1024];
+    size_t got = 0;
+    int64_t deadline = h_now_ms() + 5000;
+    for (;;) {
+        buf[got] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        const char *length = strcasestr(buf, "\r\nContent-Length:");
+        if (end && length && got >= (size_t)(end + 4 - buf) + strtoul(length + 17, NULL, 10)) {
+            int status = 0;
+            sscanf(buf, "HTTP/1.1 %d", &status);
+            return status;
+        }
+        int left = (int)(deadline - h_now_ms());
+        ssize_t n = left > 0 ? h_recv_some(fd, buf + got, sizeof(buf) - 1 - got, left) : -1;
+        if (n <= 0)
+            return 0;
+        got += (size_t)n;
+    }
+}
+
+/* As Prometheus does, scrapes reuse one kept-alive connection. */
+static void scrapes_keep_the_connection(void **state)
+{
+    (void)state;
+    int fd = h_tcp_connect_ok(&echod.metrics[0]);
+    const char get[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < 3; i++) {
+        h_send_all(fd, get, sizeof(get) - 1, 5000);
+        int status = read_one_reply(fd);
+        if (status != 200)
+            fail_msg("scrape %d on one connection answered %d", i + 1, status);
+    }
+    h_close(fd);
+}
+
 /* A request whose headers exceed what a connection may hold gets 431, not a hang. */
 static void huge_headers_refused(void **state)
 {
@@ -512,6 +550,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(gauges_follow_open_connections, setup_metrics, h_teardown),
         cmocka_unit_test_setup_teardown(http_methods_and_paths, setup_metrics, h_teardown),
         cmocka_unit_test_setup_teardown(huge_headers_refused, setup_metrics, h_teardown),
+        cmocka_unit_test_setup_teardown(scrapes_keep_the_connection, setup_metrics, h_teardown),
         cmocka_unit_test_setup_teardown(hostile_http_cannot_stall_echo, setup_metrics, h_teardown),
         cmocka_unit_test_teardown(reload_turns_metrics_on_and_off, h_teardown),
     };
