@@ -32,7 +32,7 @@ static bool promtext_reserve(struct promtext *t, size_t more)
         return false;
     if (t->len + more + 1 <= t->cap)
         return true;
-    size_t cap = t->cap ? t->cap : 4096;
+    size_t cap = t->cap ? t->cap : 16384; /* a scrape of echod is about 9 KiB */
     while (cap < t->len + more + 1)
         cap *= 2;
     char *data = realloc(t->data, cap);
@@ -45,52 +45,107 @@ static bool promtext_reserve(struct promtext *t, size_t more)
     return true;
 }
 
+/* Append len bytes. */
+static void promtext_append(struct promtext *t, const char *data, size_t len)
+{
+    if (!promtext_reserve(t, len))
+        return;
+    memcpy(t->data + t->len, data, len);
+    t->len += len;
+    t->data[t->len] = '\0';
+}
+
+/* Append a formatted line: formatted once in place when it fits the room there is
+ * (a scrape is a few hundred such lines, so this is its cost), else again after
+ * growing. */
 __attribute__((format(printf, 2, 3))) static void promtext_printf(struct promtext *t,
                                                                   const char *fmt, ...)
 {
+    if (!promtext_reserve(t, 128))
+        return;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(t->data + t->len, t->cap - t->len, fmt, ap);
     va_end(ap);
-    if (n < 0 || !promtext_reserve(t, (size_t)n))
+    if (n < 0) {
+        t->data[t->len] = '\0';
         return;
-    va_start(ap, fmt);
-    vsnprintf(t->data + t->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    }
+    if ((size_t)n >= t->cap - t->len) {
+        if (!promtext_reserve(t, (size_t)n)) {
+            t->data[t->len] = '\0';
+            return;
+        }
+        va_start(ap, fmt);
+        vsnprintf(t->data + t->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     t->len += (size_t)n;
 }
 
 /* Append text with each byte of `special` escaped: newline as \n, others after a \. */
 static void promtext_escaped(struct promtext *t, const char *text, const char *special)
 {
-    for (const char *p = text; *p; p++) {
-        if (strchr(special, *p) == NULL)
-            promtext_printf(t, "%c", *p);
-        else
-            promtext_printf(t, "\\%c", *p == '\n' ? 'n' : *p);
+    while (*text) {
+        size_t plain = strcspn(text, special);
+        promtext_append(t, text, plain);
+        text += plain;
+        if (*text) {
+            char escape[2] = {'\\', *text == '\n' ? 'n' : *text};
+            promtext_append(t, escape, 2);
+            text++;
+        }
     }
+}
+
+/* Append a NUL-terminated string. */
+static void promtext_puts(struct promtext *t, const char *text)
+{
+    promtext_append(t, text, strlen(text));
 }
 
 void promtext_family(struct promtext *t, const char *name, const char *type, const char *help)
 {
-    promtext_printf(t, "# HELP %s ", name);
+    promtext_puts(t, "# HELP ");
+    promtext_puts(t, name);
+    promtext_puts(t, " ");
     promtext_escaped(t, help, "\\\n");
-    promtext_printf(t, "\n# TYPE %s %s\n", name, type);
+    promtext_puts(t, "\n# TYPE ");
+    promtext_puts(t, name);
+    promtext_puts(t, " ");
+    promtext_puts(t, type);
+    promtext_puts(t, "\n");
 }
 
 /* "name" or "name{labels}", then a space. */
 static void promtext_series(struct promtext *t, const char *name, const char *labels)
 {
-    if (labels && *labels)
-        promtext_printf(t, "%s{%s} ", name, labels);
-    else
-        promtext_printf(t, "%s ", name);
+    promtext_puts(t, name);
+    if (labels && *labels) {
+        promtext_puts(t, "{");
+        promtext_puts(t, labels);
+        promtext_puts(t, "}");
+    }
+    promtext_puts(t, " ");
+}
+
+/* Append value in decimal and a newline (a scrape writes a hundred of them). */
+static void promtext_uint_line(struct promtext *t, uint64_t value)
+{
+    char digits[24];
+    size_t n = sizeof(digits);
+    digits[--n] = '\n';
+    do {
+        digits[--n] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value > 0);
+    promtext_append(t, digits + n, sizeof(digits) - n);
 }
 
 void promtext_uint(struct promtext *t, const char *name, const char *labels, uint64_t value)
 {
     promtext_series(t, name, labels);
-    promtext_printf(t, "%" PRIu64 "\n", value);
+    promtext_uint_line(t, value);
 }
 
 /* value as the format writes it into buf. */
@@ -112,7 +167,8 @@ void promtext_double(struct promtext *t, const char *name, const char *labels, d
     char text[64];
     promtext_format_double(value, text, sizeof(text));
     promtext_series(t, name, labels);
-    promtext_printf(t, "%s\n", text);
+    promtext_puts(t, text);
+    promtext_puts(t, "\n");
 }
 
 void promtext_histogram(struct promtext *t, const char *name, const double *bounds,
