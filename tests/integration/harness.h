@@ -267,8 +267,8 @@ struct h_http_reply {
 };
 
 /* Send request (whole, as given) on a new connection from IPv4 address `from`
- * ("127.0.0.2"; NULL: any) to sa, and read the reply until the server closes, within timeout_ms; fails the
- * test on a connect error or a timeout. Release with h_http_free. */
+ * ("127.0.0.2"; NULL: any) to sa, and read the reply until the server closes, within timeout_ms;
+ * fails the test on a connect error or a timeout. Release with h_http_free. */
 struct h_http_reply h_http_request(const struct sockaddr_storage *sa, const char *from,
                                    const char *request, size_t len, int timeout_ms);
 void h_http_free(struct h_http_reply *r);

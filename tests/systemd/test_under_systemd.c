@@ -416,10 +416,9 @@ static void socket_activation_hardened(void **state)
         fail_msg("cannot read %s", conf_path);
     sb_up(shipped, false);
     free(shipped);
-    free(sb_run_ok(
-        (const char *[]){"systemctl", "start", "echod-tcp.socket", "echod-udp.socket",
-                         "echod-metrics.socket", NULL},
-        "echod-tcp.socket"));
+    free(sb_run_ok((const char *[]){"systemctl", "start", "echod-tcp.socket", "echod-udp.socket",
+                                    "echod-metrics.socket", NULL},
+                   "echod-tcp.socket"));
     assert_true(sb_prop_is("echod-activated.service", "ActiveState", "inactive"));
 
     sb_assert_echo(sb.port, 256 * KIB);
