@@ -539,6 +539,39 @@ static void reload_turns_metrics_on_and_off(void **state)
     h_close(fd);
 }
 
+/* echod -t under RLIMIT_NOFILE nofile with config: its exit code; stderr into err. */
+static int check_limited(const char *config, long nofile, char *err, size_t size)
+{
+    char path[512], err_path[600];
+    h_write_temp("fdlimit.conf", config, strlen(config), path, sizeof(path));
+    snprintf(err_path, sizeof(err_path), "%s.err", path);
+    char *argv[] = {(char *)h_env("ECHOD_BIN"), (char *)"-t", (char *)"-c", path, NULL};
+    int code = h_wait_exit(h_spawn_limited(argv, -1, err_path, nofile), 10000);
+    char *text = h_read_file(err_path, NULL);
+    snprintf(err, size, "%s", text ? text : "");
+    free(text);
+    return code;
+}
+
+/* The open file limit check counts what the endpoint may hold (its connections): a
+ * limit that fits max_connections = 20 without metrics does not with it. */
+static void fd_limit_counts_the_endpoint(void **state)
+{
+    (void)state;
+    const char *base = "workers = 1;\nmax_connections = 20;\n"
+                       "tcp = { listen = [ \"127.0.0.1:0\" ]; };\n"
+                       "udp = { listen = [ \"127.0.0.1:0\" ]; };\n";
+    char with[512], err[2048];
+    snprintf(with, sizeof(with), "%smetrics = { listen = [ \"127.0.0.1:0\" ]; };\n", base);
+    int code = check_limited(base, 64, err, sizeof(err));
+    if (code != 0)
+        fail_msg("without metrics, 64 fds should do: exit %d: %s", code, err);
+    code = check_limited(with, 64, err, sizeof(err));
+    if (code != 78 || !strstr(err, "open file limit is 64"))
+        fail_msg("with metrics, 64 fds should not do: exit %d: %s", code, err);
+    h_note("metrics fd limit: %s", err);
+}
+
 int main(void)
 {
     h_init("test_metrics", 240);
@@ -553,6 +586,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(scrapes_keep_the_connection, setup_metrics, h_teardown),
         cmocka_unit_test_setup_teardown(hostile_http_cannot_stall_echo, setup_metrics, h_teardown),
         cmocka_unit_test_teardown(reload_turns_metrics_on_and_off, h_teardown),
+        cmocka_unit_test(fd_limit_counts_the_endpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
