@@ -237,11 +237,13 @@ struct histogram *worker_durations(struct worker *w)
 
 unsigned worker_connections(const struct worker *w)
 {
-    /* closed first: it never passes opened, so read this way round the difference is
-     * never negative, only at most a moment old */
-    uint64_t closed = atomic_load_explicit(&w->stats.v[STAT_tcp_closed], memory_order_relaxed);
-    uint64_t opened = atomic_load_explicit(&w->stats.v[STAT_tcp_opened], memory_order_relaxed);
-    return opened > closed ? (unsigned)(opened - closed) : 0;
+    /* The load (pushed and not yet closed; a socket that could not be adopted counts
+     * as closed too, so the figure cannot drift) less the sockets still queued. Two
+     * reads, no lock: a socket pushed, popped or closed between them can be off by
+     * one for a moment, never below zero. */
+    size_t queued = handoff_length(w->queue);
+    unsigned load = atomic_load_explicit(&w->load, memory_order_relaxed);
+    return load > queued ? load - (unsigned)queued : 0;
 }
 
 size_t worker_queue_length(const struct worker *w)
