@@ -140,7 +140,7 @@ static void server_note_load(struct server *s)
 static int server_adopt(struct server *s, const struct sd_listen *passed, char *err,
                         size_t err_size)
 {
-    log_info("socket activation: %zu socket%s passed; tcp.listen and udp.listen are not used",
+    log_info("socket activation: %zu socket%s passed; tcp.listen, udp.listen and metrics.listen are not used",
              passed->count, passed->count == 1 ? "" : "s");
     s->has_passed_sockets = true;
     int rc = 0;
@@ -395,7 +395,7 @@ static int server_rebind(struct server *s, const struct conf *next, struct liste
                          char *err, size_t err_size)
 {
     if (s->has_passed_sockets) {
-        log_info("reload: the sockets came from systemd; tcp.listen and udp.listen are ignored");
+        log_info("reload: the sockets came from systemd; tcp.listen, udp.listen and metrics.listen are ignored");
         const struct listener_set *now[SERVER_KINDS] = {&s->tcp_ls, &s->udp_ls, &s->metrics_ls};
         for (size_t k = 0; k < SERVER_KINDS; k++) {
             if (listener_set_copy(&sets[k], now[k]) < 0) {

@@ -417,7 +417,7 @@ static void activation_tcp_alone(void **state)
     struct sockaddr_storage sa, unused;
     activate_echod("tcp", false, &sa, &unused);
     assert_true(h_echod_log_contains(
-        &echod, "socket activation: 1 socket passed; tcp.listen and udp.listen are not used"));
+        &echod, "socket activation: 1 socket passed; tcp.listen, udp.listen and metrics.listen are not used"));
     char line[128];
     snprintf(line, sizeof(line), "listening tcp 127.0.0.1:%u (adopted fd 3, named \"tcp\")",
              h_port_of(&sa));
@@ -450,7 +450,7 @@ static void activation_reload_keeps_passed_sockets(void **state)
                        "greeting = \"R: \"; };\n"
                        "udp = { listen = [ ]; };\n";
     assert_int_equal(h_echod_reload(&echod, next), 0);
-    assert_true(h_echod_log_contains(&echod, "tcp.listen and udp.listen are ignored"));
+    assert_true(h_echod_log_contains(&echod, "tcp.listen, udp.listen and metrics.listen are ignored"));
     char want[256] = "";
     port_line("tcp", &tsa, want, sizeof(want));
     port_line("udp", &usa, want, sizeof(want));
