@@ -152,7 +152,7 @@ for i in range(int(rate * seconds)):
         failed += 1
         print("scraper: %s" % e, file=sys.stderr)
         conn = None
-print("scrapes=%d failed=%d bytes_each=%d" % (done, failed, size))
+print("scrapes=%d failed=%d bytes_each=%d scraper_cpu_ms=%d" % (done, failed, size, time.process_time() * 1000))
 EOF
     # CPU ticks (user + system) of echod's threads whose name matches $1 (grep -E): the
     # endpoint's thread is libmicrohttpd's "MHD-single".
@@ -167,7 +167,7 @@ EOF
     metrics_port=$(sed -n 's/^metrics .*:\([0-9]*\)$/\1/p' "$tmp/echod.ports")
     port=$(port_of "$tmp/echod.ports")
     : >"$tmp/ratios"
-    scraped_total=0 mhd_ticks=0 all_ticks=0
+    scraped_total=0 mhd_ticks=0 all_ticks=0 scraper_ms=0
     i=1
     while [ "$i" -le "$rounds" ]; do
         run_bench "echod-round$i-no-scrapes" "$port"
@@ -181,6 +181,7 @@ EOF
         all_ticks=$((all_ticks + $(thread_ticks .) - all_before))
         cat "$tmp/scraper.out"
         grep -q ' failed=0 ' "$tmp/scraper.out" || { echo "bench: scrapes failed" >&2; exit 1; }
+        scraper_ms=$((scraper_ms + $(sed 's/.*scraper_cpu_ms=\([0-9]*\).*/\1/' "$tmp/scraper.out")))
         scraped_total=$((scraped_total + $(sed 's/scrapes=\([0-9]*\).*/\1/' "$tmp/scraper.out")))
         echo "$(rate "echod-round$i-$scrapes-scrapes-per-s") $(rate "echod-round$i-no-scrapes")" >>"$tmp/ratios"
         i=$((i + 1))
@@ -197,9 +198,9 @@ EOF
                 m, n, s, p, (p > 0 ? s / p : 0), r, (1 - m) * 100
         }' "$tmp/sorted"
     tick_ms=$((1000 / $(getconf CLK_TCK)))
-    awk -v m="$mhd_ticks" -v a="$all_ticks" -v k="$scraped_total" -v t="$tick_ms" 'BEGIN {
-        printf "metrics thread: %d ms of CPU for %d scrapes (%.0f us each), %.2f %% of echod'"'"'s CPU in the scraped runs\n",
-            m * t, k, (k > 0 ? m * t * 1000 / k : 0), (a > 0 ? m * 100 / a : 0)
+    awk -v m="$mhd_ticks" -v a="$all_ticks" -v k="$scraped_total" -v t="$tick_ms" -v c="$scraper_ms" 'BEGIN {
+        printf "metrics thread: %d ms of CPU for %d scrapes (%.0f us each), %.2f %% of echod'"'"'s CPU in the scraped runs; the scraper itself (a client, here on the same cores) used %d ms\n",
+            m * t, k, (k > 0 ? m * t * 1000 / k : 0), (a > 0 ? m * 100 / a : 0), c
     }'
     exit 0
 fi
