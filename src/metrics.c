@@ -38,6 +38,8 @@ struct metrics {
 static void metrics_log(void *arg, const char *fmt, va_list ap)
 {
     (void)arg;
+    if (!log_is_enabled(LOG_LEVEL_DEBUG))
+        return;
     char text[256];
     vsnprintf(text, sizeof(text), fmt, ap);
     text[strcspn(text, "\n")] = '\0';
@@ -132,9 +134,12 @@ int metrics_start(struct listener *l, metrics_render_fn *render, void *arg, stru
         (unsigned)METRICS_MAX_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)METRICS_MEMORY_BYTES, MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (m->daemon == NULL) {
+    if (m->daemon == NULL) { /* MHD says no more than that (its lines are at debug level) */
+        char where[ADDR_STRLEN + 8];
+        listener_describe(l, where, sizeof(where));
+        log_error("libmicrohttpd cannot serve %s (threads, fds or memory ran out?)", where);
         free(m);
-        return -ENOMEM; /* MHD says no more; its log line said why */
+        return -ENOMEM;
     }
     m->listener = listener_ref(l);
     *out = m;
