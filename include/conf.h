@@ -53,6 +53,8 @@ struct conf {
     unsigned udp_max_reply_bytes; /* a larger reply is not sent (udp_reply_too_large) */
     struct guard_conf udp_guard;  /* the reflection guard, udp.guard */
     char *instance;               /* {instance}: the file's base name by default */
+    struct addr *metrics_listen;  /* metrics.listen: the metrics endpoint; none turns it off */
+    size_t metrics_listen_count;
 };
 
 /* Fill c with the built-in defaults; 0 or -ENOMEM. */

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "histogram.h"
 #include "iplimit.h"
 #include "proto.h"
 #include "proxy.h"
@@ -36,6 +37,7 @@ struct conn_hooks {
     void (*on_close)(void *arg); /* told, on this thread, whenever a connection closes */
     void *on_close_arg;
     const char *worker_name; /* {worker} in greetings: the worker's index */
+    struct histogram *durations; /* each served connection's lifetime; NULL: not kept */
 };
 
 struct conn_set;

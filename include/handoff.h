@@ -32,8 +32,8 @@ int handoff_pop(struct handoff *h, int *fd);
 void handoff_close(struct handoff *h);
 /* Whether a push would find a free slot now (a single producer can count on it). */
 bool handoff_has_room(struct handoff *h);
-/* Sockets queued now. */
-size_t handoff_length(struct handoff *h);
+/* Sockets queued now (any thread; takes no lock). */
+size_t handoff_length(const struct handoff *h);
 /* The eventfd the consumer polls for readability. */
 int handoff_wake_fd(const struct handoff *h);
 /* Consume a wake-up; call before popping until -EAGAIN so no push is missed. */

@@ -1,4 +1,5 @@
-/* listener: the TCP and UDP sockets echod serves, bound or adopted from systemd, as
+/* listener: the TCP and UDP sockets echod serves (and the metrics endpoint's TCP
+ * sockets), bound or adopted from systemd, as
  * shared, refcounted objects, and the port file that publishes their ports. Opened by
  * the main thread (at start-up and on reload); the settings snapshots of the acceptor
  * and the UDP thread hold references, and the last reference closes the socket, so a
@@ -19,6 +20,7 @@ struct listener {
     int type;               /* SOCK_STREAM or SOCK_DGRAM */
     bool is_adopted;        /* passed by systemd: closed, never shut down */
     bool is_reuseport;      /* bound with SO_REUSEPORT (tcp.reuseport, udp.reuseport) */
+    bool is_metrics;        /* a TCP listener for the metrics endpoint, not for echo */
     struct addr configured; /* the listen entry it was opened for (port 0 stays 0) */
     struct addr bound;      /* the address actually bound: port 0 resolved */
 };
@@ -36,8 +38,9 @@ int listener_open(const struct addr *a, int type, int backlog, bool is_reuseport
                   struct listener **out);
 /* Adopt fd, a socket passed by systemd, as a new listener with one reference: a
  * listening TCP socket or a bound UDP socket, IPv4 or IPv6. name (FileDescriptorName=,
- * may be NULL) "tcp" or "udp" must match the socket; any other name is classified by
- * SO_TYPE/SO_ACCEPTCONN ("metrics" is reserved and refused for now). 0; or -errno with
+ * may be NULL) "tcp" or "udp" must match the socket, and "metrics" must be a listening
+ * TCP socket (the listener is then is_metrics); any other name is classified by
+ * SO_TYPE/SO_ACCEPTCONN. 0; or -errno with
  * err saying why fd is refused (not a socket, not IPv4/IPv6, a connected TCP socket as
  * Accept=yes passes, neither stream nor datagram, or a name that does not fit). fd
  * stays open on failure. */
@@ -73,7 +76,7 @@ void listener_set_clear(struct listener_set *set);
  * and each of ls[0..count) registered for input (data.ptr = the listener). 0 or -errno;
  * on failure nothing stays open. */
 int listener_watch(const struct listener_set *set, int *epfd, int *wake_fd);
-/* "tcp 127.0.0.1:40123" or "udp [::1]:40124" into buf. */
+/* "tcp 127.0.0.1:40123", "udp [::1]:40124" or "metrics 127.0.0.1:9107" into buf. */
 void listener_describe(const struct listener *l, char *buf, size_t size);
 /* Write one listener_describe line per listener of each set, in order, to path,
  * atomically (temp + rename). 0 or -errno. */

@@ -18,25 +18,27 @@ struct server;
  * failed or the passed socket that was refused. */
 int server_open(const struct conf *c, const struct sd_listen *passed, struct server **out,
                 char *err, size_t err_size);
-/* Write the port file: one "tcp ADDR:PORT" or "udp ADDR:PORT" line per listener, TCP
- * first (see listener_write_port_file); 0 or -errno. */
+/* Write the port file: one "tcp ADDR:PORT", "udp ADDR:PORT" or "metrics ADDR:PORT"
+ * line per listener, in that order (see listener_write_port_file); 0 or -errno. */
 int server_write_port_file(const struct server *s, const char *path);
-/* Start the UDP thread, the workers and the acceptor; 0 or -errno. */
+/* Start the UDP thread, the workers, the acceptor, and last the metrics endpoints;
+ * 0 or -errno. */
 int server_start(struct server *s);
 /* Before a reload: warn about each key of next that cannot change while echod runs
  * (workers, queue_capacity, switching the per-IP limit or a whole service on or off)
  * and set it back to the value in force. */
 void server_reload_keep_fixed(const struct server *s, struct conf *next);
 /* Apply next (checked, and passed through server_reload_keep_fixed): open the added
- * listeners, publish the new settings to every thread and wake them; listeners no
- * longer listed are retired by their threads. 0; or -errno with err saying why, and
+ * listeners, start the added metrics endpoints, publish the new settings to every
+ * thread and wake them; listeners no longer listed are retired by their threads, and
+ * metrics endpoints no longer listed are stopped. 0; or -errno with err saying why, and
  * nothing changed. The caller then makes next its configuration in force. */
 int server_reload(struct server *s, const struct conf *next, char *err, size_t err_size);
-/* The TCP and UDP listeners echod serves: those in force when next is NULL or systemd
- * passed the sockets, else those the configuration next (a reload's) would have, for
- * the services that run. */
+/* The TCP, UDP and metrics listeners echod serves: those in force when next is NULL or
+ * systemd passed the sockets, else those the configuration next (a reload's) would
+ * have, for the services that run. */
 void server_count_listeners(const struct server *s, const struct conf *next, size_t *tcp,
-                            size_t *udp);
+                            size_t *udp, size_t *metrics);
 /* The watchdog's question: has every thread (acceptor, UDP, workers) slept idle in
  * epoll_wait or come back to its loop within interval_ms? (see evloop_is_alive) */
 bool server_is_alive(const struct server *s, uint64_t now_ms, uint64_t interval_ms);

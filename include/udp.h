@@ -44,5 +44,8 @@ void udp_destroy(struct udp *u);
 const struct evloop_beat *udp_beat(const struct udp *u);
 /* The UDP thread's counters. */
 struct stats *udp_stats(struct udp *u);
+/* The guard table's prefixes in use and its size (0 and 0 with the guard off), as the
+ * UDP thread last published them (any thread, lock-free). */
+void udp_guard_occupancy(const struct udp *u, size_t *entries, size_t *capacity);
 
 #endif

@@ -4,9 +4,11 @@
 #define ECHOD_WORKER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "evloop.h"
+#include "histogram.h"
 #include "iplimit.h"
 #include "stats.h"
 
@@ -52,5 +54,12 @@ void worker_destroy(struct worker *w);
 const struct evloop_beat *worker_beat(const struct worker *w);
 /* The worker's counters. */
 struct stats *worker_stats(struct worker *w);
+/* The lifetimes of the worker's closed connections. */
+struct histogram *worker_durations(struct worker *w);
+/* Connections the worker serves now: taken from its queue and not closed (any
+ * thread, lock-free; approximate by the sockets that move while it reads). */
+unsigned worker_connections(const struct worker *w);
+/* Sockets waiting in the worker's hand-off queue (any thread, lock-free). */
+size_t worker_queue_length(const struct worker *w);
 
 #endif

@@ -149,6 +149,7 @@ void conf_each_key(void (*fn)(const char *key, void *arg), void *arg)
     conf_key_emit_bools("udp", conf_udp_bools, fn, arg);
     conf_key_emit_bools("udp.guard", conf_guard_bools, fn, arg);
     conf_key_emit_uints("udp.guard", conf_guard_uints, fn, arg);
+    conf_key_emit("metrics", "listen", fn, arg);
 }
 
 /* Write "NAME:LINE: group.key: message" and return -EINVAL. */
@@ -446,12 +447,11 @@ static const struct conf_list_kind conf_proxy_from_kind = {
     sizeof(struct proxy_net),
     conf_parse_net};
 
-/* The listen list: strings "ADDR:PORT" or "[V6ADDR]:PORT"; replaces svc->listen. */
+/* A listen list: strings "ADDR:PORT" or "[V6ADDR]:PORT"; replaces *listen and *count. */
 static int conf_get_listen(const struct conf_ctx *ctx, const config_setting_t *s, const char *group,
-                           struct conf_service *svc)
+                           struct addr **listen, size_t *count)
 {
-    return conf_get_list(ctx, s, group, &conf_listen_kind, (void **)&svc->listen,
-                         &svc->listen_count);
+    return conf_get_list(ctx, s, group, &conf_listen_kind, (void **)listen, count);
 }
 
 /* The greeting: UTF-8 text of at most CONF_MAX_GREETING bytes; replaces svc->greeting. */
@@ -587,7 +587,7 @@ static int conf_apply_service_key(const struct conf_ctx *ctx, const config_setti
     const char *text = NULL;
     int rc;
     if (strcmp(name, "listen") == 0)
-        return conf_get_listen(ctx, s, group, svc);
+        return conf_get_listen(ctx, s, group, &svc->listen, &svc->listen_count);
     if (strcmp(name, "greeting") == 0)
         return conf_get_greeting(ctx, s, group, svc);
     if (strcmp(name, "mode") == 0) {
@@ -619,6 +619,24 @@ static int conf_apply_service(const struct conf_ctx *ctx, const config_setting_t
             rc = conf_apply_bool(ctx, s, group, is_tcp ? conf_tcp_bools : conf_udp_bools, c);
         if (rc == 0)
             rc = conf_apply_service_key(ctx, s, group, svc);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Apply the metrics group: its one key is listen. */
+static int conf_apply_metrics(const struct conf_ctx *ctx, const config_setting_t *g, struct conf *c)
+{
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+        return conf_fail(ctx, g, NULL, "must be a group: metrics = { ... };");
+    int n = config_setting_length(g);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+        int rc =
+            strcmp(config_setting_name(s), "listen") == 0
+                ? conf_get_listen(ctx, s, "metrics", &c->metrics_listen, &c->metrics_listen_count)
+                : conf_fail(ctx, s, "metrics", "unknown key");
         if (rc < 0)
             return rc;
     }
@@ -754,6 +772,9 @@ static int conf_apply_root(const struct conf_ctx *ctx, const config_t *cfg, stru
                 return rc;
         } else if (strcmp(name, "instance") == 0) {
             if ((rc = conf_get_instance(ctx, s, c)) < 0)
+                return rc;
+        } else if (strcmp(name, "metrics") == 0) {
+            if ((rc = conf_apply_metrics(ctx, s, c)) < 0)
                 return rc;
         } else if (strcmp(name, "log_level") == 0) {
             if ((rc = conf_get_string(ctx, s, NULL, &text)) < 0)
@@ -987,4 +1008,7 @@ void conf_free(struct conf *c)
     conf_service_free(&c->udp);
     free(c->instance);
     c->instance = NULL;
+    free(c->metrics_listen);
+    c->metrics_listen = NULL;
+    c->metrics_listen_count = 0;
 }

@@ -105,6 +105,7 @@ struct conn {
     struct proxy_parser *proxy;   /* while its PROXY header is read (c->timer in set->header) */
     union proxy_addr client;      /* the client a PROXY header named; AF_UNSPEC: the peer */
     enum stats_counter fail;      /* why a step returned -EPROTO: the close's counter */
+    uint64_t opened_ms;           /* when it was adopted, for the durations histogram */
 };
 
 struct conn_set {
@@ -317,6 +318,10 @@ static void conn_close(struct conn_set *set, struct conn *c, enum stats_counter 
     if (reason != STAT_COUNT)
         stats_add(set->stats, reason, 1);
     stats_add(set->stats, STAT_tcp_closed, 1);
+    uint64_t now_ms = set->hooks.durations ? clock_now_ms() : 0;
+    if (set->hooks.durations)
+        histogram_observe_ms(set->hooks.durations,
+                             now_ms > c->opened_ms ? now_ms - c->opened_ms : 0);
     if (is_refusal)
         sock_close_clean(c->fd); /* a FIN, not the reset unread input would cause */
     else
@@ -411,6 +416,7 @@ static ssize_t conn_read_result(struct conn_set *set, struct conn *c, ssize_t n)
 {
     if (n > 0) {
         stats_add(set->stats, STAT_tcp_bytes_in, (uint64_t)n);
+        stats_add(set->stats, STAT_tcp_reads, 1);
         return n;
     }
     if (n == 0) {
@@ -418,6 +424,13 @@ static ssize_t conn_read_result(struct conn_set *set, struct conn *c, ssize_t n)
         return 0;
     }
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+}
+
+/* Count a send that moved n bytes (0: none, and no message). */
+static void conn_count_sent(struct conn_set *set, size_t n)
+{
+    stats_add(set->stats, STAT_tcp_bytes_out, (uint64_t)n);
+    stats_add(set->stats, STAT_tcp_writes, n > 0);
 }
 
 /* Send what is pending in c->out once; 0 (including when the socket is full) or -errno. */
@@ -433,7 +446,7 @@ static int conn_flush(struct conn_set *set, struct conn *c)
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
     buf_consume(c->out, (size_t)n);
-    stats_add(set->stats, STAT_tcp_bytes_out, (uint64_t)n);
+    conn_count_sent(set, (size_t)n);
     return 0;
 }
 
@@ -447,7 +460,7 @@ static int conn_send_or_keep(struct conn_set *set, struct conn *c, const uint8_t
             return -errno;
         sent = 0;
     }
-    stats_add(set->stats, STAT_tcp_bytes_out, (uint64_t)sent);
+    conn_count_sent(set, (size_t)sent);
     if ((size_t)sent == n)
         return 0;
     int rc = conn_take_out(set, c);
@@ -836,7 +849,7 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
     c->profile = set->current;
     c->profile->conns++;
     c->greet = &c->profile->greet;
-    c->timer.since_ms = now_ms;
+    c->timer.since_ms = c->opened_ms = now_ms;
     list_push_back(c->proxy ? &set->header : &set->idle, &c->timer.node);
     list_init(&c->send_timer.node);
     if (log_is_enabled(LOG_LEVEL_DEBUG))

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,8 +29,8 @@ struct handoff {
     pthread_mutex_t lock; /* guards slots, head, len and is_closed */
     int *slots;
     size_t capacity;
-    size_t head; /* index of the oldest socket */
-    size_t len;  /* sockets queued */
+    size_t head;        /* index of the oldest socket */
+    _Atomic size_t len; /* sockets queued: changed under lock, read without (length) */
     bool is_closed;
     int wake_fd; /* eventfd: signalled on empty -> non-empty and on close */
 };
@@ -125,12 +126,10 @@ bool handoff_has_room(struct handoff *h)
     return has_room;
 }
 
-size_t handoff_length(struct handoff *h)
+size_t handoff_length(const struct handoff *h)
 {
-    pthread_mutex_lock(&h->lock);
-    size_t len = h->len;
-    pthread_mutex_unlock(&h->lock);
-    return len;
+    /* No lock: a reader such as a metrics scrape never makes the worker wait. */
+    return atomic_load_explicit(&h->len, memory_order_relaxed);
 }
 
 int handoff_wake_fd(const struct handoff *h)

@@ -1,6 +1,6 @@
-/* listener: binding the TCP and UDP sockets echod serves, or adopting the ones systemd
- * passed (socket activation), and the port file that tells scripts and tests which
- * ports port 0 became. The main thread opens listeners (at start-up and on reload);
+/* listener: binding the TCP and UDP sockets echod serves (and the metrics endpoint's),
+ * or adopting the ones systemd passed (socket activation), and the port file that tells scripts and
+ * tests which ports port 0 became. The main thread opens listeners (at start-up and on reload);
  * references are taken and dropped by any thread, and the last one closes the socket
  * (see listener.h). */
 #include "config.h"
@@ -71,13 +71,15 @@ int listener_open(const struct addr *a, int type, int backlog, bool is_reuseport
 /* The socket names echod knows (FileDescriptorName=), and the type each must have. */
 static const struct {
     const char *name;
-    int type; /* 0: reserved, refused */
+    int type;
 } listener_names[] = {
-    {"tcp", SOCK_STREAM}, {"udp", SOCK_DGRAM}, {"metrics", 0}, /* the planned metrics endpoint */
+    {"tcp", SOCK_STREAM},
+    {"udp", SOCK_DGRAM},
+    {"metrics", SOCK_STREAM},
 };
 
-/* The socket type name must have: SOCK_STREAM, SOCK_DGRAM, 0 for a reserved name, -1
- * for no name or one echod does not know (then the socket's own type decides). */
+/* The socket type name must have: SOCK_STREAM or SOCK_DGRAM, -1 for no name or one
+ * echod does not know (then the socket's own type decides). */
 static int listener_type_of_name(const char *name)
 {
     for (size_t i = 0; name && i < sizeof(listener_names) / sizeof(listener_names[0]); i++)
@@ -121,9 +123,9 @@ static int listener_check_passed(int fd, const char *name, int *type_out, char *
         return listener_refuse(-ESOCKTNOSUPPORT, fd, name, err, err_size,
                                "is neither a TCP (stream) nor a UDP (datagram) socket");
     int want = listener_type_of_name(name);
-    if (want == 0)
-        return listener_refuse(-ENOPROTOOPT, fd, name, err, err_size,
-                               "is for an endpoint this echod does not have");
+    if (want > 0 && want != type && name && strcmp(name, "metrics") == 0)
+        return listener_refuse(-EPROTOTYPE, fd, name, err, err_size,
+                               "is a UDP socket: the metrics endpoint needs a TCP one");
     if (want > 0 && want != type)
         return listener_refuse(-EPROTOTYPE, fd, name, err, err_size,
                                type == SOCK_STREAM ? "is a TCP socket, not a UDP one"
@@ -150,6 +152,7 @@ int listener_adopt(int fd, const char *name, struct listener **out, char *err, s
     l->fd = fd;
     l->type = type;
     l->is_adopted = true;
+    l->is_metrics = name && strcmp(name, "metrics") == 0;
     l->configured = l->bound;
     *out = l;
     return 0;
@@ -271,7 +274,11 @@ void listener_describe(const struct listener *l, char *buf, size_t size)
 {
     char text[ADDR_STRLEN];
     addr_format((const struct sockaddr *)&l->bound.ss, text, sizeof(text));
-    snprintf(buf, size, "%s %s", l->type == SOCK_STREAM ? "tcp" : "udp", text);
+    snprintf(buf, size, "%s %s",
+             l->is_metrics            ? "metrics"
+             : l->type == SOCK_STREAM ? "tcp"
+                                      : "udp",
+             text);
 }
 
 int listener_write_port_file(const char *path, const struct listener_set *const *sets, size_t count)

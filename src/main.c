@@ -37,6 +37,7 @@
 #include "fdlimit.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "sd.h"
 #include "server.h"
 #include "signals.h"
@@ -61,7 +62,8 @@ static void main_usage(FILE *out)
             "                          and exit\n"
             "  -l, --log-level LEVEL   error, warn, info or debug (overrides the file)\n"
             "      --port-file FILE    once bound, write \"tcp ADDR:PORT\" / \"udp ADDR:PORT\"\n"
-            "                          lines, one per listener, to FILE (atomically)\n"
+            "                          / \"metrics ADDR:PORT\" lines, one per listener, to\n"
+            "                          FILE (atomically)\n"
             "  -h, --help              show this help and exit\n"
             "  -V, --version           show the version and exit\n"
             "\n"
@@ -71,7 +73,7 @@ static void main_usage(FILE *out)
             "until CONT.\n"
             "Under systemd, echod sends READY=1, STATUS=, RELOADING=1, STOPPING=1 and\n"
             "WATCHDOG=1 to NOTIFY_SOCKET and serves the sockets passed in LISTEN_FDS (named\n"
-            "tcp or udp) instead of its listen lists.\n"
+            "tcp, udp or metrics) instead of its listen lists.\n"
             "Exit codes: 0 ok, 64 usage, 69 cannot listen, 71 system error, 73 cannot\n"
             "write the port file, 76 unusable sockets from systemd, 78 configuration error.\n",
             CONF_DEFAULT_PORT);
@@ -131,15 +133,20 @@ static void main_parse_args(int argc, char **argv, struct options *o)
     }
 }
 
+/* The listeners echod serves, by kind. */
+struct main_listeners {
+    size_t tcp, udp, metrics;
+};
+
 /* Whether c's max_connections and echod's own fds, with these listeners, fit the open
  * file limit: 0, or -EMFILE with err saying what to change (two lines). A limit of 0
- * (unknown) always fits. */
-static int main_fit_fd_limit(const struct conf *c, size_t tcp_listeners, size_t udp_listeners,
-                             uint64_t limit, char *err, size_t err_size)
+ * (unknown) always fits. Each metrics endpoint counts with every fd it may hold. */
+static int main_fit_fd_limit(const struct conf *c, struct main_listeners n, uint64_t limit,
+                             char *err, size_t err_size)
 {
-    bool is_tcp = tcp_listeners > 0;
-    uint64_t own = fdlimit_own_fds(tcp_listeners + udp_listeners, conf_worker_count(c), is_tcp,
-                                   udp_listeners > 0);
+    bool is_tcp = n.tcp > 0;
+    uint64_t own = fdlimit_own_fds(n.tcp + n.udp, conf_worker_count(c), is_tcp, n.udp > 0) +
+                   n.metrics * METRICS_FDS;
     uint64_t conns = is_tcp ? c->max_connections : 0;
     if (limit == 0 || limit >= conns + own)
         return 0;
@@ -174,11 +181,10 @@ static uint64_t main_raise_fd_limit(void)
 }
 
 /* Whether c fits the limit with these listeners; if not, say what to change. */
-static bool main_fd_limit_fits(const struct conf *c, size_t tcp_listeners, size_t udp_listeners,
-                               uint64_t limit)
+static bool main_fd_limit_fits(const struct conf *c, struct main_listeners n, uint64_t limit)
 {
     char err[1024];
-    if (main_fit_fd_limit(c, tcp_listeners, udp_listeners, limit, err, sizeof(err)) == 0)
+    if (main_fit_fd_limit(c, n, limit, err, sizeof(err)) == 0)
         return true;
     main_log_lines(err);
     return false;
@@ -247,9 +253,9 @@ static void main_reload(struct main_state *m, struct server *s)
     int rc = main_reread(m, &next, err, sizeof(err));
     if (rc == 0) {
         server_reload_keep_fixed(s, &next);
-        size_t tcp, udp;
-        server_count_listeners(s, &next, &tcp, &udp);
-        rc = main_fit_fd_limit(&next, tcp, udp, m->fd_limit, err, sizeof(err));
+        struct main_listeners n;
+        server_count_listeners(s, &next, &n.tcp, &n.udp, &n.metrics);
+        rc = main_fit_fd_limit(&next, n, m->fd_limit, err, sizeof(err));
         if (rc == 0)
             rc = server_reload(s, &next, err, sizeof(err));
         if (rc < 0)
@@ -416,7 +422,8 @@ int main(int argc, char **argv)
     log_set_level(c.log_level);
     struct main_state m = {.o = &o, .conf = &c, .fd_limit = main_raise_fd_limit()};
     if (o.is_check_only) {
-        bool fits = main_fd_limit_fits(&c, c.tcp.listen_count, c.udp.listen_count, m.fd_limit);
+        struct main_listeners n = {c.tcp.listen_count, c.udp.listen_count, c.metrics_listen_count};
+        bool fits = main_fd_limit_fits(&c, n, m.fd_limit);
         if (fits)
             printf("configuration OK\n");
         conf_free(&c);
@@ -450,9 +457,9 @@ int main(int argc, char **argv)
         exit_code = passed.count > 0 ? EX_PROTOCOL : EX_UNAVAILABLE;
         goto done;
     }
-    size_t tcp_count, udp_count;
-    server_count_listeners(s, NULL, &tcp_count, &udp_count);
-    if (!main_fd_limit_fits(&c, tcp_count, udp_count, m.fd_limit)) {
+    struct main_listeners listeners;
+    server_count_listeners(s, NULL, &listeners.tcp, &listeners.udp, &listeners.metrics);
+    if (!main_fd_limit_fits(&c, listeners, m.fd_limit)) {
         exit_code = EX_CONFIG;
         goto done;
     }

@@ -1,23 +1,27 @@
 /* server: owns the listeners and every thread, and puts them through start-up and
- * shutdown in order. Main thread only.
+ * shutdown in order; renders the metrics a scrape reads. Main thread only, but for
+ * server_render_metrics, which the metrics endpoint's thread runs.
  *
  * Start: bind every listener (fatal at start-up if one cannot be bound), then start the
  * UDP thread, the workers and last the acceptor, so no socket is accepted before a
  * worker can take it. Shutdown: tell the acceptor to stop (it takes in the connections
  * already in the kernel's backlog, refuses new clients, closes the TCP listeners and
  * then lets the workers drain until shutdown_timeout_ms); stop UDP after answering what
- * is queued. Destroy joins and frees in the reverse order. */
+ * is queued. Destroy joins and frees in the reverse order. The metrics endpoints start
+ * after every serving thread and stop before any is joined, since a scrape reads them. */
 #include "config.h"
 
 #include "server.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,6 +31,9 @@
 #include "evloop.h"
 #include "iplimit.h"
 #include "log.h"
+#include "metrics.h"
+#include "procself.h"
+#include "promtext.h"
 #include "snap.h"
 #include "sd.h"
 #include "stats.h"
@@ -37,9 +44,11 @@ struct server {
     const struct conf *conf;    /* the configuration in force (the caller's) */
     struct listener_set tcp_ls; /* the listeners in force: references of the server's */
     struct listener_set udp_ls;
-    struct snap_box *tcp_box;  /* the acceptor's settings (acceptor_settings) */
-    struct snap_box *udp_box;  /* the UDP thread's settings (udp_settings) */
-    struct snap_box *conn_box; /* the workers' settings (conn_settings) */
+    struct listener_set metrics_ls; /* the metrics endpoints' listeners */
+    struct metrics **endpoints;     /* endpoints[i] serves metrics_ls.items[i], once started */
+    struct snap_box *tcp_box;       /* the acceptor's settings (acceptor_settings) */
+    struct snap_box *udp_box;       /* the UDP thread's settings (udp_settings) */
+    struct snap_box *conn_box;      /* the workers' settings (conn_settings) */
     struct acceptor *acceptor;
     struct iplimit *iplimit; /* NULL without max_connections_per_ip; outlives the workers */
     struct worker **workers;
@@ -49,33 +58,41 @@ struct server {
     int done_fd;         /* eventfd: every worker adds 1 when it ends */
     uint64_t done_count; /* workers (or, with none, the shutdown) reported done */
     bool is_shutting_down;
-    bool has_passed_sockets; /* systemd passed the listeners: reloads keep them */
+    bool has_passed_sockets;         /* systemd passed the listeners: reloads keep them */
+    double start_time_s;             /* when the process started (Unix time), for scrapes */
+    _Atomic uint64_t last_reload_ms; /* Unix time in ms of the last applied load: main
+                                        writes, scrapes read */
 };
 
-/* The listeners of one service into *out: those of `keep` opened for the same listen
- * entry are kept (so a reload does not rebind them), the others are bound. 0; or -errno
- * with err naming the address, and *out empty. */
-static int server_bind_service(const struct conf_service *svc, int type, unsigned backlog,
-                               const struct listener_set *keep, struct listener_set *out, char *err,
-                               size_t err_size)
+/* The listeners of one listen list (TCP, UDP, or the metrics endpoint's TCP) into *out:
+ * those of `keep` opened for the same listen entry are kept (so a reload does not rebind
+ * them), the others are bound. 0; or -errno with err naming the address, and *out
+ * empty. */
+static int server_bind_list(const struct addr *listen, size_t count, int type, bool is_metrics,
+                            bool is_reuseport, unsigned backlog, const struct listener_set *keep,
+                            struct listener_set *out, char *err, size_t err_size)
 {
     *out = (struct listener_set){0};
-    for (size_t i = 0; i < svc->listen_count; i++) {
+    for (size_t i = 0; i < count; i++) {
         struct listener *l = NULL;
         for (size_t k = 0; k < keep->count && l == NULL; k++) /* each kept at most once */
-            if (listener_matches(keep->items[k], &svc->listen[i], type, svc->is_reuseport) &&
+            if (listener_matches(keep->items[k], &listen[i], type, is_reuseport) &&
                 !listener_set_holds(out, keep->items[k]))
                 l = listener_ref(keep->items[k]);
         bool is_new = l == NULL;
-        int rc =
-            is_new ? listener_open(&svc->listen[i], type, (int)backlog, svc->is_reuseport, &l) : 0;
+        int rc = is_new ? listener_open(&listen[i], type, (int)backlog, is_reuseport, &l) : 0;
+        if (rc == 0 && is_new)
+            l->is_metrics = is_metrics;
         if (rc == 0)
             rc = listener_set_add(out, l);
         if (rc < 0) {
             char where[ADDR_STRLEN];
-            addr_format((const struct sockaddr *)&svc->listen[i].ss, where, sizeof(where));
+            addr_format((const struct sockaddr *)&listen[i].ss, where, sizeof(where));
             snprintf(err, err_size, "cannot listen on %s %s: %s",
-                     type == SOCK_STREAM ? "tcp" : "udp", where, strerror(-rc));
+                     is_metrics            ? "metrics"
+                     : type == SOCK_STREAM ? "tcp"
+                                           : "udp",
+                     where, strerror(-rc));
             listener_set_clear(out);
             return rc;
         }
@@ -88,23 +105,43 @@ static int server_bind_service(const struct conf_service *svc, int type, unsigne
     return 0;
 }
 
-/* Bind both services of c into tcp and udp, keeping what s has; 0 or -errno. */
-static int server_bind(const struct server *s, const struct conf *c, struct listener_set *tcp,
-                       struct listener_set *udp, char *err, size_t err_size)
+/* The listener sets of the three services: TCP, UDP and the metrics endpoint. */
+enum { SERVER_TCP, SERVER_UDP, SERVER_METRICS, SERVER_KINDS };
+
+/* Bind the services of c into sets[SERVER_KINDS], keeping what s has; 0 or -errno. */
+static int server_bind(const struct server *s, const struct conf *c, struct listener_set *sets,
+                       char *err, size_t err_size)
 {
-    int rc =
-        server_bind_service(&c->tcp, SOCK_STREAM, c->tcp_backlog, &s->tcp_ls, tcp, err, err_size);
-    if (rc == 0 &&
-        (rc = server_bind_service(&c->udp, SOCK_DGRAM, 0, &s->udp_ls, udp, err, err_size)) < 0)
-        listener_set_clear(tcp);
+    int rc = server_bind_list(c->tcp.listen, c->tcp.listen_count, SOCK_STREAM, false,
+                              c->tcp.is_reuseport, c->tcp_backlog, &s->tcp_ls, &sets[SERVER_TCP], err, err_size);
+    if (rc == 0 && (rc = server_bind_list(c->udp.listen, c->udp.listen_count, SOCK_DGRAM, false,
+                                          c->udp.is_reuseport, 0,
+                                          &s->udp_ls, &sets[SERVER_UDP], err, err_size)) < 0)
+        listener_set_clear(&sets[SERVER_TCP]);
+    if (rc == 0 && (rc = server_bind_list(c->metrics_listen, c->metrics_listen_count, SOCK_STREAM,
+                                          true, false, c->tcp_backlog, &s->metrics_ls,
+                                          &sets[SERVER_METRICS], err, err_size)) < 0) {
+        listener_set_clear(&sets[SERVER_TCP]);
+        listener_set_clear(&sets[SERVER_UDP]);
+    }
     return rc;
+}
+
+/* Note now (Unix time) as the time of the last applied configuration, for scrapes. */
+static void server_note_load(struct server *s)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    atomic_store_explicit(&s->last_reload_ms,
+                          (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u,
+                          memory_order_relaxed);
 }
 
 /* Adopt the sockets systemd passed instead of binding the configuration's. */
 static int server_adopt(struct server *s, const struct sd_listen *passed, char *err,
                         size_t err_size)
 {
-    log_info("socket activation: %zu socket%s passed; tcp.listen and udp.listen are not used",
+    log_info("socket activation: %zu socket%s passed; tcp.listen, udp.listen and metrics.listen are not used",
              passed->count, passed->count == 1 ? "" : "s");
     s->has_passed_sockets = true;
     int rc = 0;
@@ -118,7 +155,10 @@ static int server_adopt(struct server *s, const struct sd_listen *passed, char *
         listener_describe(l, line, sizeof(line));
         log_info("listening %s (adopted fd %d%s%s%s)", line, l->fd, name ? ", named \"" : "",
                  name ? name : "", name ? "\"" : "");
-        if ((rc = listener_set_add(l->type == SOCK_STREAM ? &s->tcp_ls : &s->udp_ls, l)) < 0)
+        struct listener_set *set = l->is_metrics            ? &s->metrics_ls
+                                   : l->type == SOCK_STREAM ? &s->tcp_ls
+                                                            : &s->udp_ls;
+        if ((rc = listener_set_add(set, l)) < 0)
             snprintf(err, err_size, "out of memory");
     }
     return rc;
@@ -133,16 +173,20 @@ int server_open(const struct conf *c, const struct sd_listen *passed, struct ser
         return -ENOMEM;
     }
     s->conf = c;
+    server_note_load(s);
+    if (procself_start_time(&s->start_time_s) < 0)
+        s->start_time_s = 0;
     s->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int rc = s->done_fd < 0 ? -errno : 0;
     if (rc < 0)
         snprintf(err, err_size, "eventfd: %s", strerror(-rc));
-    struct listener_set tcp, udp;
+    struct listener_set sets[SERVER_KINDS];
     if (rc == 0 && passed->count > 0)
         rc = server_adopt(s, passed, err, err_size);
-    else if (rc == 0 && (rc = server_bind(s, c, &tcp, &udp, err, err_size)) == 0) {
-        s->tcp_ls = tcp;
-        s->udp_ls = udp;
+    else if (rc == 0 && (rc = server_bind(s, c, sets, err, err_size)) == 0) {
+        s->tcp_ls = sets[SERVER_TCP];
+        s->udp_ls = sets[SERVER_UDP];
+        s->metrics_ls = sets[SERVER_METRICS];
     }
     if (rc < 0) {
         server_destroy(s);
@@ -154,8 +198,8 @@ int server_open(const struct conf *c, const struct sd_listen *passed, struct ser
 
 int server_write_port_file(const struct server *s, const char *path)
 {
-    const struct listener_set *sets[] = {&s->tcp_ls, &s->udp_ls};
-    return listener_write_port_file(path, sets, 2);
+    const struct listener_set *sets[] = {&s->tcp_ls, &s->udp_ls, &s->metrics_ls};
+    return listener_write_port_file(path, sets, 3);
 }
 
 /* The acceptor's settings: the TCP listeners of tcp and who may send a PROXY header
@@ -312,6 +356,54 @@ static void server_log_proxy(const struct conf *c)
              c->tcp_proxy_from_count == 1 ? "" : "s");
 }
 
+static void server_render_metrics(void *arg, struct promtext *t);
+
+/* Whether m is one of the endpoints of the array `endpoints` (count of them, or NULL). */
+static bool server_has_endpoint(struct metrics *const *endpoints, size_t count,
+                                const struct metrics *m)
+{
+    for (size_t i = 0; endpoints && i < count; i++)
+        if (endpoints[i] == m)
+            return true;
+    return false;
+}
+
+/* Stop each endpoint of `endpoints` (count of them, or NULL) that `keep` (keep_count, or
+ * NULL) does not hold, and free the array. */
+static void server_stop_metrics(struct metrics **endpoints, size_t count,
+                                struct metrics *const *keep, size_t keep_count)
+{
+    for (size_t i = 0; endpoints && i < count; i++)
+        if (endpoints[i] && !server_has_endpoint(keep, keep_count, endpoints[i]))
+            metrics_stop(endpoints[i]);
+    free(endpoints);
+}
+
+/* The endpoints serving each listener of set into *out (a new array): those of s that
+ * already serve one are taken over, the others started. 0; or -errno with nothing new
+ * left running (and *out NULL). */
+static int server_start_metrics(struct server *s, const struct listener_set *set,
+                                struct metrics ***out)
+{
+    struct metrics **endpoints = calloc(set->count ? set->count : 1, sizeof(*endpoints));
+    if (endpoints == NULL)
+        return -ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < set->count; i++) {
+        for (size_t k = 0; k < s->metrics_ls.count && s->endpoints && !endpoints[i]; k++)
+            if (s->endpoints[k] && metrics_listener(s->endpoints[k]) == set->items[i])
+                endpoints[i] = s->endpoints[k];
+        if (endpoints[i] == NULL)
+            rc = metrics_start(set->items[i], server_render_metrics, s, &endpoints[i]);
+    }
+    if (rc < 0) { /* stop only what was started here */
+        server_stop_metrics(endpoints, set->count, s->endpoints, s->metrics_ls.count);
+        endpoints = NULL;
+    }
+    *out = endpoints;
+    return rc;
+}
+
 int server_start(struct server *s)
 {
     int rc = 0;
@@ -326,6 +418,8 @@ int server_start(struct server *s)
         log_error("cannot start the TCP threads: %s", strerror(-rc));
     if (rc == 0 && s->tcp_ls.count > 0)
         server_log_proxy(s->conf);
+    if (rc == 0 && (rc = server_start_metrics(s, &s->metrics_ls, &s->endpoints)) < 0)
+        log_error("cannot start the metrics endpoint: %s", strerror(-rc));
     if (rc == 0)
         log_info("serving: %u worker%s, tcp %s, udp %s", s->nworkers, s->nworkers == 1 ? "" : "s",
                  s->tcp_ls.count ? proto_mode_name(s->conf->tcp.mode) : "off",
@@ -369,16 +463,18 @@ static int server_publish(struct snap_box *box, void *settings)
 
 /* The listen lists of next, for the services that run: one that did not start stays
  * off (server_reload_keep_fixed warned). */
-static int server_rebind(struct server *s, const struct conf *next, struct listener_set *tcp,
-                         struct listener_set *udp, char *err, size_t err_size)
+static int server_rebind(struct server *s, const struct conf *next, struct listener_set *sets,
+                         char *err, size_t err_size)
 {
     if (s->has_passed_sockets) {
-        log_info("reload: the sockets came from systemd; tcp.listen and udp.listen are ignored");
-        if (listener_set_copy(tcp, &s->tcp_ls) < 0)
-            return -ENOMEM;
-        if (listener_set_copy(udp, &s->udp_ls) < 0) {
-            listener_set_clear(tcp);
-            return -ENOMEM;
+        log_info("reload: the sockets came from systemd; tcp.listen, udp.listen and metrics.listen are ignored");
+        const struct listener_set *now[SERVER_KINDS] = {&s->tcp_ls, &s->udp_ls, &s->metrics_ls};
+        for (size_t k = 0; k < SERVER_KINDS; k++) {
+            if (listener_set_copy(&sets[k], now[k]) < 0) {
+                while (k-- > 0)
+                    listener_set_clear(&sets[k]);
+                return -ENOMEM;
+            }
         }
         return 0;
     }
@@ -387,15 +483,24 @@ static int server_rebind(struct server *s, const struct conf *next, struct liste
         lists.tcp.listen_count = 0;
     if (s->udp_ls.count == 0)
         lists.udp.listen_count = 0;
-    return server_bind(s, &lists, tcp, udp, err, err_size);
+    return server_bind(s, &lists, sets, err, err_size);
 }
 
 int server_reload(struct server *s, const struct conf *next, char *err, size_t err_size)
 {
-    struct listener_set tcp, udp;
-    int rc = server_rebind(s, next, &tcp, &udp, err, err_size);
+    struct listener_set sets[SERVER_KINDS];
+    int rc = server_rebind(s, next, sets, err, err_size);
     if (rc < 0)
         return rc;
+    struct listener_set tcp = sets[SERVER_TCP], udp = sets[SERVER_UDP];
+    struct listener_set metrics_ls = sets[SERVER_METRICS];
+    struct metrics **endpoints = NULL;
+    if ((rc = server_start_metrics(s, &metrics_ls, &endpoints)) < 0) {
+        snprintf(err, err_size, "cannot start the metrics endpoint: %s", strerror(-rc));
+        for (size_t k = 0; k < SERVER_KINDS; k++)
+            listener_set_clear(&sets[k]);
+        return rc;
+    }
     if (s->udp)
         rc = server_publish(s->udp_box, server_udp_settings(next, &udp));
     if (rc == 0 && s->acceptor)
@@ -404,19 +509,24 @@ int server_reload(struct server *s, const struct conf *next, char *err, size_t e
         rc = server_publish(s->conn_box, server_conn_settings(next));
     if (rc < 0) { /* out of memory: what was published stays consistent on its own */
         snprintf(err, err_size, "out of memory");
-        listener_set_clear(&tcp);
-        listener_set_clear(&udp);
+        server_stop_metrics(endpoints, metrics_ls.count, s->endpoints, s->metrics_ls.count);
+        for (size_t k = 0; k < SERVER_KINDS; k++)
+            listener_set_clear(&sets[k]);
         return rc;
     }
     for (size_t i = 0; next->tcp_backlog != s->conf->tcp_backlog && i < tcp.count; i++)
         if (!tcp.items[i]->is_adopted) /* systemd's sockets keep the socket unit's backlog */
             listen(tcp.items[i]->fd, (int)next->tcp_backlog); /* on a listening socket: resize */
+    server_stop_metrics(s->endpoints, s->metrics_ls.count, endpoints, metrics_ls.count);
     listener_set_clear(&s->tcp_ls);
     listener_set_clear(&s->udp_ls);
+    listener_set_clear(&s->metrics_ls);
     s->tcp_ls = tcp;
     s->udp_ls = udp;
     if (s->acceptor && next->tcp_proxy_protocol != s->conf->tcp_proxy_protocol)
         server_log_proxy(next);
+    s->metrics_ls = metrics_ls;
+    s->endpoints = endpoints;
     if (s->acceptor) {
         acceptor_set_max_connections(s->acceptor, next->max_connections);
         acceptor_wake(s->acceptor);
@@ -432,11 +542,12 @@ int server_reload(struct server *s, const struct conf *next, char *err, size_t e
 }
 
 void server_count_listeners(const struct server *s, const struct conf *next, size_t *tcp,
-                            size_t *udp)
+                            size_t *udp, size_t *metrics)
 {
     bool is_current = next == NULL || s->has_passed_sockets;
     *tcp = is_current ? s->tcp_ls.count : (s->tcp_ls.count ? next->tcp.listen_count : 0);
     *udp = is_current ? s->udp_ls.count : (s->udp_ls.count ? next->udp.listen_count : 0);
+    *metrics = is_current ? s->metrics_ls.count : next->metrics_listen_count;
 }
 
 bool server_is_alive(const struct server *s, uint64_t now_ms, uint64_t interval_ms)
@@ -453,6 +564,8 @@ bool server_is_alive(const struct server *s, uint64_t now_ms, uint64_t interval_
 
 void server_count_reload(struct server *s, bool is_applied)
 {
+    if (is_applied)
+        server_note_load(s);
     stats_add(&s->stats, is_applied ? STAT_reloads : STAT_reload_failures, 1);
 }
 
@@ -556,10 +669,111 @@ void server_status(struct server *s, char *buf, size_t size)
              (unsigned long long)sum[STAT_udp_datagrams_out]);
 }
 
+/* The gauges of the connections and queues, per worker and in all. */
+static void server_render_workers(const struct server *s, struct promtext *t)
+{
+    unsigned open = 0;
+    for (unsigned i = 0; i < s->nworkers; i++)
+        open += s->workers[i] ? worker_connections(s->workers[i]) : 0;
+    promtext_family(t, "echod_tcp_connections", "gauge", "open TCP connections");
+    promtext_uint(t, "echod_tcp_connections", NULL, open);
+    promtext_family(t, "echod_worker_connections", "gauge", "TCP connections a worker serves");
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        char label[32];
+        snprintf(label, sizeof(label), "worker=\"%u\"", i);
+        promtext_uint(t, "echod_worker_connections", label,
+                      s->workers[i] ? worker_connections(s->workers[i]) : 0);
+    }
+    promtext_family(t, "echod_worker_queue_length", "gauge",
+                    "accepted sockets waiting in a worker's hand-off queue");
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        char label[32];
+        snprintf(label, sizeof(label), "worker=\"%u\"", i);
+        promtext_uint(t, "echod_worker_queue_length", label,
+                      s->workers[i] ? worker_queue_length(s->workers[i]) : 0);
+    }
+    struct histogram *all[CONF_MAX_WORKERS];
+    size_t n = 0;
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if (s->workers[i])
+            all[n++] = worker_durations(s->workers[i]);
+    struct histogram_totals h;
+    histogram_sum(all, n, &h);
+    double bounds[HISTOGRAM_BOUNDS];
+    histogram_bounds_s(bounds);
+    promtext_family(t, "echod_tcp_connection_duration_seconds", "histogram",
+                    "how long closed TCP connections were open");
+    promtext_histogram(t, "echod_tcp_connection_duration_seconds", bounds, h.counts,
+                       HISTOGRAM_BOUNDS, (double)h.sum_ms / 1000.0);
+}
+
+/* The standard process_* metrics. */
+static void server_render_process(const struct server *s, struct promtext *t)
+{
+    struct procself p;
+    (void)procself_sample(&p); /* what could not be read is 0 */
+    promtext_family(t, "process_cpu_seconds_total", "counter",
+                    "Total user and system CPU time spent in seconds.");
+    promtext_double(t, "process_cpu_seconds_total", NULL, p.cpu_seconds);
+    promtext_family(t, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    promtext_uint(t, "process_resident_memory_bytes", NULL, p.resident_bytes);
+    promtext_family(t, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+    promtext_uint(t, "process_virtual_memory_bytes", NULL, p.virtual_bytes);
+    promtext_family(t, "process_open_fds", "gauge", "Number of open file descriptors.");
+    promtext_uint(t, "process_open_fds", NULL, p.open_fds);
+    promtext_family(t, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+    promtext_uint(t, "process_max_fds", NULL, p.max_fds);
+    promtext_family(t, "process_start_time_seconds", "gauge",
+                    "Start time of the process since unix epoch in seconds.");
+    promtext_double(t, "process_start_time_seconds", NULL, s->start_time_s);
+}
+
+/* One scrape, on the metrics endpoint's thread. It reads only what the serving threads
+ * publish lock-free (relaxed atomics: counters, gauges, histogram buckets) and what
+ * never changes after server_start (the threads themselves), and takes no lock. */
+static void server_render_metrics(void *arg, struct promtext *t)
+{
+    struct server *s = arg;
+    uint64_t sum[STAT_COUNT];
+    server_sum_stats(s, sum);
+    for (int c = 0; c < STAT_COUNT; c++) {
+        char name[96];
+        snprintf(name, sizeof(name), "echod_%s_total", stats_name((enum stats_counter)c));
+        promtext_family(t, name, "counter", stats_help((enum stats_counter)c));
+        promtext_uint(t, name, NULL, sum[c]);
+    }
+    server_render_workers(s, t);
+    size_t entries = 0, capacity = 0;
+    if (s->udp)
+        udp_guard_occupancy(s->udp, &entries, &capacity);
+    promtext_family(t, "echod_udp_guard_entries", "gauge",
+                    "networks the UDP reflection guard tracks");
+    promtext_uint(t, "echod_udp_guard_entries", NULL, entries);
+    promtext_family(t, "echod_udp_guard_capacity", "gauge",
+                    "networks the UDP reflection guard can track (udp.guard.table_size)");
+    promtext_uint(t, "echod_udp_guard_capacity", NULL, capacity);
+    char version[64], label[80];
+    promtext_escape_label(PACKAGE_VERSION, version, sizeof(version));
+    snprintf(label, sizeof(label), "version=\"%s\"", version);
+    promtext_family(t, "echod_build_info", "gauge", "always 1; the version echod was built as");
+    promtext_uint(t, "echod_build_info", label, 1);
+    promtext_family(t, "echod_config_reloads_total", "counter",
+                    "SIGHUP reloads, applied (success) or refused (failure)");
+    promtext_uint(t, "echod_config_reloads_total", "result=\"success\"", sum[STAT_reloads]);
+    promtext_uint(t, "echod_config_reloads_total", "result=\"failure\"", sum[STAT_reload_failures]);
+    promtext_family(t, "echod_config_last_reload_success_timestamp_seconds", "gauge",
+                    "when the configuration in force was loaded (start-up or reload), Unix time");
+    promtext_double(t, "echod_config_last_reload_success_timestamp_seconds", NULL,
+                    (double)atomic_load_explicit(&s->last_reload_ms, memory_order_relaxed) /
+                        1000.0);
+    server_render_process(s, t);
+}
+
 void server_destroy(struct server *s)
 {
     if (s == NULL)
         return;
+    server_stop_metrics(s->endpoints, s->metrics_ls.count, NULL, 0); /* scrapes read the rest */
     if (s->acceptor) {
         acceptor_stop(s->acceptor, clock_now_ms());
         acceptor_join(s->acceptor);
@@ -581,6 +795,7 @@ void server_destroy(struct server *s)
     snap_box_destroy(s->conn_box);
     listener_set_clear(&s->tcp_ls);
     listener_set_clear(&s->udp_ls);
+    listener_set_clear(&s->metrics_ls);
     if (s->done_fd >= 0)
         close(s->done_fd);
     free(s->workers);

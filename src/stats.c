@@ -8,9 +8,15 @@
 #include <stdio.h>
 
 static const char *const stats_names[] = {
-#define STATS_NAME(name) #name,
+#define STATS_NAME(name, help) #name,
     STATS_COUNTERS(STATS_NAME)
 #undef STATS_NAME
+};
+
+static const char *const stats_helps[] = {
+#define STATS_HELP(name, help) help,
+    STATS_COUNTERS(STATS_HELP)
+#undef STATS_HELP
 };
 
 void stats_sum(struct stats *const *all, size_t count, uint64_t out[STAT_COUNT])
@@ -25,6 +31,11 @@ void stats_sum(struct stats *const *all, size_t count, uint64_t out[STAT_COUNT])
 const char *stats_name(enum stats_counter c)
 {
     return stats_names[c];
+}
+
+const char *stats_help(enum stats_counter c)
+{
+    return stats_helps[c];
 }
 
 size_t stats_format(const uint64_t v[STAT_COUNT], char *buf, size_t size)

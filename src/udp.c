@@ -48,7 +48,9 @@ struct udp {
     _Atomic bool is_stopping; /* set once by udp_stop() */
     pthread_t thread;
     bool is_started;
-    struct stats stats; /* written by the UDP thread only */
+    struct stats stats;            /* written by the UDP thread only */
+    _Atomic size_t guard_entries;  /* the guard's tracked prefixes, as of the last batch */
+    _Atomic size_t guard_capacity; /* its table_size; 0 with the guard off. UDP thread writes */
     uint8_t data[UDP_BUF_BYTES];
     char greeting[UDP_BUF_BYTES]; /* a greeting rendered for one datagram's {client} */
 };
@@ -135,6 +137,15 @@ static void udp_renew_guard(struct udp *u, const struct udp_settings *s)
 
 static void udp_serve(struct udp *u, const struct listener *l, size_t max);
 
+/* Publish the guard table's occupancy for other threads (udp_guard_occupancy). */
+static void udp_publish_guard(struct udp *u)
+{
+    atomic_store_explicit(&u->guard_entries, u->guard ? guard_tracked(u->guard) : 0,
+                          memory_order_relaxed);
+    atomic_store_explicit(&u->guard_capacity, u->guard ? u->s->guard.table_size : 0,
+                          memory_order_relaxed);
+}
+
 /* Take up the settings published last: a new guard if needed, watch added listeners,
  * and answer what waits on removed ones before letting them go. */
 static void udp_take_settings(struct udp *u)
@@ -157,6 +168,7 @@ static void udp_take_settings(struct udp *u)
     u->snap = next;
     u->s = s;
     u->generation = generation;
+    udp_publish_guard(u);
 }
 
 int udp_create(struct snap_box *settings, struct udp **out)
@@ -171,8 +183,10 @@ int udp_create(struct snap_box *settings, struct udp **out)
     int rc = udp_create_guard(u->s, &u->guard);
     if (rc == 0)
         rc = listener_watch(&u->s->listeners, &u->epfd, &u->wake_fd);
-    if (rc == 0)
+    if (rc == 0) {
         evloop_init(&u->loop, "udp", u->epfd);
+        udp_publish_guard(u);
+    }
     if (rc < 0) {
         udp_destroy(u);
         return rc;
@@ -275,8 +289,10 @@ static void *udp_main(void *arg)
         for (int i = 0; i < n; i++)
             if (events[i].data.ptr != NULL)
                 udp_serve(u, events[i].data.ptr, UDP_BATCH);
-        if (u->guard)
+        if (u->guard) {
             timeout_ms = guard_log_drops(u->guard, now = clock_now_ms(), false);
+            udp_publish_guard(u);
+        }
     }
     /* Answer what arrived before the stop rather than drop it. */
     for (size_t i = 0; i < u->s->listeners.count; i++)
@@ -331,4 +347,10 @@ const struct evloop_beat *udp_beat(const struct udp *u)
 struct stats *udp_stats(struct udp *u)
 {
     return &u->stats;
+}
+
+void udp_guard_occupancy(const struct udp *u, size_t *entries, size_t *capacity)
+{
+    *entries = atomic_load_explicit(&u->guard_entries, memory_order_relaxed);
+    *capacity = atomic_load_explicit(&u->guard_capacity, memory_order_relaxed);
 }

@@ -43,6 +43,7 @@ struct worker {
     _Atomic unsigned load;        /* pushed and not yet closed; acceptor adds, worker subtracts */
     _Atomic uint64_t deadline_ms; /* drain deadline (CLOCK_MONOTONIC ms); 0 while serving */
     struct stats stats;           /* written by the worker thread only */
+    struct histogram durations;   /* its connections' lifetimes; worker thread writes */
     struct snap_box *box;         /* where the main thread publishes conn_settings */
     char name[12];                /* its index in decimal: {worker} in greetings */
     uint64_t generation;          /* worker thread only: the settings in force */
@@ -80,7 +81,7 @@ int worker_create(struct snap_box *settings, unsigned index, unsigned queue_capa
     w->box = settings;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     int rc = w->epfd < 0 ? -errno : handoff_create(queue_capacity, &w->queue);
-    struct conn_hooks ch = {hooks->iplimit, worker_on_close, w, w->name};
+    struct conn_hooks ch = {hooks->iplimit, worker_on_close, w, w->name, &w->durations};
     if (rc == 0)
         rc = conn_set_create(&ch, w->epfd, &w->stats, &w->conns);
     if (rc == 0)
@@ -230,4 +231,25 @@ const struct evloop_beat *worker_beat(const struct worker *w)
 struct stats *worker_stats(struct worker *w)
 {
     return &w->stats;
+}
+
+struct histogram *worker_durations(struct worker *w)
+{
+    return &w->durations;
+}
+
+unsigned worker_connections(const struct worker *w)
+{
+    /* The load (pushed and not yet closed; a socket that could not be adopted counts
+     * as closed too, so the figure cannot drift) less the sockets still queued. Two
+     * reads, no lock: a socket pushed, popped or closed between them can be off by
+     * one for a moment, never below zero. */
+    size_t queued = handoff_length(w->queue);
+    unsigned load = atomic_load_explicit(&w->load, memory_order_relaxed);
+    return load > queued ? load - (unsigned)queued : 0;
+}
+
+size_t worker_queue_length(const struct worker *w)
+{
+    return handoff_length(w->queue);
 }

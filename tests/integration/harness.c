@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -368,8 +369,8 @@ static void h_spawn_child(pid_t parent, char *const argv[], const struct h_spawn
     sigprocmask(SIG_SETMASK, &none, NULL);
     /* Whatever the test was started with (a background job ignores INT and QUIT), the
      * child starts with every signal at its default, as from a terminal. */
-    const int defaults[] = {SIGPIPE, SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGUSR1, SIGUSR2,
-                            SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT};
+    const int defaults[] = {SIGPIPE, SIGINT,  SIGQUIT, SIGHUP,  SIGTERM, SIGUSR1,
+                            SIGUSR2, SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT};
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
         signal(defaults[i], SIG_DFL);
     /* A process group of its own whose parent (the test) is in the same session: never
@@ -550,24 +551,29 @@ static bool h_parse_addr(const char *text, struct sockaddr_storage *sa)
 /* Parse the port file into e; fails the test on any malformed line. */
 static void h_parse_port_file(struct echod *e, char *text)
 {
-    bool seen_udp = false;
+    static const char *const kinds[] = {"tcp ", "udp ", "metrics "}; /* in this order */
+    int last_kind = 0;
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        bool is_tcp = strncmp(line, "tcp ", 4) == 0;
-        bool is_udp = strncmp(line, "udp ", 4) == 0;
-        if (!is_tcp && !is_udp)
+        int kind = 0;
+        while (kind < 3 && strncmp(line, kinds[kind], strlen(kinds[kind])) != 0)
+            kind++;
+        if (kind == 3)
             fail_msg("port file %s: malformed line '%s'", e->port_path, line);
-        if (is_tcp && seen_udp)
-            fail_msg("port file %s: tcp line '%s' after a udp line", e->port_path, line);
-        seen_udp |= is_udp;
-        size_t *count = is_tcp ? &e->tcp_count : &e->udp_count;
+        if (kind < last_kind)
+            fail_msg("port file %s: line '%s' after a %sline", e->port_path, line,
+                     kinds[last_kind]);
+        last_kind = kind;
+        size_t *counts[] = {&e->tcp_count, &e->udp_count, &e->metrics_count};
+        struct sockaddr_storage *sas[] = {e->tcp, e->udp, e->metrics};
+        char(*texts[])[64] = {e->tcp_text, e->udp_text, e->metrics_text};
+        size_t *count = counts[kind];
         if (*count >= H_MAX_LISTENERS)
             fail_msg("port file %s: too many listeners", e->port_path);
-        struct sockaddr_storage *sa = is_tcp ? &e->tcp[*count] : &e->udp[*count];
-        char *text_out = is_tcp ? e->tcp_text[*count] : e->udp_text[*count];
-        if (!h_parse_addr(line + 4, sa))
+        const char *where = line + strlen(kinds[kind]);
+        if (!h_parse_addr(where, &sas[kind][*count]))
             fail_msg("port file %s: bad address in '%s'", e->port_path, line);
-        snprintf(text_out, 64, "%s", line + 4);
+        snprintf(texts[kind][*count], 64, "%s", where);
         (*count)++;
     }
 }
@@ -658,7 +664,7 @@ void h_echod_read_ports(struct echod *e)
     char *ports = h_read_file(e->port_path, NULL);
     if (!ports)
         fail_msg("cannot read the port file %s: %s", e->port_path, strerror(errno));
-    e->tcp_count = e->udp_count = 0;
+    e->tcp_count = e->udp_count = e->metrics_count = 0;
     h_parse_port_file(e, ports);
     free(ports);
 }
@@ -1588,4 +1594,108 @@ bool h_is_closed_within(int fd, int timeout_ms, bool may_have_data)
         if (h_now_ms() >= deadline)
             return false;
     }
+}
+
+/* ---------------------------------------------------------------- HTTP */
+
+struct h_http_reply h_http_request(const struct sockaddr_storage *sa, const char *from,
+                                   const char *request, size_t len, int timeout_ms)
+{
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        fail_msg("socket: %s", strerror(errno));
+    h_track_fd(fd);
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    if (from && (inet_pton(AF_INET, from, &src.sin_addr) != 1 ||
+                 bind(fd, (const struct sockaddr *)&src, sizeof(src)) != 0))
+        fail_msg("cannot bind the client to %s: %s", from, strerror(errno));
+    if (connect(fd, (const struct sockaddr *)sa, h_sa_len(sa)) != 0 && errno != EINPROGRESS)
+        fail_msg("connect to port %u: %s", h_port_of(sa), strerror(errno));
+    if ((fd = h_tcp_finish(fd, timeout_ms)) < 0)
+        fail_msg("connect to port %u: %s", h_port_of(sa), strerror(-fd));
+    h_send_all(fd, request, len, timeout_ms);
+    size_t cap = 64 * KIB, got = 0;
+    char *data = h_xmalloc(cap + 1);
+    int64_t deadline = h_now_ms() + timeout_ms;
+    for (;;) {
+        if (got == cap)
+            data = realloc(data, (cap *= 2) + 1);
+        assert_non_null(data);
+        ssize_t n = h_recv_some(fd, data + got, cap - got, (int)h_left_ms(deadline));
+        if (n == -1)
+            fail_msg("no end of the HTTP reply within %d ms (%zu bytes so far)", timeout_ms, got);
+        if (n <= 0) /* EOF, or a reset after the reply */
+            break;
+        got += (size_t)n;
+    }
+    h_close(fd);
+    data[got] = '\0';
+    struct h_http_reply r = {0};
+    char *end = strstr(data, "\r\n\r\n");
+    size_t head_len = end ? (size_t)(end - data) : got;
+    r.headers = h_xmalloc(head_len + 1);
+    memcpy(r.headers, data, head_len);
+    r.headers[head_len] = '\0';
+    r.body_len = end ? got - head_len - 4 : 0;
+    r.body = h_xmalloc(r.body_len + 1);
+    memcpy(r.body, end ? end + 4 : "", r.body_len);
+    r.body[r.body_len] = '\0';
+    if (sscanf(data, "HTTP/1.%*d %d", &r.status) != 1)
+        r.status = 0;
+    free(data);
+    return r;
+}
+
+void h_http_free(struct h_http_reply *r)
+{
+    free(r->headers);
+    free(r->body);
+    *r = (struct h_http_reply){0};
+}
+
+struct h_http_reply h_http_get(const struct sockaddr_storage *sa, const char *path)
+{
+    char request[512];
+    int n = snprintf(request, sizeof(request),
+                     "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", path);
+    return h_http_request(sa, NULL, request, (size_t)n, 5000);
+}
+
+bool h_http_header(const struct h_http_reply *r, const char *name, char *buf, size_t size)
+{
+    size_t len = strlen(name);
+    for (const char *line = strstr(r->headers, "\r\n"); line; line = strstr(line + 2, "\r\n")) {
+        const char *p = line + 2;
+        if (strncasecmp(p, name, len) != 0 || p[len] != ':')
+            continue;
+        p += len + 1;
+        p += strspn(p, " \t");
+        size_t n = strcspn(p, "\r");
+        snprintf(buf, size, "%.*s", (int)n, p);
+        return true;
+    }
+    return false;
+}
+
+/* Where the sample `series` starts in body (at a line's start, followed by a space). */
+static const char *h_find_metric(const char *body, const char *series)
+{
+    size_t len = strlen(series);
+    for (const char *p = body; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, series, len) == 0 && p[len] == ' ')
+            return p + len + 1;
+    return NULL;
+}
+
+bool h_has_metric(const char *body, const char *series)
+{
+    return h_find_metric(body, series) != NULL;
+}
+
+double h_metric(const char *body, const char *series)
+{
+    const char *value = h_find_metric(body, series);
+    if (value == NULL)
+        fail_msg("no sample %s in the scrape:\n%s", series, body);
+    return strtod(value, NULL);
 }

@@ -37,6 +37,9 @@ struct echod {
     struct sockaddr_storage udp[H_MAX_LISTENERS];
     char tcp_text[H_MAX_LISTENERS][64]; /* "127.0.0.1:40123" as written in the port file */
     char udp_text[H_MAX_LISTENERS][64];
+    size_t metrics_count; /* metrics endpoints from the port file, after TCP and UDP */
+    struct sockaddr_storage metrics[H_MAX_LISTENERS];
+    char metrics_text[H_MAX_LISTENERS][64];
 };
 
 /* A stream driven by h_streams_run: sends tx, expects rx_expect bytes back. */
@@ -255,6 +258,32 @@ void h_streams_run(struct h_stream *s, size_t n, int timeout_ms);
 void h_expect_urgent_echoed(struct echod *e, int fd, const char *reply_prefix);
 /* Fail unless got[0..len) equals want, naming what and the first differing offset. */
 void h_assert_bytes(const char *what, const void *want, const void *got, size_t len);
+
+/* ---- HTTP (the metrics endpoint) */
+
+/* What an HTTP server answered: the status, the raw header block and the body. */
+struct h_http_reply {
+    int status;    /* 0 when no status line came */
+    char *headers; /* from the status line to the blank line, NUL-terminated */
+    char *body;    /* NUL-terminated (a body holding NULs is cut at the first) */
+    size_t body_len;
+};
+
+/* Send request (whole, as given) on a new connection from IPv4 address `from`
+ * ("127.0.0.2"; NULL: any) to sa, and read the reply until the server closes, within timeout_ms;
+ * fails the test on a connect error or a timeout. Release with h_http_free. */
+struct h_http_reply h_http_request(const struct sockaddr_storage *sa, const char *from,
+                                   const char *request, size_t len, int timeout_ms);
+void h_http_free(struct h_http_reply *r);
+/* GET path with "Connection: close"; as h_http_request. */
+struct h_http_reply h_http_get(const struct sockaddr_storage *sa, const char *path);
+/* The value of header `name` (case-insensitive) in r, into buf; false if absent. */
+bool h_http_header(const struct h_http_reply *r, const char *name, char *buf, size_t size);
+/* The value of the sample "series" (a name, or name{labels} exactly as written) in the
+ * text exposition body; fails the test when it is absent. */
+double h_metric(const char *body, const char *series);
+/* Whether the body holds the sample "series". */
+bool h_has_metric(const char *body, const char *series);
 
 /* One UDP request/reply on a connected socket: send req and wait wait_ms for a reply;
  * with no reply, send again (tries in all). The reply must equal want; duplicates caused

@@ -5,7 +5,8 @@
  * plain run (no NOTIFY_SOCKET) never wakes its main thread. Socket activation: the test
  * creates sockets on port 0 and passes them on fd 3.. with LISTEN_PID/LISTEN_FDS/
  * LISTEN_FDNAMES (h_spawn_pass_fds), and once through the real systemd-socket-activate:
- * TCP alone, TCP and UDP named, unnamed ones classified by type, and every unusable fd
+ * TCP alone, TCP and UDP named, a TCP one named "metrics" serving the metrics
+ * endpoint, unnamed ones classified by type, and every unusable fd
  * (a connection as Accept=yes passes, a pipe, AF_UNIX, a name that does not fit)
  * refused with exit 76. Journald: with JOURNAL_STREAM naming its stderr, lines start
  * with <N> and carry no timestamp; without it, they are unchanged. */
@@ -416,7 +417,7 @@ static void activation_tcp_alone(void **state)
     struct sockaddr_storage sa, unused;
     activate_echod("tcp", false, &sa, &unused);
     assert_true(h_echod_log_contains(
-        &echod, "socket activation: 1 socket passed; tcp.listen and udp.listen are not used"));
+        &echod, "socket activation: 1 socket passed; tcp.listen, udp.listen and metrics.listen are not used"));
     char line[128];
     snprintf(line, sizeof(line), "listening tcp 127.0.0.1:%u (adopted fd 3, named \"tcp\")",
              h_port_of(&sa));
@@ -449,7 +450,7 @@ static void activation_reload_keeps_passed_sockets(void **state)
                        "greeting = \"R: \"; };\n"
                        "udp = { listen = [ ]; };\n";
     assert_int_equal(h_echod_reload(&echod, next), 0);
-    assert_true(h_echod_log_contains(&echod, "tcp.listen and udp.listen are ignored"));
+    assert_true(h_echod_log_contains(&echod, "tcp.listen, udp.listen and metrics.listen are ignored"));
     char want[256] = "";
     port_line("tcp", &tsa, want, sizeof(want));
     port_line("udp", &usa, want, sizeof(want));
@@ -459,6 +460,41 @@ static void activation_reload_keeps_passed_sockets(void **state)
     h_send_all(fd, "x\n", 2, 5000);
     h_recv_exact(fd, got, 5, 5000);
     h_assert_bytes("greeting after the reload", "R: x\n", got, 5);
+}
+
+/* A TCP listener named "metrics" is the metrics endpoint: listed last in the port file,
+ * answering GET /metrics, and kept by a reload whatever metrics.listen says. */
+static void activation_metrics_named(void **state)
+{
+    (void)state;
+    struct sockaddr_storage tsa, usa, msa;
+    int fds[3] = {make_socket(SOCK_STREAM, &msa), make_socket(SOCK_DGRAM, &usa),
+                  make_socket(SOCK_STREAM, &tsa)};
+    h_spawn_pass_fds(fds, 3, "metrics:udp:tcp");
+    h_echod_start(&echod, conf_port0, NULL);
+    char want[256] = "";
+    port_line("tcp", &tsa, want, sizeof(want));
+    port_line("udp", &usa, want, sizeof(want));
+    port_line("metrics", &msa, want, sizeof(want));
+    expect_port_file(&echod, want);
+    for (size_t i = 0; i < 3; i++)
+        h_close(fds[i]);
+    char line[128];
+    snprintf(line, sizeof(line), "listening metrics 127.0.0.1:%u (adopted fd 3, named \"metrics\")",
+             h_port_of(&msa));
+    assert_true(h_echod_log_contains(&echod, line));
+    expect_echo(&tsa, &usa);
+    struct h_http_reply r = h_http_get(&msa, "/metrics");
+    assert_int_equal(r.status, 200);
+    assert_true(h_metric(r.body, "echod_tcp_accepted_total") == 1);
+    h_http_free(&r);
+    const char *next = "metrics = { listen = [ \"127.0.0.1:0\" ]; };\n";
+    assert_int_equal(h_echod_reload(&echod, next), 0);
+    expect_port_file(&echod, want);
+    r = h_http_get(&msa, "/metrics");
+    assert_int_equal(r.status, 200);
+    assert_true(h_metric(r.body, "echod_reloads_total") == 1);
+    h_http_free(&r);
 }
 
 static void activation_unnamed_by_type(void **state)
@@ -527,7 +563,9 @@ static void activation_refuses_unusable_fds(void **state)
     int both[2] = {listener, udp};
     expect_refused(both, 2, "udp:tcp", "fd 3 (named \"udp\") is a TCP socket, not a UDP one");
     expect_refused(both, 2, "tcp:tcp", "fd 4 (named \"tcp\") is a UDP socket, not a TCP one");
-    expect_refused(both, 2, "tcp:metrics", "is for an endpoint this echod does not have");
+    expect_refused(
+        both, 2, "tcp:metrics",
+        "fd 4 (named \"metrics\") is a UDP socket: the metrics endpoint needs a TCP one");
     expect_refused(both, 2, "tcp:udp:extra", "names 3 sockets, but LISTEN_FDS=2");
     expect_refused(both, 2, "tcp", "names 1 socket, but LISTEN_FDS=2");
     h_close(client);
@@ -745,6 +783,7 @@ int main(void)
         cmocka_unit_test_teardown(activation_tcp_alone, h_teardown),
         cmocka_unit_test_teardown(activation_tcp_and_udp_named, h_teardown),
         cmocka_unit_test_teardown(activation_reload_keeps_passed_sockets, h_teardown),
+        cmocka_unit_test_teardown(activation_metrics_named, h_teardown),
         cmocka_unit_test_teardown(activation_unnamed_by_type, h_teardown),
         cmocka_unit_test_teardown(activation_refuses_unusable_fds, h_teardown),
         cmocka_unit_test_teardown(socket_activate_tcp_alone, h_teardown),

@@ -38,6 +38,7 @@ struct sandbox {
     char root[512];
     int life_fd;
     uint16_t port;         /* the loopback port the units and configs of this test use */
+    uint16_t metrics_port; /* the loopback port of echod-metrics.socket */
     int64_t start_ms;      /* when sb_up began, for the run time the teardown reports */
     unsigned watchdog_sec; /* set before sb_up: a drop-in gives echod.service this WatchdogSec */
 };
@@ -231,6 +232,9 @@ static void sb_up(const char *config, bool is_delayed)
     sb_mkdir("etc");
     sb_mkdir("units");
     sb.port = sb_free_port();
+    do
+        sb.metrics_port = h_unused_tcp_port();
+    while (sb.metrics_port == sb.port);
 
     const char *real = is_delayed ? "bin/echod.real" : "bin/echod";
     char path[600];
@@ -257,11 +261,12 @@ static void sb_up(const char *config, bool is_delayed)
     else
         sb_write_conf("echod.conf", sb.port, "");
 
-    char units[600], port[16];
+    char units[600], port[16], metrics_port[16];
     snprintf(units, sizeof(units), "%s/units", sb.root);
     snprintf(port, sizeof(port), "%u", sb.port);
-    struct h_output o =
-        sb_script((const char *[]){"units", units, SB_BIN, SB_CONF, port, NULL}, 10000);
+    snprintf(metrics_port, sizeof(metrics_port), "%u", sb.metrics_port);
+    struct h_output o = sb_script(
+        (const char *[]){"units", units, SB_BIN, SB_CONF, port, metrics_port, NULL}, 10000);
     if (o.code != 0)
         fail_msg("sandbox units: exit %d: %s", o.code, o.err);
     h_output_free(&o);
@@ -398,8 +403,9 @@ static void notify_ready_then_status(void **state)
 /* The socket units bind 127.0.0.1:port (port 7 in the shipped units), the first
  * connection starts echod-activated.service with every restriction in force (no
  * network namespace of the host's, no capability, a dynamic user, seccomp), and echod
- * echoes TCP and UDP on the sockets systemd passed it. The configuration is the shipped
- * etc/echod.conf: its listen lists are not used. */
+ * echoes TCP and UDP on the sockets systemd passed it, and answers GET /metrics on the
+ * one echod-metrics.socket passed (127.0.0.1:9107 in the shipped unit). The
+ * configuration is the shipped etc/echod.conf: its listen lists are not used. */
 static void socket_activation_hardened(void **state)
 {
     (void)state;
@@ -410,9 +416,9 @@ static void socket_activation_hardened(void **state)
         fail_msg("cannot read %s", conf_path);
     sb_up(shipped, false);
     free(shipped);
-    free(sb_run_ok(
-        (const char *[]){"systemctl", "start", "echod-tcp.socket", "echod-udp.socket", NULL},
-        "echod-tcp.socket"));
+    free(sb_run_ok((const char *[]){"systemctl", "start", "echod-tcp.socket", "echod-udp.socket",
+                                    "echod-metrics.socket", NULL},
+                   "echod-tcp.socket"));
     assert_true(sb_prop_is("echod-activated.service", "ActiveState", "inactive"));
 
     sb_assert_echo(sb.port, 256 * KIB);
@@ -441,6 +447,17 @@ static void socket_activation_hardened(void **state)
     free(pid);
     /* And again, now that echod runs. */
     sb_assert_echo(sb.port, 64 * KIB);
+    /* The metrics, through the socket systemd passed: echod has no network of its own. */
+    struct sockaddr_storage msa;
+    sb_address(&msa, sb.metrics_port);
+    struct h_http_reply r = h_http_get(&msa, "/metrics");
+    if (r.status != 200)
+        fail_msg("GET /metrics on 127.0.0.1:%u answered %d", sb.metrics_port, r.status);
+    h_note("echod-activated.service: GET /metrics: echod_tcp_accepted_total %.0f",
+           h_metric(r.body, "echod_tcp_accepted_total"));
+    assert_true(h_metric(r.body, "echod_tcp_accepted_total") == 2);
+    assert_true(h_metric(r.body, "echod_udp_datagrams_out_total") >= 2);
+    h_http_free(&r);
 }
 
 /* One client stream of stop_loses_no_byte: what it sent and what came back. It sends

@@ -15,7 +15,7 @@ fi
 builddir=${ECHOD_BUILDDIR:?}
 srcdir=${ECHOD_SRCDIR:?}
 echod=${ECHOD_BIN:?}
-units="echod.service echod@.service echod-activated.service echod-tcp.socket echod-udp.socket"
+units="echod.service echod@.service echod-activated.service echod-tcp.socket echod-udp.socket echod-metrics.socket"
 . "$srcdir/tests/tap.sh"
 tap_begin test_units 6
 
@@ -58,6 +58,8 @@ check echod@.service 1.6
 # The socket units name their fds as echod expects them.
 grep -H '^FileDescriptorName=' "$builddir/etc"/*.socket >"$tmp/why" 2>&1
 grep -q '^FileDescriptorName=tcp$' "$builddir/etc/echod-tcp.socket" &&
-    grep -q '^FileDescriptorName=udp$' "$builddir/etc/echod-udp.socket"
-report $? "the sockets are named tcp and udp"
+    grep -q '^FileDescriptorName=udp$' "$builddir/etc/echod-udp.socket" &&
+    grep -q '^FileDescriptorName=metrics$' "$builddir/etc/echod-metrics.socket" &&
+    grep -q '^Sockets=.*echod-metrics.socket' "$builddir/etc/echod-activated.service"
+report $? "the sockets are named tcp, udp and metrics, and the activated service takes all three"
 tap_end

@@ -146,6 +146,7 @@ static void check_defaults(const struct conf *c)
     assert_int_equal(c->udp_guard.max_rate, 100000);
     assert_int_equal(c->udp_guard.table_size, 4096);
     assert_int_equal(c->udp_guard.log_interval_ms, 10000);
+    assert_int_equal(c->metrics_listen_count, 0); /* the metrics endpoint is off */
 }
 
 static void test_defaults(void **state)
@@ -1030,6 +1031,35 @@ static void test_reuseport(void **state)
     CHECK_ERROR_CASES(cases);
 }
 
+/* metrics.listen: off by default, a list of addresses as tcp.listen (port 0 allowed),
+ * with the same errors; metrics has no other key and must be a group. */
+static void test_metrics_listen(void **state)
+{
+    (void)state;
+    load_ok("metrics = { listen = [ \"127.0.0.1:9107\", \"[::1]:0\" ]; };\n");
+    assert_int_equal(conf.metrics_listen_count, 2);
+    char buf[ADDR_STRLEN];
+    addr_format((const struct sockaddr *)&conf.metrics_listen[0].ss, buf, sizeof(buf));
+    assert_string_equal(buf, "127.0.0.1:9107");
+    addr_format((const struct sockaddr *)&conf.metrics_listen[1].ss, buf, sizeof(buf));
+    assert_string_equal(buf, "[::1]:0");
+    check_listen_one(&conf.tcp, "127.0.0.1:7007"); /* the services keep their defaults */
+    load_ok("metrics = { listen = []; };\n");
+    assert_int_equal(conf.metrics_listen_count, 0);
+    load_ok("metrics = { };\n");
+    assert_int_equal(conf.metrics_listen_count, 0);
+    static const struct error_case cases[] = {
+        {"metrics = {\n  listen = [ \"localhost:9107\" ];\n};\n", 2, "metrics.listen",
+         "element 1: \"localhost:9107\" is not \"ADDR:PORT\" or \"[V6ADDR]:PORT\""},
+        {"metrics = { listen = \"127.0.0.1:9107\"; };\n", 1, "metrics.listen",
+         "must be a list of \"ADDR:PORT\" strings"},
+        {"metrics = { port = 9107; };\n", 1, "metrics.port", "unknown key"},
+        {"metrics = { mode = \"echo\"; };\n", 1, "metrics.mode", "unknown key"},
+        {"metrics = 9107;\n", 1, "metrics", "must be a group: metrics = { ... };"},
+    };
+    CHECK_ERROR_CASES(cases);
+}
+
 #define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1052,6 +1082,7 @@ int main(void)
         TEST(test_bad_listen_address),
         TEST(test_listen_count_limit),
         TEST(test_empty_listen_turns_off),
+        TEST(test_metrics_listen),
         TEST(test_greeting_limits),
         TEST(test_greet_buffer_rule),
         TEST(test_syntax_error),

@@ -42,6 +42,9 @@
 
 enum counted { C_MALLOC, C_RECV, C_SEND, C_RECVMSG, C_SENDMSG, C_EPOLL_CTL, C_COUNT };
 static unsigned long calls[C_COUNT];
+/* The recv/recvmsg and send/sendmsg calls that moved at least one byte: what the
+ * tcp_reads and tcp_writes counters must equal. Never reset by the tests. */
+static unsigned long reads_with_data, writes_with_data;
 
 void *__real_malloc(size_t size);
 void *__real_calloc(size_t n, size_t size);
@@ -81,25 +84,33 @@ void *__wrap_realloc(void *p, size_t size)
 ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags)
 {
     calls[C_RECV]++;
-    return __real_recv(fd, buf, len, flags);
+    ssize_t n = __real_recv(fd, buf, len, flags);
+    reads_with_data += n > 0;
+    return n;
 }
 
 ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags)
 {
     calls[C_SEND]++;
-    return __real_send(fd, buf, len, flags);
+    ssize_t n = __real_send(fd, buf, len, flags);
+    writes_with_data += n > 0;
+    return n;
 }
 
 ssize_t __wrap_recvmsg(int fd, struct msghdr *msg, int flags)
 {
     calls[C_RECVMSG]++;
-    return __real_recvmsg(fd, msg, flags);
+    ssize_t n = __real_recvmsg(fd, msg, flags);
+    reads_with_data += n > 0;
+    return n;
 }
 
 ssize_t __wrap_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     calls[C_SENDMSG]++;
-    return __real_sendmsg(fd, msg, flags);
+    ssize_t n = __real_sendmsg(fd, msg, flags);
+    writes_with_data += n > 0;
+    return n;
 }
 
 int __wrap_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
@@ -174,6 +185,7 @@ static void start(enum proto_mode mode, const char *greeting)
     struct conn_hooks hooks = {.on_close = on_close, .worker_name = "0"};
     memset(&stats, 0, sizeof(stats));
     closes = 0;
+    reads_with_data = writes_with_data = 0;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     assert_true(epfd >= 0);
     assert_int_equal(conn_set_create(&hooks, epfd, &stats, &set), 0);
@@ -295,6 +307,9 @@ static void test_echo_one_recv_one_send(void **state)
     }
     expect_calls(0, MESSAGES, MESSAGES);
     assert_int_equal(atomic_load(&stats.v[STAT_tcp_bytes_in]), 4 + MESSAGES * MSG_BYTES);
+    /* One message in, one out, each: the warm-up and the 1,000. */
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_reads]), 1 + MESSAGES);
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_writes]), 1 + MESSAGES);
 }
 
 /* Greet mode answers each whole line with the same single recv and send. */
@@ -310,6 +325,8 @@ static void test_greet_one_recv_one_send(void **state)
         roundtrip(line, (size_t)n, want, (size_t)w);
     }
     expect_calls(0, MESSAGES, MESSAGES);
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_reads]), MESSAGES);
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_writes]), MESSAGES);
 }
 
 /* What a greeting template costs. A plain greeting, and one whose placeholders a worker
@@ -399,6 +416,11 @@ static void test_backpressure_bounded_and_lossless(void **state)
     char msg[MSG_BYTES] = "after the stall";
     roundtrip(msg, sizeof(msg), msg, sizeof(msg));
     assert_int_equal(calls[C_MALLOC], 0);
+    /* Reads into the ring (recvmsg) and flushes of it (sendmsg) count as messages too:
+     * every call that moved a byte, and no other. */
+    assert_true(reads_with_data > 1 && writes_with_data > 1);
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_reads]), reads_with_data);
+    assert_int_equal(atomic_load(&stats.v[STAT_tcp_writes]), writes_with_data);
     free(data);
     free(back);
 }
