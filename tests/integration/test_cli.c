@@ -1083,6 +1083,67 @@ static void cli_stat_missing_metrics(void **state)
     }
 }
 
+/* Column `col` (0-based, whitespace-separated) of line as a number; -1 for "-". */
+static double stat_column(const char *line, int col)
+{
+    char copy[FAKE_LINE_SIZE];
+    snprintf(copy, sizeof(copy), "%s", line);
+    char *save = NULL, *tok = strtok_r(copy, " ", &save);
+    for (int i = 0; tok && i < col; i++)
+        tok = strtok_r(NULL, " ", &save);
+    if (tok == NULL || strcmp(tok, "-") == 0)
+        return -1;
+    char *end;
+    double v = strtod(tok, &end);
+    double scale = *end == 'k' ? 1e3 : *end == 'M' ? 1e6 : *end == 'G' ? 1e9 : 1;
+    return v * scale;
+}
+
+/* Against the real echod's endpoint: while clients connect and echo, a line shows them
+ * (accept/s and bytes-in/s above 0, one open connection held); when echod stops,
+ * echod-cli says it went away and exits 1. */
+static void cli_stat_against_echod(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  "tcp = { listen = [ \"127.0.0.1:0\" ]; };\n"
+                  "udp = { listen = [ \"127.0.0.1:0\" ]; };\n"
+                  "metrics = { listen = [ \"127.0.0.1:0\" ]; };\n",
+                  NULL);
+    assert_int_equal(echod.metrics_count, 1);
+    struct fake_metrics *f = &fake;
+    snprintf(f->port, sizeof(f->port), "%u", h_port_of(&echod.metrics[0]));
+    const char *args[] = {"-i", "0.2", NULL};
+    fake_spawn_cli(f, args);
+    char lines[64][FAKE_LINE_SIZE];
+    fake_wait_lines(f, lines, 64, 2); /* the header and a first line */
+    int held = h_tcp_connect_ok(&echod.tcp[0]);
+    bool is_seen = false;
+    int64_t deadline = h_now_ms() + 5000;
+    for (int round = 0; !is_seen && h_now_ms() < deadline && round < 1000; round++) {
+        int fd = h_tcp_connect_ok(&echod.tcp[0]);
+        h_echo_roundtrip(fd, "0123456789abcdef", 16, 2000);
+        h_close(fd);
+        h_sleep_ms(20);
+        size_t count = fake_wait_lines(f, lines, 64, 2);
+        for (size_t i = 1; i < count && !is_seen; i++)
+            if ((is_seen = strcmp(lines[i], STAT_HEADER) != 0 && stat_column(lines[i], 0) >= 1 &&
+                           stat_column(lines[i], 1) > 0 && stat_column(lines[i], 5) > 0))
+                h_note("--stat against echod: %s", lines[i]);
+    }
+    if (!is_seen)
+        fail_msg("no --stat line showed an open connection, accepts and bytes in within 5 s");
+    h_close(held);
+    assert_int_equal(h_echod_stop(&echod), 0);
+    int code = h_wait_exit(f->cli, 5000);
+    f->cli = 0;
+    char err[1024];
+    fake_cli_stderr(f, err, sizeof(err));
+    h_note("after echod stopped: exit %d, stderr: %s", code, err);
+    assert_int_equal(code, 1);
+    assert_non_null(strstr(err, "echod went away"));
+}
+
 int main(void)
 {
     h_init("test_cli", 120);
@@ -1105,6 +1166,7 @@ int main(void)
         cmocka_unit_test_teardown(cli_stat_header_every_screenful, stat_teardown),
         cmocka_unit_test_teardown(cli_stat_reader_gone, stat_teardown),
         cmocka_unit_test_teardown(cli_stat_missing_metrics, stat_teardown),
+        cmocka_unit_test_teardown(cli_stat_against_echod, stat_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
