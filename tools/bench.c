@@ -5,6 +5,7 @@
  * connection and sequence number, so each echoed byte is checked where it lands. TCP
  * fails on a mismatch, an error or no progress for -T ms; UDP counts a datagram
  * unanswered for -T ms as lost and goes on, and fails when more than --max-loss % is.
+ * With -g every reply is the greeting, then the message (echod in greet mode).
  *
  * DESIGN. Closed loop (the default) keeps -P messages in flight per connection and
  * times each from its send. Open loop (-R) gives each connection a schedule, rate / -c
@@ -77,6 +78,8 @@ struct bench_options {
     unsigned long connect_rate; /* --connect-rate: connections opened a second; 0 = at once */
     double max_loss_percent;    /* --max-loss */
     const char *latency_out;    /* --latency-out FILE, or NULL */
+    const char *greeting;       /* -g: every reply is it, then the message ("": echo) */
+    size_t greeting_len;
     enum bench_mode mode;
     bool is_quiet;
     bool is_json;
@@ -163,16 +166,20 @@ static uint64_t bench_mix(uint64_t x)
 
 /* Bytes [off, off+len) of message seq on c: an 8-byte little-endian header, seq xor the
  * connection's key (so a UDP reply names its message), then a stream seeded by both, and
- * a final '\n' after the header, so that line-based servers answer every message. */
+ * a final '\n' after the header, so that line-based servers answer every message. With
+ * -g over TCP that '\n' is its only one (others become spaces): one message, one line. */
 static void bench_pattern(const struct bench *b, const struct bench_conn *c, uint64_t seq,
                           size_t off, uint8_t *out, size_t len)
 {
     uint64_t header = seq ^ c->key;
     uint64_t seed = bench_mix(c->key ^ bench_mix(seq + 1));
+    bool is_one_line = b->o->greeting_len > 0 && !b->o->target.is_udp;
     for (size_t i = 0; i < len; i++) {
         size_t at = off + i;
         uint64_t word = at < 8 ? header : seed + (uint64_t)(at >> 3) * 0x9e3779b97f4a7c15ull;
         out[i] = (uint8_t)(word >> ((at & 7) * 8));
+        if (out[i] == '\n' && is_one_line)
+            out[i] = ' ';
     }
     if (off + len == b->o->size_bytes && off + len > 8)
         out[len - 1] = '\n';
@@ -198,13 +205,26 @@ static void bench_local_name(const struct bench_conn *c, char *buf, size_t size)
         addr_format((const struct sockaddr *)&ss, buf, size);
 }
 
-/* Compare got with message seq's bytes from off; 0 or -EBADMSG with a message naming
- * the connection (and its local address), the message, the byte and its offset in the
- * connection's stream. */
+/* The bytes of the reply to one message: -g's greeting, then the message. */
+static size_t bench_reply_bytes(const struct bench_options *o)
+{
+    return o->greeting_len + o->size_bytes;
+}
+
+/* Compare got with bytes [off, off+len) of the reply to message seq (-g's greeting, then
+ * the message); 0 or -EBADMSG with a message naming the connection (and its local
+ * address), the message, the byte (of the greeting, or of the message) and its offset
+ * in the connection's stream of replies. */
 static int bench_verify(struct bench_worker *w, const struct bench_conn *c, uint64_t seq,
                         size_t off, const uint8_t *got, size_t len)
 {
-    bench_pattern(w->b, c, seq, off, w->want, len);
+    const struct bench_options *o = w->b->o;
+    size_t g = o->greeting_len, head = off < g ? g - off : 0;
+    if (head > len)
+        head = len;
+    memcpy(w->want, o->greeting + (off < g ? off : g), head);
+    if (head < len)
+        bench_pattern(w->b, c, seq, off + head - g, w->want + head, len - head);
     if (memcmp(w->want, got, len) == 0)
         return 0;
     size_t i = 0;
@@ -212,12 +232,14 @@ static int bench_verify(struct bench_worker *w, const struct bench_conn *c, uint
         i++;
     char local[ADDR_STRLEN];
     bench_local_name(c, local, sizeof(local));
-    uint64_t first_seq = w->b->o->mode == BENCH_CHURN ? c->first_seq : 0;
-    uint64_t stream_off = (seq - first_seq) * w->b->o->size_bytes + off + i;
+    uint64_t first_seq = o->mode == BENCH_CHURN ? c->first_seq : 0;
+    size_t at = off + i; /* in the reply */
+    uint64_t stream_off = (seq - first_seq) * bench_reply_bytes(o) + at;
     return bench_error(-EBADMSG,
                        "mismatch on connection %" PRIu32 " (from %s), message %" PRIu64
-                       ", byte %zu, stream offset %" PRIu64 ": expected 0x%02x, got 0x%02x",
-                       c->id, local, seq, off + i, stream_off, w->want[i], got[i]);
+                       ", %s %zu, stream offset %" PRIu64 ": expected 0x%02x, got 0x%02x",
+                       c->id, local, seq, at < g ? "greeting byte" : "byte", at < g ? at : at - g,
+                       stream_off, w->want[i], got[i]);
 }
 
 /* ---------------------------------------------------------------- schedule */
@@ -467,8 +489,10 @@ static int bench_tcp_receive(struct bench_worker *w, struct bench_conn *c)
                            "connection %" PRIu32 " closed by the server after %" PRIu64 " messages",
                            c->id, c->rx_seq);
     uint64_t now_us = clock_now_us();
-    size_t size = w->b->o->size_bytes;
-    uint64_t unanswered = (c->tx_seq - c->rx_seq) * size + c->tx_off - c->rx_off;
+    size_t size = bench_reply_bytes(w->b->o);
+    /* An echo answers every byte sent; greet mode only whole messages (lines). */
+    uint64_t unanswered =
+        (c->tx_seq - c->rx_seq) * size - c->rx_off + (w->b->o->greeting_len == 0 ? c->tx_off : 0);
     size_t expected = (uint64_t)n < unanswered ? (size_t)n : (size_t)unanswered;
     for (size_t pos = 0; pos < expected;) {
         size_t chunk = size - c->rx_off;
@@ -523,12 +547,13 @@ static int bench_udp_send(struct bench_worker *w, struct bench_conn *c)
 static int bench_udp_check(struct bench_worker *w, struct bench_conn *c, size_t len,
                            uint64_t now_us)
 {
-    uint64_t seq = len >= 8 ? bench_header_seq(c, w->rx) : UINT64_MAX;
-    if (len != w->b->o->size_bytes || seq >= c->tx_seq)
+    size_t g = w->b->o->greeting_len, size = bench_reply_bytes(w->b->o);
+    uint64_t seq = len >= g + 8 ? bench_header_seq(c, w->rx + g) : UINT64_MAX;
+    if (len != size || seq >= c->tx_seq)
         return bench_error(-EBADMSG,
                            "mismatch on connection %" PRIu32 ": a reply of %zu bytes that "
-                           "answers no datagram sent (expected %lu bytes)",
-                           c->id, len, w->b->o->size_bytes);
+                           "answers no datagram sent (expected %zu bytes)",
+                           c->id, len, size);
     if (seq < c->rx_seq || c->sent_at_us[seq % w->b->o->pipeline] == 0) {
         w->late++; /* already counted as lost */
         return 0;
@@ -909,8 +934,9 @@ static void bench_usage(FILE *out)
     fprintf(
         out,
         "Usage: " BENCH_NAME " [-H HOST] [-p PORT] [-c CONNS] [-t THREADS] [-n MSGS | -d SECONDS]\n"
-        "                   [-s SIZE] [-P PIPELINE] [-R RATE] [-T MS] [-u] [-q] [--json]\n"
-        "                   [--churn] [--connect-rate N] [--latency-out FILE] [--max-loss PCT]\n"
+        "                   [-s SIZE] [-P PIPELINE] [-R RATE] [-T MS] [-g TEXT] [-u] [-q]\n"
+        "                   [--json] [--churn] [--connect-rate N] [--latency-out FILE]\n"
+        "                   [--max-loss PCT]\n"
         "Load echod from CONNS connections and verify every echoed byte.\n"
         "\n"
         "  -H, --host HOST         server address or name (default %s)\n"
@@ -928,6 +954,8 @@ static void bench_usage(FILE *out)
         "      --churn             connect, one echo, close, again; reports connections/s\n"
         "  -T, --timeout MS        TCP: fail after MS ms without an echo; UDP: count a\n"
         "                          datagram unanswered for MS ms as lost (default %d)\n"
+        "  -g, --greeting TEXT     expect every reply to be TEXT then the message:\n"
+        "                          echod in greet mode (TCP: a message is one line)\n"
         "      --max-loss PCT      UDP: fail when more than PCT %% is lost (default %g)\n"
         "      --latency-out FILE  write the latency percentiles to FILE (.hgrm, in ms)\n"
         "      --json              print the summary as one JSON object\n"
@@ -963,7 +991,7 @@ static double bench_percent_arg(void)
     return v;
 }
 
-/* Options that need each other: -n or -d, UDP sizes, threads, modes, slot memory. */
+/* Options that need each other: -n or -d, UDP sizes, -g, threads, modes, slot memory. */
 static void bench_check_args(struct bench_options *o, bool has_duration)
 {
     if (o->msgs_per_conn != 0 && has_duration)
@@ -972,6 +1000,11 @@ static void bench_check_args(struct bench_options *o, bool has_duration)
         (o->size_bytes < BENCH_MIN_UDP_SIZE_BYTES || o->size_bytes > BENCH_MAX_UDP_SIZE_BYTES))
         client_usage_error(BENCH_NAME, "-s %lu: UDP messages are %d to %d bytes", o->size_bytes,
                            BENCH_MIN_UDP_SIZE_BYTES, BENCH_MAX_UDP_SIZE_BYTES);
+    if (o->greeting_len > 0 && !o->target.is_udp && o->size_bytes <= 8)
+        client_usage_error(BENCH_NAME, "-g over TCP needs -s above 8: a message must be a line");
+    if (o->target.is_udp && bench_reply_bytes(o) > BENCH_MAX_UDP_SIZE_BYTES)
+        client_usage_error(BENCH_NAME, "-g and -s: a UDP reply holds at most %d bytes",
+                           BENCH_MAX_UDP_SIZE_BYTES);
     if (o->conns * o->pipeline > BENCH_MAX_SLOTS)
         client_usage_error(BENCH_NAME, "-c x -P may be at most %lu", BENCH_MAX_SLOTS);
     if (o->threads > o->conns)
@@ -1007,6 +1040,7 @@ static void bench_parse_args(int argc, char **argv, struct bench_options *o)
         {"size", required_argument, NULL, 's'},
         {"pipeline", required_argument, NULL, 'P'},
         {"rate", required_argument, NULL, 'R'},
+        {"greeting", required_argument, NULL, 'g'},
         {"quiet", no_argument, NULL, 'q'},
         {"json", no_argument, NULL, BENCH_OPT_JSON},
         {"churn", no_argument, NULL, BENCH_OPT_CHURN},
@@ -1020,12 +1054,13 @@ static void bench_parse_args(int argc, char **argv, struct bench_options *o)
                                 .duration_s = BENCH_DEFAULT_DURATION_S,
                                 .size_bytes = BENCH_DEFAULT_SIZE_BYTES,
                                 .pipeline = 1,
-                                .max_loss_percent = BENCH_DEFAULT_MAX_LOSS};
+                                .max_loss_percent = BENCH_DEFAULT_MAX_LOSS,
+                                .greeting = ""};
     client_target_init(&o->target);
     bool has_duration = false;
     client_begin_options(&tool, argv);
     int ch;
-    while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTS "c:t:n:d:s:P:R:q", longopts, NULL)) !=
+    while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTS "c:t:n:d:s:P:R:g:q", longopts, NULL)) !=
            -1) {
         if (client_take_option(&tool, ch, &o->target))
             continue;
@@ -1051,6 +1086,10 @@ static void bench_parse_args(int argc, char **argv, struct bench_options *o)
             break;
         case 'R':
             o->rate = bench_count_arg("rate", BENCH_MAX_RATE);
+            break;
+        case 'g':
+            o->greeting = optarg;
+            o->greeting_len = strlen(optarg);
             break;
         case 'q':
             o->is_quiet = true;

@@ -6,7 +6,10 @@
  * loop: against a server that stalls 200 ms once a second, -R's p99 shows the stall
  * where closed loop hides it, and -R holds its rate within 2 %. Churn counts the
  * connections echod accepted, --connect-rate spreads the connects, UDP counts
- * reordering, --latency-out writes .hgrm, and a terminal gets a progress line a second. */
+ * reordering, --latency-out writes .hgrm, and a terminal gets a progress line a second.
+ * With -g, greet mode's replies (the greeting, then the message) verify, pipelined too,
+ * a wrong -g is a mismatch naming the greeting's byte, and a flipped byte is named by
+ * its offset in the stream of replies. */
 #include "config.h"
 
 #include "harness.h"
@@ -109,6 +112,17 @@ static void bench_udp_accounts_for_every_datagram(void **state)
     h_output_free(&r);
 }
 
+/* Run echod-bench with args, which must exit 1 with needle in its error. */
+static void expect_mismatch(const char *const *args, const char *needle, const char *what)
+{
+    struct h_output r = run_bench(args);
+    h_note("%s: %s", what, r.err);
+    if (r.code != 1 || strstr(r.err, needle) == NULL)
+        fail_msg("%s: expected exit 1 and \"%s\", got exit %d, stderr \"%s\"", what, needle, r.code,
+                 r.err);
+    h_output_free(&r);
+}
+
 /* Greet mode answers with a greeting first: every protocol must report a mismatch. */
 static void bench_wrong_answers_exit_1(void **state)
 {
@@ -117,12 +131,43 @@ static void bench_wrong_answers_exit_1(void **state)
     for (int is_udp = 0; is_udp <= 1; is_udp++) {
         port_arg(port, sizeof(port), is_udp ? &echod.udp[0] : &echod.tcp[0]);
         const char *args[] = {"-p", port, "-c", "2", "-n", "10", "-q", is_udp ? "-u" : NULL, NULL};
+        expect_mismatch(args, "mismatch",
+                        is_udp ? "udp against greet mode" : "tcp against greet mode");
+    }
+}
+
+/* -g TEXT: every reply is TEXT then the message, over TCP (pipelined, so replies run
+ * together) and UDP; the default greet-mode greetings of setup_greet. A wrong -g is a
+ * mismatch, and one of the right length names the greeting's byte ("Hello, " against
+ * "Hello! ": byte 5 of message 0's reply). */
+static void bench_greeting_verifies(void **state)
+{
+    (void)state;
+    char port[16];
+    for (int is_udp = 0; is_udp <= 1; is_udp++) {
+        port_arg(port, sizeof(port), is_udp ? &echod.udp[0] : &echod.tcp[0]);
+        const char *greeting = is_udp ? "Hello, client! You sent: " : "Hello, ";
+        const char *args[] = {"-p", port, "-c",  "4",  "-n",     "300", "-P",
+                              "8",  "-s", "200", "-g", greeting, "-q",  is_udp ? "-u" : NULL,
+                              NULL};
         struct h_output r = run_bench(args);
-        if (r.code != 1 || strcasestr(r.err, "mismatch") == NULL)
-            fail_msg("%s against greet mode: expected exit 1 and a mismatch, got exit %d, "
-                     "stderr \"%s\"",
-                     is_udp ? "udp" : "tcp", r.code, r.err);
+        if (r.code != 0)
+            fail_msg("%s: echod-bench -g exited %d, stderr \"%s\"", is_udp ? "udp" : "tcp", r.code,
+                     r.err);
+        assert_int_equal(summary_value(&r, "msgs"), 4 * 300);
         h_output_free(&r);
+        const char *wrong[] = {
+            "-p", port, "-c", "1", "-n", "5", "-g", "Hi! ", "-q", is_udp ? "-u" : NULL, NULL};
+        expect_mismatch(wrong, "mismatch", "a wrong -g");
+        const char *same_length = is_udp ? "Hello, client! You sent! " : "Hello! ";
+        const char *named[] = {
+            "-p", port, "-c", "1", "-n", "5", "-g", same_length, "-q", is_udp ? "-u" : NULL, NULL};
+        expect_mismatch(named,
+                        is_udp ? "message 0, greeting byte 23, stream offset 23: expected 0x21, "
+                                 "got 0x3a"
+                               : "message 0, greeting byte 5, stream offset 5: expected 0x21, "
+                                 "got 0x2c",
+                        "a wrong -g of the right length");
     }
 }
 
@@ -182,6 +227,13 @@ static void bench_bad_usage_exits_64(void **state)
     expect_usage(bad_port, "-p http");
     const char *extra[] = {"-n", "1", "extra", NULL};
     expect_usage(extra, "an extra argument");
+    /* -g: over TCP a message must be a line; over UDP the reply must fit a datagram. */
+    const char *short_line[] = {"-g", "Hi ", "-s", "8", NULL};
+    h_expect_usage_error("ECHOD_BENCH_BIN", "echod-bench", short_line,
+                         "-g over TCP needs -s above 8");
+    const char *udp_too_big[] = {"-u", "-g", "Hi ", "-s", "65505", NULL};
+    h_expect_usage_error("ECHOD_BENCH_BIN", "echod-bench", udp_too_big,
+                         "a UDP reply holds at most 65507 bytes");
     const char *zero_threads[] = {"-t", "0", NULL};
     expect_usage(zero_threads, "-t 0");
     const char *more_threads[] = {"-c", "2", "-t", "3", NULL};
@@ -227,23 +279,57 @@ struct test_server {
 
 static struct test_server server = {.report_fd = -1};
 
-/* What a forked TCP server does: echo every byte; every stall_every_ms stop answering
- * for stall_ms; flip the bits of the byte at stream offset flip_at of its first
- * connection (-1: never) and report that connection's peer port. */
+/* What a forked TCP server does: echo every byte, each line preceded by greeting (if
+ * not NULL); every stall_every_ms stop answering for stall_ms; flip the bits of the
+ * byte at offset flip_at of what its first connection sent (-1: never) and report that
+ * connection's peer port. */
 struct tcp_server_how {
     int stall_every_ms;
     int stall_ms;
     long flip_at;
+    const char *greeting;
 };
 
 #define SERVER_MAX_CLIENTS 64
+
+/* Send all len bytes of data to fd, or as many as it takes before an error. */
+static void send_all(int fd, const char *data, size_t len)
+{
+    for (size_t sent = 0; sent < len;) {
+        ssize_t k = send(fd, data + sent, len - sent, MSG_NOSIGNAL);
+        if (k <= 0)
+            break;
+        sent += (size_t)k;
+    }
+}
+
+/* Echo len bytes of data to fd, how->greeting before each line; *is_line_start says
+ * whether a line starts at data, and is updated. */
+static void server_reply(int fd, const struct tcp_server_how *how, const char *data, size_t len,
+                         bool *is_line_start)
+{
+    if (how->greeting == NULL) {
+        send_all(fd, data, len);
+        return;
+    }
+    while (len > 0) {
+        if (*is_line_start)
+            send_all(fd, how->greeting, strlen(how->greeting));
+        const char *nl = memchr(data, '\n', len);
+        size_t line = nl != NULL ? (size_t)(nl - data) + 1 : len;
+        send_all(fd, data, line);
+        *is_line_start = nl != NULL;
+        data += line;
+        len -= line;
+    }
+}
 
 /* The child's TCP loop, until it is killed: one poll over the listener and clients. */
 static void tcp_server_loop(int listener, const struct tcp_server_how *how, int report_fd)
 {
     struct pollfd pfd[1 + SERVER_MAX_CLIENTS];
     long offset[1 + SERVER_MAX_CLIENTS];
-    bool is_first[1 + SERVER_MAX_CLIENTS];
+    bool is_first[1 + SERVER_MAX_CLIENTS], is_line_start[1 + SERVER_MAX_CLIENTS];
     size_t n = 1, accepted = 0;
     pfd[0] = (struct pollfd){listener, POLLIN, 0};
     static char buf[65536];
@@ -261,6 +347,7 @@ static void tcp_server_loop(int listener, const struct tcp_server_how *how, int 
                 pfd[n] = (struct pollfd){fd, POLLIN, 0};
                 offset[n] = 0;
                 is_first[n] = accepted++ == 0;
+                is_line_start[n] = true;
                 n++;
             }
         }
@@ -273,6 +360,7 @@ static void tcp_server_loop(int listener, const struct tcp_server_how *how, int 
                 pfd[i--] = pfd[--n];
                 offset[i + 1] = offset[n];
                 is_first[i + 1] = is_first[n];
+                is_line_start[i + 1] = is_line_start[n];
                 continue;
             }
             long at = how->flip_at - offset[i];
@@ -287,12 +375,7 @@ static void tcp_server_loop(int listener, const struct tcp_server_how *how, int 
                 (void)ignored;
             }
             offset[i] += got;
-            for (ssize_t sent = 0; sent < got;) {
-                ssize_t k = send(pfd[i].fd, buf + sent, (size_t)(got - sent), MSG_NOSIGNAL);
-                if (k <= 0)
-                    break;
-                sent += k;
-            }
+            server_reply(pfd[i].fd, how, buf, (size_t)got, &is_line_start[i]);
         }
     }
 }
@@ -449,15 +532,20 @@ static void bench_rate_is_held(void **state)
 
 /* ---------------------------------------------------------------- wrong servers */
 
-/* One flipped byte at stream offset 1000 of one connection: exit 1, and the message
- * names the connection (with the port the server saw it from) and the offset. */
-static void bench_flipped_byte_named(void **state)
+/* Run echod-bench (-c 4 -n 100 -s 100, with -g greeting unless NULL) against a server
+ * that flips the byte at offset 1000 of what one connection sent (message 10's byte
+ * 0), greeting each line as -g says: exit 1, and the message names the connection
+ * (with the port the server saw it from), the message, the byte and stream_off, its
+ * offset in the stream of replies. */
+static void expect_flip_named(const char *greeting, const char *stream_off)
 {
-    (void)state;
-    server_start(SOCK_STREAM, &(struct tcp_server_how){.flip_at = 1000}, false);
+    server_start(SOCK_STREAM, &(struct tcp_server_how){.flip_at = 1000, .greeting = greeting},
+                 false);
     char port[16];
     snprintf(port, sizeof(port), "%u", server.port);
-    const char *args[] = {"-p", port, "-c", "4", "-n", "100", "-s", "100", "-q", NULL};
+    const char *args[] = {"-p",     port, "-c",  "4",  "-n",
+                          "100",    "-s", "100", "-q", greeting ? "-g" : NULL,
+                          greeting, NULL};
     struct h_output r = run_bench(args);
     char line[32] = "";
     struct pollfd pfd = {server.report_fd, POLLIN, 0};
@@ -466,16 +554,31 @@ static void bench_flipped_byte_named(void **state)
         fail_msg("the server never flipped a byte (echod-bench exited %d, stderr \"%s\")", r.code,
                  r.err);
     line[strcspn(line, "\n")] = '\0';
-    char from[64];
+    char from[64], where[64];
     snprintf(from, sizeof(from), "(from 127.0.0.1:%s)", line);
-    h_note("flipped byte: %s", r.err);
+    snprintf(where, sizeof(where), "message 10, byte 0, stream offset %s:", stream_off);
+    h_note("flipped byte%s: %s", greeting ? " after a greeting" : "", r.err);
     if (r.code != 1 || strstr(r.err, "mismatch on connection ") == NULL ||
-        strstr(r.err, from) == NULL ||
-        strstr(r.err, "message 10, byte 0, stream offset 1000") == NULL)
-        fail_msg("expected exit 1 naming the connection %s, message 10, byte 0 and stream offset "
-                 "1000; got exit %d, stderr \"%s\"",
-                 from, r.code, r.err);
+        strstr(r.err, from) == NULL || strstr(r.err, where) == NULL)
+        fail_msg("expected exit 1 naming the connection %s and \"%s\"; got exit %d, stderr "
+                 "\"%s\"",
+                 from, where, r.code, r.err);
     h_output_free(&r);
+}
+
+/* One flipped byte at stream offset 1000 of one connection. */
+static void bench_flipped_byte_named(void **state)
+{
+    (void)state;
+    expect_flip_named(NULL, "1000");
+}
+
+/* The same behind a 4-byte greeting (-g): message 10's reply starts at 10 x 104, its
+ * byte 0 after the greeting, at 1044 of the stream of replies. */
+static void bench_flipped_byte_named_greeting(void **state)
+{
+    (void)state;
+    expect_flip_named("Hi: ", "1044");
 }
 
 /* A UDP server that never answers: every datagram is lost, and the run fails (exit 2)
@@ -646,12 +749,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(bench_udp_accounts_for_every_datagram, h_setup_echo,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(bench_wrong_answers_exit_1, setup_greet, h_teardown),
+        cmocka_unit_test_setup_teardown(bench_greeting_verifies, setup_greet, h_teardown),
         cmocka_unit_test_teardown(bench_refused_exits_1, h_teardown),
         cmocka_unit_test_setup_teardown(bench_tries_each_address, h_setup_echo, h_teardown),
         cmocka_unit_test_teardown(bench_bad_usage_exits_64, h_teardown),
         cmocka_unit_test_teardown(bench_open_loop_shows_stall, server_teardown),
         cmocka_unit_test_setup_teardown(bench_rate_is_held, h_setup_echo, h_teardown),
         cmocka_unit_test_teardown(bench_flipped_byte_named, server_teardown),
+        cmocka_unit_test_teardown(bench_flipped_byte_named_greeting, server_teardown),
         cmocka_unit_test_teardown(bench_silent_udp_fails, server_teardown),
         cmocka_unit_test_teardown(bench_udp_reordering_counted, server_teardown),
         cmocka_unit_test_setup_teardown(bench_threads_count_every_message, h_setup_echo,
