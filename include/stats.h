@@ -21,7 +21,8 @@
     X(tcp_bytes_out, "bytes written to clients")                                                   \
     X(tcp_reads, "reads that returned data: TCP messages in")                                      \
     X(tcp_writes, "writes that sent data: TCP messages out")                                       \
-    X(tcp_io_errors, "connections closed by a read or write error (RST, ...)")                     \
+    X(tcp_io_errors, "connections closed by a read or write error while owed bytes")               \
+    X(tcp_peer_resets, "connections the peer reset while owed nothing (a health check's RST)")     \
     X(tcp_idle_timeouts, "connections closed by idle_timeout_ms")                                  \
     X(tcp_lines_too_long, "greet: connections closed for a line over max_line_bytes")              \
     X(tcp_out_of_memory, "connections closed because a buffer could not be had")                   \

@@ -81,31 +81,31 @@ struct conn_profile {
     const struct conn_settings *s;
     void (*release)(void *handle); /* called with handle when no connection uses s */
     void *handle;
-    size_t in_cap;         /* greet: a full line plus its '\n' */
+    size_t in_cap;            /* greet: a full line plus its '\n' */
     struct proto_greet greet; /* the greeting its connections share, if they do */
     struct template greeting; /* s's with {worker} bound: literal when they share greet */
-    size_t conns;          /* connections that use it */
-    struct list_node node; /* in set->old_profiles once it is not current */
+    size_t conns;             /* connections that use it */
+    struct list_node node;    /* in set->old_profiles once it is not current */
 };
 
 struct conn {
     int fd;
-    uint32_t events;              /* interest registered with epoll */
-    bool is_read_closed;          /* the client sent FIN: nothing more will be read */
-    bool is_failing;              /* a protocol error: answer what came before, then close */
-    bool has_error_reply;         /* the error reply is queued in out */
-    bool is_lingering;            /* FIN sent after the error reply; discarding until EOF */
-    struct buf *out;              /* pending output, NULL when none (never empty) */
-    struct buf *in;               /* greet: unanswered input, linear, NULL when none */
-    struct conn_timer timer;      /* in set->idle or set->linger */
-    struct conn_timer send_timer; /* in set->sending while out is pending, else unlinked */
-    struct conn_profile *profile; /* the settings it was accepted with */
+    uint32_t events;                 /* interest registered with epoll */
+    bool is_read_closed;             /* the client sent FIN: nothing more will be read */
+    bool is_failing;                 /* a protocol error: answer what came before, then close */
+    bool has_error_reply;            /* the error reply is queued in out */
+    bool is_lingering;               /* FIN sent after the error reply; discarding until EOF */
+    struct buf *out;                 /* pending output, NULL when none (never empty) */
+    struct buf *in;                  /* greet: unanswered input, linear, NULL when none */
+    struct conn_timer timer;         /* in set->idle or set->linger */
+    struct conn_timer send_timer;    /* in set->sending while out is pending, else unlinked */
+    struct conn_profile *profile;    /* the settings it was accepted with */
     const struct proto_greet *greet; /* its profile's, or its own (conn_greet_start) */
-    uint64_t acked_bytes;         /* what the peer had acknowledged at the last send check */
-    struct proxy_parser *proxy;   /* while its PROXY header is read (c->timer in set->header) */
-    union proxy_addr client;      /* the client a PROXY header named; AF_UNSPEC: the peer */
-    enum stats_counter fail;      /* why a step returned -EPROTO: the close's counter */
-    uint64_t opened_ms;           /* when it was adopted, for the durations histogram */
+    uint64_t acked_bytes;            /* what the peer had acknowledged at the last send check */
+    struct proxy_parser *proxy;      /* while its PROXY header is read (c->timer in set->header) */
+    union proxy_addr client;         /* the client a PROXY header named; AF_UNSPEC: the peer */
+    enum stats_counter fail;         /* why a step returned -EPROTO: the close's counter */
+    uint64_t opened_ms;              /* when it was adopted, for the durations histogram */
 };
 
 struct conn_set {
@@ -743,11 +743,38 @@ static uint64_t conn_bytes(const struct conn_set *set, enum stats_counter which)
     return atomic_load_explicit(&set->stats->v[which], memory_order_relaxed);
 }
 
+/* Why c is closed after socket error err (a positive errno): a reset from a peer that
+ * was owed nothing (a balancer's health check, a client closing with SO_LINGER 0 once it
+ * has its echo) is the peer's way of ending, not an error; any other error is one. */
+static enum stats_counter conn_error_reason(const struct conn *c, int err)
+{
+    if (err != ECONNRESET)
+        return STAT_tcp_io_errors;
+    if (c->proxy)
+        return STAT_tcp_peer_resets; /* nothing of the stream is owed before the header */
+    /* Nothing held here, and every byte the kernel received answered and acknowledged
+     * (a reply is at least as long as its input): else bytes were lost with the reset. */
+    uint64_t acked, received;
+    bool owes_nothing = c->out == NULL && c->in == NULL &&
+                        tcpinfo_bytes(c->fd, &acked, &received) == 0 && acked >= received;
+    return owes_nothing ? STAT_tcp_peer_resets : STAT_tcp_io_errors;
+}
+
+/* The pending error of c's socket (SO_ERROR), as a positive errno; 0 if none. */
+static int conn_socket_error(const struct conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return errno;
+    return err;
+}
+
 void conn_set_handle(struct conn_set *set, void *conn, uint32_t events, uint64_t now_ms)
 {
     struct conn *c = conn;
     if (events & EPOLLERR) {
-        conn_close(set, c, STAT_tcp_io_errors);
+        conn_close(set, c, conn_error_reason(c, conn_socket_error(c)));
         return;
     }
     if (c->is_lingering) {
@@ -762,7 +789,7 @@ void conn_set_handle(struct conn_set *set, void *conn, uint32_t events, uint64_t
         conn_close(set, c,
                    rc == -ENOMEM   ? STAT_tcp_out_of_memory
                    : rc == -EPROTO ? c->fail
-                                   : STAT_tcp_io_errors);
+                                   : conn_error_reason(c, -rc));
         return;
     }
     bool has_sent = conn_bytes(set, STAT_tcp_bytes_out) != out;

@@ -65,6 +65,7 @@ static void start_haproxy(const char *send_proxy)
                      "    timeout connect 1s\n"
                      "    timeout client 10s\n"
                      "    timeout server 10s\n"
+                     "    timeout check 2s\n" /* not inter's 100 ms: the machine is busy */
                      "    retries 3\n"
                      "    option redispatch\n"
                      "frontend fe\n"
@@ -349,8 +350,8 @@ static void run_clients(const char *what, int clients, size_t *counts)
             fail_msg("client %d got no reply", c);
         counts[i]++;
     }
-    h_note("haproxy %s: %d clients over e1/e2/e3 = %zu/%zu/%zu, %" PRIu64 " bytes verified",
-           what, clients, counts[0], counts[1], counts[2], verified);
+    h_note("haproxy %s: %d clients over e1/e2/e3 = %zu/%zu/%zu, %" PRIu64 " bytes verified", what,
+           clients, counts[0], counts[1], counts[2], verified);
     assert_int_equal(verified, (uint64_t)clients * LINES * LINE_BYTES);
 }
 

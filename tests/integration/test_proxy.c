@@ -279,6 +279,29 @@ static void template_names_the_proxied_client(void **state)
     h_assert_bytes("LOCAL greeting", want_local, got, (size_t)n);
 }
 
+/* A balancer's bare TCP health check: connect, then reset before any byte (HAProxy's
+ * "check" does this). Nothing was owed: tcp_peer_resets, not an error or a header
+ * failure. */
+static void reset_before_header_is_a_peer_reset(void **state)
+{
+    (void)state;
+    start("v2", "\"127.0.0.1\"", "", "");
+    for (int i = 0; i < 3; i++) {
+        int fd = connect_from("127.0.0.1");
+        h_sleep_ms(20); /* adopted by a worker, waiting for its header */
+        struct linger hard = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+        h_close(fd);
+    }
+    assert_int_equal(h_echod_wait_stat(&echod, "tcp_closed", 3, 5000), 3);
+    const char *names[] = {"tcp_peer_resets", "tcp_io_errors", "tcp_proxy_truncated",
+                           "tcp_proxy_malformed"};
+    uint64_t v[4];
+    h_echod_stats(&echod, names, v, 4);
+    assert_int_equal(v[0], 3);
+    assert_int_equal(v[1] + v[2] + v[3], 0);
+}
+
 /* A header not complete within proxy_timeout_ms closes the connection, even one that
  * keeps dribbling header bytes. */
 static void late_header_times_out(void **state)
@@ -374,6 +397,7 @@ int main(void)
         cmocka_unit_test_teardown(failures_counted, h_teardown),
         cmocka_unit_test_teardown(greet_mode_after_header, h_teardown),
         cmocka_unit_test_teardown(template_names_the_proxied_client, h_teardown),
+        cmocka_unit_test_teardown(reset_before_header_is_a_peer_reset, h_teardown),
         cmocka_unit_test_teardown(late_header_times_out, h_teardown),
         cmocka_unit_test_teardown(per_ip_limit_keyed_on_client, h_teardown),
         cmocka_unit_test_teardown(reload_switches_for_new_connections, h_teardown),

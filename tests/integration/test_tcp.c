@@ -257,8 +257,9 @@ static void send_until_stall(int fd, const uint8_t *data, size_t len)
 }
 
 /* 50 clients echo 100 bytes each and close: 25 with FIN, 25 with RST. The counters add up
- * exactly and echod's fd table returns to its size before. Then 10 clients write 256 KiB
- * and close without reading their echo: echod closes them too and keeps serving. */
+ * exactly (the resets in tcp_peer_resets: they were owed nothing) and echod's fd table
+ * returns to its size before. Then 10 clients write 256 KiB and close without reading
+ * their echo: echod closes them too, counts each in tcp_io_errors, and keeps serving. */
 static void tcp_counters_and_no_fd_leak(void **state)
 {
     (void)state;
@@ -281,12 +282,12 @@ static void tcp_counters_and_no_fd_leak(void **state)
     }
     wait_fd_count(fds_before, "after 50 clients closed");
 
-    const char *names[] = {"tcp_accepted", "tcp_opened", "tcp_closed", "tcp_bytes_in",
-                           "tcp_bytes_out"};
-    uint64_t v[5];
+    const char *names[] = {"tcp_accepted",  "tcp_opened",      "tcp_closed",   "tcp_bytes_in",
+                           "tcp_bytes_out", "tcp_peer_resets", "tcp_io_errors"};
+    uint64_t v[7];
     int64_t deadline = h_now_ms() + 5000;
     for (;;) {
-        h_echod_stats(&echod, names, v, 5);
+        h_echod_stats(&echod, names, v, 7);
         if (v[2] == CLIENTS || h_now_ms() >= deadline)
             break;
         h_sleep_ms(50);
@@ -296,6 +297,9 @@ static void tcp_counters_and_no_fd_leak(void **state)
     assert_int_equal(v[2], CLIENTS);
     assert_int_equal(v[3], CLIENTS * MSG);
     assert_int_equal(v[4], CLIENTS * MSG);
+    /* A reset from a client that has all its echo is its way of closing, not an error. */
+    assert_int_equal(v[5], CLIENTS / 2);
+    assert_int_equal(v[6], 0);
 
     uint8_t *big = random_payload(256 * KIB);
     for (size_t i = 0; i < RUDE; i++) {
@@ -305,6 +309,9 @@ static void tcp_counters_and_no_fd_leak(void **state)
     }
     free(big);
     wait_fd_count(fds_before, "after 10 clients closed without reading");
+    /* Those reset with their echo still owed: errors, each one. */
+    assert_int_equal(h_echod_wait_stat(&echod, "tcp_io_errors", RUDE, 5000), RUDE);
+    assert_int_equal(h_echod_stat(&echod, "tcp_peer_resets"), CLIENTS / 2);
     h_echod_assert_alive(&echod);
     int fd = h_tcp_connect_ok(&echod.tcp[0]);
     h_echo_roundtrip(fd, "still here\n", 11, 5000);
