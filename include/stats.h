@@ -29,6 +29,7 @@
     X(tcp_accept_emfile)    /* connections closed at once with the reserve fd: fds ran out */      \
     X(udp_datagrams_in)     /* datagrams received */                                               \
     X(udp_datagrams_out)    /* replies sent */                                                     \
+    X(udp_batches)          /* recvmmsg calls that returned datagrams */                           \
     X(udp_bytes_in)         /* payload bytes received */                                           \
     X(udp_bytes_out)        /* payload bytes sent */                                               \
     X(udp_reply_too_large)  /* replies over udp.max_reply_bytes or a datagram, not sent */         \
