@@ -19,9 +19,10 @@ Usage: scripts/bench.sh [-w WORKERS] [-c CONNS] [-s SIZE] [-P PIPELINE] [-d SECO
   -d SECONDS   duration of each run (default 5)
   -u           UDP instead of TCP
   -r ROUNDS    udp64: loads of each server, alternating (default 3)
-udp64: 8 UDP sockets, 64-byte ping-pong, against echod and a one-recvfrom, one-sendto
-C reference in turn, both pinned to CPU 0 and echod-bench to CPU 1; prints the
-datagrams each served per server CPU-second, the ratio, and the throughputs.
+udp64: 8 UDP sockets, 64-byte ping-pong, against echod, a one-recvfrom, one-sendto C
+reference and a plain recvmmsg/sendmmsg loop in turn, all pinned to CPU 0 and
+echod-bench to CPU 1; prints the datagrams each served per server CPU-second, the
+ratios to the reference, and the throughputs.
 EOF
 }
 
@@ -87,10 +88,12 @@ wait_lines() {
 # ---------------------------------------------------------------- udp64
 # The UDP thread's efficiency: datagrams served per server CPU-second. echod's UDP
 # service against tests/bench/udp_reference, the cheapest loop in syscalls (a blocking
-# recvfrom and a sendto per datagram), in the same run: both are started pinned to CPU
-# 0, then loaded in turn, ROUNDS times, by echod-bench -u -c 8 -s 64 (ping-pong) pinned
-# to CPU 1. A server's CPU time is its utime + stime (all threads) from /proc/PID/stat,
-# read before and after each load; the ratio is over the sums of all rounds.
+# recvfrom and a sendto per datagram), in the same run; and, to show what batching alone
+# can reach here, against `udp_reference -b` (a blocking recvmmsg and a sendmmsg, no
+# epoll, no guard). All three are started pinned to CPU 0, then loaded in turn, ROUNDS
+# times, by echod-bench -u -c 8 -s 64 (ping-pong) pinned to CPU 1. A server's CPU time
+# is its utime + stime (all threads) from /proc/PID/stat, read before and after each
+# load; the ratios are over the sums of all rounds.
 SERVER_CPU=0
 CLIENT_CPU=1
 
@@ -139,8 +142,8 @@ udp64_report() {
         { split($2, a, "="); split($3, b, "="); split($4, c, "=")
           served[$1] += a[2]; ticks[$1] += b[2]; secs[$1] += c[2] }
         END {
-            split("echod reference", names, " ")
-            for (i = 1; i <= 2; i++) {
+            split("echod reference batched", names, " ")
+            for (i = 1; i <= 3; i++) {
                 n = names[i]
                 per[n] = ticks[n] > 0 ? served[n] * hz / ticks[n] : 0
                 rate[n] = secs[n] > 0 ? served[n] / secs[n] : 0
@@ -153,6 +156,9 @@ udp64_report() {
                 per["echod"], per["reference"],
                 (rate["reference"] > 0 ? rate["echod"] / rate["reference"] : 0),
                 rate["echod"], rate["reference"]
+            printf "udp64 ratio batched/reference per server CPU-second=%.2f (%.0f / %.0f)\n",
+                (per["reference"] > 0 ? per["batched"] / per["reference"] : 0),
+                per["batched"], per["reference"]
         }' "$tmp/udp64"
 }
 
@@ -171,13 +177,17 @@ EOF
     echod_pid=$server_pid
     udp64_start reference build/default/tests/bench/udp_reference
     reference_pid=$server_pid
+    udp64_start batched build/default/tests/bench/udp_reference -b
+    batched_pid=$server_pid
     wait_lines "$tmp/echod.ports" 1 echod
     wait_lines "$tmp/reference.stdout" 1 "the reference server"
+    wait_lines "$tmp/batched.stdout" 1 "the batched reference server"
     round=1
     while [ "$round" -le "$rounds" ]; do
         echo "round $round"
         udp64_run echod "$(udp_port "$tmp/echod.ports")" "$echod_pid"
         udp64_run reference "$(udp_port "$tmp/reference.stdout")" "$reference_pid"
+        udp64_run batched "$(udp_port "$tmp/batched.stdout")" "$batched_pid"
         round=$((round + 1))
     done
     kill -TERM "$echod_pid"

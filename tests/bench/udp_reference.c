@@ -1,8 +1,12 @@
-/* udp_reference: the reference scripts/bench.sh measures echod's UDP thread against (its
- * udp64 scenario). The plainest UDP echo there is: one blocking recvfrom and one sendto
- * per datagram, on one socket bound to 127.0.0.1 port 0, single-threaded, no epoll, no
- * guard, no counters. It prints "udp 127.0.0.1:PORT" (the port-file layout) on stdout
- * and serves until killed. Built by make, never installed. */
+/* udp_reference: the references scripts/bench.sh measures echod's UDP thread against
+ * (its udp64 scenario). Single-threaded, one socket bound to 127.0.0.1 port 0, no epoll,
+ * no guard, no counters; it prints "udp 127.0.0.1:PORT" (the port-file layout) on stdout
+ * and echoes until killed.
+ * - By default the plainest loop there is: one blocking recvfrom and one sendto per
+ *   datagram, the fewest syscalls a one-at-a-time server can make.
+ * - With -b, the plainest batched loop: a blocking recvmmsg (MSG_WAITFORONE) of up to 32
+ *   datagrams and one sendmmsg of their replies; what batching alone can reach.
+ * Built by make, never installed. */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -14,6 +18,9 @@
 #include <unistd.h>
 
 #define REFERENCE_BUF_BYTES 65536
+#define REFERENCE_BATCH     32
+
+static unsigned char bufs[REFERENCE_BATCH][REFERENCE_BUF_BYTES];
 
 /* A UDP socket bound to 127.0.0.1 port 0, its port announced on stdout; -1 on error. */
 static int reference_bind(void)
@@ -31,21 +38,61 @@ static int reference_bind(void)
     return fd;
 }
 
-int main(void)
+/* One recvfrom, one sendto, forever; returns only on a receive error. */
+static void reference_one_at_a_time(int fd)
 {
-    static unsigned char buf[REFERENCE_BUF_BYTES];
-    int fd = reference_bind();
-    if (fd < 0)
-        return 1;
     for (;;) {
         struct sockaddr_storage src;
         socklen_t src_len = sizeof(src);
-        ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&src, &src_len);
-        if (n < 0 && errno != EINTR) {
-            fprintf(stderr, "udp_reference: recvfrom: %s\n", strerror(errno));
-            return 1;
-        }
+        ssize_t n = recvfrom(fd, bufs[0], sizeof(bufs[0]), 0, (struct sockaddr *)&src, &src_len);
+        if (n < 0 && errno != EINTR)
+            return;
         if (n >= 0)
-            (void)sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&src, src_len);
+            (void)sendto(fd, bufs[0], (size_t)n, 0, (struct sockaddr *)&src, src_len);
     }
+}
+
+/* One recvmmsg, one sendmmsg (again past a refused reply), forever; returns only on a
+ * receive error. */
+static void reference_batched(int fd)
+{
+    static struct mmsghdr msgs[REFERENCE_BATCH];
+    static struct iovec iov[REFERENCE_BATCH];
+    static struct sockaddr_storage src[REFERENCE_BATCH];
+    for (;;) {
+        for (size_t i = 0; i < REFERENCE_BATCH; i++) {
+            iov[i] = (struct iovec){.iov_base = bufs[i], .iov_len = REFERENCE_BUF_BYTES};
+            msgs[i].msg_hdr = (struct msghdr){.msg_name = &src[i],
+                                              .msg_namelen = sizeof(src[i]),
+                                              .msg_iov = &iov[i],
+                                              .msg_iovlen = 1};
+        }
+        int n = recvmmsg(fd, msgs, REFERENCE_BATCH, MSG_WAITFORONE, NULL);
+        if (n < 0 && errno != EINTR)
+            return;
+        for (int i = 0; i < n; i++)
+            iov[i].iov_len = msgs[i].msg_len;
+        for (int done = 0; done < n;) {
+            int sent = sendmmsg(fd, msgs + done, (unsigned)(n - done), 0);
+            done += sent > 0 ? sent : 1;
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int is_batched = argc == 2 && strcmp(argv[1], "-b") == 0;
+    if (argc > 2 || (argc == 2 && !is_batched)) {
+        fprintf(stderr, "usage: udp_reference [-b]\n");
+        return 64;
+    }
+    int fd = reference_bind();
+    if (fd < 0)
+        return 1;
+    if (is_batched)
+        reference_batched(fd);
+    else
+        reference_one_at_a_time(fd);
+    fprintf(stderr, "udp_reference: receive: %s\n", strerror(errno));
+    return 1;
 }
