@@ -22,7 +22,8 @@ Usage: scripts/bench.sh [-w WORKERS] [-c CONNS] [-s SIZE] [-P PIPELINE] [-d SECO
 udp64: 8 UDP sockets, 64-byte ping-pong, against echod, a one-recvfrom, one-sendto C
 reference and a plain recvmmsg/sendmmsg loop in turn, all pinned to CPU 0 and
 echod-bench to CPU 1; prints the datagrams each served per server CPU-second, the
-ratios to the reference, and the throughputs.
+ratios to the reference, and the throughputs. ECHOD=PATH measures another echod build
+(an earlier release, say) in echod's place.
 EOF
 }
 
@@ -173,7 +174,8 @@ log_level = "info";
 tcp = { listen = [ ]; };
 udp = { listen = ["127.0.0.1:0"]; };
 EOF
-    udp64_start echod build/default/echod -c "$tmp/echod.conf" --port-file "$tmp/echod.ports"
+    udp64_start echod "${ECHOD:-build/default/echod}" -c "$tmp/echod.conf" \
+        --port-file "$tmp/echod.ports"
     echod_pid=$server_pid
     udp64_start reference build/default/tests/bench/udp_reference
     reference_pid=$server_pid
