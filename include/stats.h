@@ -41,6 +41,7 @@
     X(tcp_proxy_timeouts, "closed: no whole PROXY header within tcp.proxy_timeout_ms")             \
     X(udp_datagrams_in, "datagrams received")                                                      \
     X(udp_datagrams_out, "replies sent")                                                           \
+    X(udp_batches, "recvmmsg calls that returned datagrams")                                       \
     X(udp_bytes_in, "payload bytes received")                                                      \
     X(udp_bytes_out, "payload bytes sent")                                                         \
     X(udp_reply_too_large, "replies over udp.max_reply_bytes or a datagram, not sent")             \

@@ -1,4 +1,4 @@
-/* udp: the thread that answers datagrams on every UDP listener with recvfrom/sendmsg. */
+/* udp: the thread that answers datagrams on every UDP listener, with recvmmsg/sendmmsg. */
 #ifndef ECHOD_UDP_H
 #define ECHOD_UDP_H
 

@@ -1,12 +1,15 @@
-/* udp: one thread answering datagrams on every UDP listener with recvfrom and sendmsg.
- * It owns its epoll fd, its eventfd and its receive buffer; the server owns the
- * listener sockets. Echo sends the datagram back; greet sends greeting + datagram,
- * gathered from two iovecs so nothing is copied. A reply the kernel refuses (a full
- * send buffer, an unreachable peer) is dropped and counted: UDP promises no delivery,
- * and the thread must never block on one client. The guard (guard.h), when enabled,
- * judges each datagram's source before any reply: a refused one is counted under its
- * reason and dropped. The clock is read once per batch; drop lines are logged from the
- * loop, waking epoll_wait only while some wait to be logged. */
+/* udp: one thread answering datagrams on every UDP listener, a batch at a time: one
+ * recvmmsg takes up to UDP_BATCH datagrams and one sendmmsg sends their replies, in
+ * arrival order. It owns its epoll fd, its eventfd and the batch (headers and buffers);
+ * the server owns the listener sockets. Echo sends the datagram back; greet sends
+ * greeting + datagram, gathered from two iovecs so nothing is copied (a greeting that
+ * names {client} is rendered per datagram into the batch). The guard
+ * (guard.h), when enabled, judges each datagram's source before any reply: a refused
+ * one is counted under its reason and dropped, the rest of its batch answered. A reply
+ * the kernel refuses (a full send buffer, an unreachable peer) is dropped and counted,
+ * and the batch goes on with the next: UDP promises no delivery, and the thread must
+ * never block on one client. The clock is read once per batch; drop lines are logged
+ * from the loop, waking epoll_wait only while some wait to be logged. */
 #include "config.h"
 
 #include "udp.h"
@@ -30,11 +33,26 @@
 #include "log.h"
 #include "snap.h"
 
-#define UDP_BATCH     64    /* datagrams per socket per wake-up, for fairness */
-#define UDP_DRAIN_MAX 4096  /* datagrams answered per socket at shutdown */
-#define UDP_MAX_V4    65507 /* largest IPv4 UDP payload: 65535 - 20 - 8 */
-#define UDP_MAX_V6    65527 /* largest IPv6 UDP payload without jumbograms */
-#define UDP_BUF_BYTES 65536
+#define UDP_BATCH      32    /* datagrams per recvmmsg and per sendmmsg */
+#define UDP_SERVE_MAX  64    /* datagrams per socket per wake-up, for fairness */
+#define UDP_DRAIN_MAX  4096  /* datagrams answered per socket at shutdown */
+#define UDP_MAX_V4     65507 /* largest IPv4 UDP payload: 65535 - 20 - 8 */
+#define UDP_MAX_V6     65527 /* largest IPv6 UDP payload without jumbograms */
+#define UDP_SLOT_BYTES 65536 /* one slot holds any datagram */
+
+/* One recvmmsg's datagrams and the sendmmsg of their replies. The slots (and the
+ * rendered greetings) are address space until used: small datagrams touch one page of
+ * each, so the batch costs 128 KiB of memory under a flood of them and 2 MiB at most (a
+ * flood of the largest); a greeting naming {client} touches a page of its own. */
+struct udp_batch {
+    struct mmsghdr in[UDP_BATCH];           /* recvmmsg: datagram i lands in slot i */
+    struct iovec in_iov[UDP_BATCH];         /* slot i, whole */
+    struct sockaddr_storage src[UDP_BATCH]; /* datagram i's source */
+    struct mmsghdr out[UDP_BATCH];          /* sendmmsg: the replies, in arrival order */
+    struct iovec out_iov[UDP_BATCH][2];     /* a reply: [greeting,] slot */
+    uint8_t slot[UDP_BATCH][UDP_SLOT_BYTES];
+    char greeting[UDP_BATCH][UDP_SLOT_BYTES]; /* reply k's greeting, rendered for its {client} */
+};
 
 struct udp {
     struct snap_box *box;         /* where the main thread publishes udp_settings */
@@ -51,8 +69,7 @@ struct udp {
     struct stats stats;            /* written by the UDP thread only */
     _Atomic size_t guard_entries;  /* the guard's tracked prefixes, as of the last batch */
     _Atomic size_t guard_capacity; /* its table_size; 0 with the guard off. UDP thread writes */
-    uint8_t data[UDP_BUF_BYTES];
-    char greeting[UDP_BUF_BYTES]; /* a greeting rendered for one datagram's {client} */
+    struct udp_batch batch;        /* UDP thread only */
 };
 
 /* The counter for each guard verdict but GUARD_PASS. */
@@ -204,73 +221,135 @@ static const struct template *udp_greeting_of(const struct udp *u, const struct 
     return NULL;
 }
 
-/* Answer one datagram of n bytes from src, with greeting g first (NULL: echo). A
- * greeting that names {client} is rendered for src into u->greeting; conf.c bounds it
- * below udp.max_reply_bytes, so it always fits. */
-static void udp_reply(struct udp *u, const struct listener *l, const struct template *g, size_t n,
-                      const struct sockaddr_storage *src, socklen_t src_len)
+/* Receive up to max (at most UDP_BATCH) datagrams from l into the batch: how many, or
+ * -errno (-EAGAIN when none waits). Counts them in. */
+static int udp_receive(struct udp *u, const struct listener *l, size_t max)
 {
-    const struct udp_settings *s = u->s;
-    size_t max = l->bound.ss.ss_family == AF_INET6 ? UDP_MAX_V6 : UDP_MAX_V4;
-    if (s->max_reply_bytes < max)
-        max = s->max_reply_bytes;
-    struct iovec iov[2];
-    size_t k = 0, reply_len = n;
+    struct udp_batch *b = &u->batch;
+    for (size_t i = 0; i < max; i++) {
+        b->in_iov[i] = (struct iovec){.iov_base = b->slot[i], .iov_len = UDP_SLOT_BYTES};
+        b->in[i].msg_hdr = (struct msghdr){.msg_name = &b->src[i],
+                                           .msg_namelen = sizeof(b->src[i]),
+                                           .msg_iov = &b->in_iov[i],
+                                           .msg_iovlen = 1};
+    }
+    int n = recvmmsg(l->fd, b->in, (unsigned)max, MSG_DONTWAIT, NULL);
+    if (n < 0)
+        return -errno;
+    uint64_t bytes = 0;
+    for (int i = 0; i < n; i++)
+        bytes += b->in[i].msg_len;
+    stats_add(&u->stats, STAT_udp_batches, 1);
+    stats_add(&u->stats, STAT_udp_datagrams_in, (uint64_t)n);
+    stats_add(&u->stats, STAT_udp_bytes_in, bytes);
+    return n;
+}
+
+/* Whether datagram i of the batch passes the guard; a refused one is counted under its
+ * reason. */
+static bool udp_admit(struct udp *u, size_t i, uint64_t now_ms)
+{
+    const struct udp_batch *b = &u->batch;
+    if (u->guard == NULL)
+        return true;
+    enum guard_verdict v = guard_admit(u->guard, (const struct sockaddr *)&b->src[i],
+                                       b->in[i].msg_hdr.msg_namelen, now_ms);
+    if (v == GUARD_PASS)
+        return true;
+    stats_add(&u->stats, udp_drop_counters[v], 1);
+    return false;
+}
+
+/* Make the reply to datagram i of the batch, received on l, reply k of its sendmmsg:
+ * greeting g first (NULL: echo), rendered for the datagram's source when it names
+ * {client} (conf.c bounds it below udp.max_reply_bytes). False, counted, when the reply
+ * would be over udp.max_reply_bytes or a datagram. */
+static bool udp_add_reply(struct udp *u, const struct listener *l, const struct template *g,
+                          size_t i, size_t k)
+{
+    struct udp_batch *b = &u->batch;
+    struct iovec *iov = b->out_iov[k];
+    size_t count = 0, reply_len = b->in[i].msg_len;
     if (g && template_is_literal(g)) {
-        iov[k].iov_base = g->text;
-        iov[k++].iov_len = g->text_len;
-        reply_len += g->text_len;
+        iov[count++] = (struct iovec){.iov_base = g->text, .iov_len = g->text_len};
     } else if (g) {
         char client_text[ADDR_STRLEN];
         struct template_values v = {{0}};
-        template_values_site(&v, NULL, NULL, NULL, (const struct sockaddr *)src, client_text);
-        size_t len = template_render(g, &v, u->greeting, sizeof(u->greeting));
-        iov[k].iov_base = u->greeting;
-        iov[k++].iov_len = len < sizeof(u->greeting) ? len : sizeof(u->greeting) - 1;
-        reply_len += iov[k - 1].iov_len;
+        template_values_site(&v, NULL, NULL, NULL, (const struct sockaddr *)&b->src[i],
+                             client_text);
+        size_t len = template_render(g, &v, b->greeting[k], UDP_SLOT_BYTES);
+        iov[count++] = (struct iovec){.iov_base = b->greeting[k],
+                                      .iov_len = len < UDP_SLOT_BYTES ? len : UDP_SLOT_BYTES - 1};
     }
-    iov[k].iov_base = u->data;
-    iov[k++].iov_len = n;
+    if (count > 0)
+        reply_len += iov[0].iov_len;
+    size_t max = l->bound.ss.ss_family == AF_INET6 ? UDP_MAX_V6 : UDP_MAX_V4;
+    if (u->s->max_reply_bytes < max)
+        max = u->s->max_reply_bytes;
     if (reply_len > max) {
         stats_add(&u->stats, STAT_udp_reply_too_large, 1);
-        return;
+        return false;
     }
-    struct msghdr msg = {
-        .msg_name = (void *)src, .msg_namelen = src_len, .msg_iov = iov, .msg_iovlen = k};
-    if (sendmsg(l->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-        stats_add(&u->stats, STAT_udp_send_errors, 1);
-        return;
-    }
-    stats_add(&u->stats, STAT_udp_datagrams_out, 1);
-    stats_add(&u->stats, STAT_udp_bytes_out, reply_len);
+    iov[count++] = (struct iovec){.iov_base = b->slot[i], .iov_len = b->in[i].msg_len};
+    b->out[k].msg_hdr = (struct msghdr){.msg_name = &b->src[i],
+                                        .msg_namelen = b->in[i].msg_hdr.msg_namelen,
+                                        .msg_iov = iov,
+                                        .msg_iovlen = count};
+    return true;
 }
 
-/* Answer up to `max` queued datagrams on l; stop early when none is left. */
-static void udp_serve(struct udp *u, const struct listener *l, size_t max)
+/* Send the batch's `count` replies on l, in order. A reply the kernel refuses (the
+ * first of a call that fails) is counted and skipped, so every call moves on. */
+static void udp_send_replies(struct udp *u, const struct listener *l, size_t count)
+{
+    struct mmsghdr *out = u->batch.out;
+    size_t done = 0;
+    while (done < count) {
+        int n = sendmmsg(l->fd, out + done, (unsigned)(count - done), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n <= 0) {
+            stats_add(&u->stats, STAT_udp_send_errors, 1);
+            done++;
+            continue;
+        }
+        uint64_t bytes = 0;
+        for (size_t k = done; k < done + (size_t)n; k++)
+            bytes += out[k].msg_len;
+        stats_add(&u->stats, STAT_udp_datagrams_out, (uint64_t)n);
+        stats_add(&u->stats, STAT_udp_bytes_out, bytes);
+        done += (size_t)n;
+    }
+}
+
+/* Answer the batch's `count` datagrams received on l: judge each, send the replies. */
+static void udp_answer(struct udp *u, const struct listener *l, size_t count)
 {
     uint64_t now_ms = u->guard ? clock_now_ms() : 0; /* one reading per batch */
-    const struct template *greeting = u->s->mode == PROTO_GREET ? udp_greeting_of(u, l) : NULL;
-    for (size_t i = 0; i < max; i++) {
-        struct sockaddr_storage src;
-        socklen_t src_len = sizeof(src);
-        ssize_t n = recvfrom(l->fd, u->data, sizeof(u->data), MSG_DONTWAIT, (struct sockaddr *)&src,
-                             &src_len);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            continue; /* a queued ICMP error or EINTR: the next datagram is fine */
+    const struct template *g = u->s->mode == PROTO_GREET ? udp_greeting_of(u, l) : NULL;
+    size_t replies = 0;
+    for (size_t i = 0; i < count; i++)
+        if (udp_admit(u, i, now_ms) && udp_add_reply(u, l, g, i, replies))
+            replies++;
+    udp_send_replies(u, l, replies);
+}
+
+/* Answer up to `max` queued datagrams on l, a batch at a time; stop once a batch comes
+ * back short (the queue was empty then: level-triggered epoll reports any newcomer). */
+static void udp_serve(struct udp *u, const struct listener *l, size_t max)
+{
+    size_t served = 0;
+    while (served < max) {
+        size_t want = max - served < UDP_BATCH ? max - served : UDP_BATCH;
+        int n = udp_receive(u, l, want);
+        if (n == -EAGAIN || n == -EWOULDBLOCK)
+            return;
+        if (n < 0) { /* a queued ICMP error or EINTR: the next datagram is fine */
+            served++;
+            continue;
         }
-        stats_add(&u->stats, STAT_udp_datagrams_in, 1);
-        stats_add(&u->stats, STAT_udp_bytes_in, (uint64_t)n);
-        if (u->guard) {
-            enum guard_verdict v =
-                guard_admit(u->guard, (const struct sockaddr *)&src, src_len, now_ms);
-            if (v != GUARD_PASS) {
-                stats_add(&u->stats, udp_drop_counters[v], 1);
-                continue;
-            }
-        }
-        udp_reply(u, l, greeting, (size_t)n, &src, src_len);
+        udp_answer(u, l, (size_t)n);
+        served += (size_t)n;
+        if ((size_t)n < want)
+            return;
     }
 }
 
@@ -288,7 +367,7 @@ static void *udp_main(void *arg)
         int n = evloop_wait(&u->loop, events, 16, timeout_ms, &now);
         for (int i = 0; i < n; i++)
             if (events[i].data.ptr != NULL)
-                udp_serve(u, events[i].data.ptr, UDP_BATCH);
+                udp_serve(u, events[i].data.ptr, UDP_SERVE_MAX);
         if (u->guard) {
             timeout_ms = guard_log_drops(u->guard, now = clock_now_ms(), false);
             udp_publish_guard(u);

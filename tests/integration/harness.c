@@ -1034,6 +1034,27 @@ int h_udp_connect(const struct sockaddr_storage *sa)
     return fd;
 }
 
+int h_udp_bind_connect(const char *ip, uint16_t port, const struct sockaddr_storage *to)
+{
+    struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (inet_pton(AF_INET, ip, &from.sin_addr) != 1)
+        fail_msg("h_udp_bind_connect: %s is not an IPv4 address", ip);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        fail_msg("socket: %s", strerror(errno));
+    h_track_fd(fd);
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (bind(fd, (struct sockaddr *)&from, sizeof(from)) != 0) {
+        int err = errno;
+        h_close(fd);
+        return -err;
+    }
+    if (connect(fd, (const struct sockaddr *)to, sizeof(struct sockaddr_in)) != 0)
+        fail_msg("udp connect: %s", strerror(errno));
+    return fd;
+}
+
 void h_loopback(struct sockaddr_storage *sa, int af, uint16_t port)
 {
     memset(sa, 0, sizeof(*sa));

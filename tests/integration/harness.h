@@ -224,6 +224,10 @@ int h_tcp_connect_from(const char *src, const struct sockaddr_storage *sa);
 int h_tcp_connect_start(const struct sockaddr_storage *sa);
 /* A tracked, non-blocking UDP socket connected to sa. */
 int h_udp_connect(const struct sockaddr_storage *sa);
+/* A tracked, non-blocking UDP socket bound to IPv4 ip:port (SO_REUSEADDR; port 0: any)
+ * and connected to the IPv4 address to; -errno if the bind is refused (EACCES for a
+ * port below 1024 without the privilege, EADDRINUSE), fails the test on other errors. */
+int h_udp_bind_connect(const char *ip, uint16_t port, const struct sockaddr_storage *to);
 /* An address of family af on loopback ("127.0.0.1" or "::1") with port. */
 void h_loopback(struct sockaddr_storage *sa, int af, uint16_t port);
 uint16_t h_port_of(const struct sockaddr_storage *sa);

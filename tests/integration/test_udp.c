@@ -186,21 +186,12 @@ static void udp_counters(void **state)
     assert_int_equal(v[3], COUNT * SMALL);
 }
 
-/* A tracked non-blocking UDP socket bound to ip:port (SO_REUSEADDR) and connected to to. */
+/* A tracked non-blocking UDP socket bound to ip:port and connected to to, or fail. */
 static int udp_connect_from(const char *ip, uint16_t port, const struct sockaddr_storage *to)
 {
-    struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = htons(port)};
-    assert_int_equal(inet_pton(AF_INET, ip, &from.sin_addr), 1);
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = h_udp_bind_connect(ip, port, to);
     if (fd < 0)
-        fail_msg("socket: %s", strerror(errno));
-    h_track_fd(fd);
-    int on = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    if (bind(fd, (struct sockaddr *)&from, sizeof(from)) != 0)
-        fail_msg("bind %s:%u: %s", ip, port, strerror(errno));
-    if (connect(fd, (const struct sockaddr *)to, sizeof(struct sockaddr_in)) != 0)
-        fail_msg("udp connect: %s", strerror(errno));
+        fail_msg("bind %s:%u: %s", ip, port, strerror(-fd));
     return fd;
 }
 
