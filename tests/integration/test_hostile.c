@@ -42,6 +42,7 @@
 #define CONTROL_MSG_BYTES 512
 #define CONTROL_PACE_MS   20   /* per connection: at most 50 messages a second */
 #define CONTROL_STALL_MS  5000 /* an unanswered message fails the control */
+#define CONTROL_RESEND_MS 1000 /* UDP: a datagram unanswered this long is sent again */
 #define CONTROL_PREFIX    64   /* longest greeting the control expects */
 
 /* What the parent knows of the control child. */
@@ -51,6 +52,7 @@ struct control {
     int report_fd; /* the child's "ready" line, then its result line */
     uint64_t msgs; /* from the result: messages echoed and verified */
     uint64_t bytes;
+    uint64_t resends; /* UDP: datagrams sent again, unanswered after CONTROL_RESEND_MS */
     char result[256]; /* the result line, or why there is none */
 };
 
@@ -61,7 +63,10 @@ struct control_conn {
     size_t tx_off, rx_off;
     uint64_t seq;
     int64_t sent_ms, next_ms;
+    int64_t last_tx_ms;  /* UDP: when the datagram last went out */
+    bool has_late_reply; /* UDP: the previous message was sent again: a late copy may come */
     uint8_t tx[CONTROL_MSG_BYTES];
+    uint8_t prev_want[CONTROL_PREFIX + CONTROL_MSG_BYTES]; /* the previous message's reply */
     uint8_t want[CONTROL_PREFIX + CONTROL_MSG_BYTES];
     size_t want_len;
     uint8_t rx[CONTROL_PREFIX + CONTROL_MSG_BYTES];
@@ -71,7 +76,7 @@ struct control_child {
     bool is_udp;
     const char *prefix; /* greeting expected before each line; "" in echo mode */
     int report_fd;
-    uint64_t msgs, bytes;
+    uint64_t msgs, bytes, resends;
     struct control_conn c[CONTROL_CONNS];
 };
 
@@ -109,6 +114,7 @@ static void control_next_message(struct control_child *k, size_t i)
     if (is_line)
         c->tx[CONTROL_MSG_BYTES - 1] = '\n';
     size_t plen = strlen(k->prefix);
+    memcpy(c->prev_want, c->want, sizeof(c->want));
     memcpy(c->want, k->prefix, plen);
     memcpy(c->want + plen, c->tx, CONTROL_MSG_BYTES);
     c->want_len = plen + CONTROL_MSG_BYTES;
@@ -157,6 +163,12 @@ static void control_receive(struct control_child *k, struct control_conn *c, int
                     n == 0 ? "closed by echod" : strerror(errno), (unsigned long long)k->msgs);
     size_t from = k->is_udp ? 0 : c->rx_off;
     size_t got = from + (size_t)n;
+    /* UDP: the late answer to a datagram sent twice, or the second answer. */
+    if (k->is_udp && got == c->want_len && c->has_late_reply &&
+        memcmp(c->rx, c->prev_want, got) == 0)
+        return;
+    if (k->is_udp && got == c->want_len && !c->is_waiting && memcmp(c->rx, c->want, got) == 0)
+        return;
     if (!c->is_waiting || got > c->want_len || (k->is_udp && got != c->want_len))
         control_die(k, "error: control got %zu unexpected bytes", got);
     if (memcmp(c->rx + from, c->want + from, (size_t)n) != 0)
@@ -164,6 +176,7 @@ static void control_receive(struct control_child *k, struct control_conn *c, int
     c->rx_off = got;
     if (got == c->want_len) {
         c->is_waiting = false;
+        c->has_late_reply = c->last_tx_ms != c->sent_ms; /* sent more than once */
         c->next_ms = now + CONTROL_PACE_MS;
         k->msgs++;
         k->bytes += CONTROL_MSG_BYTES;
@@ -179,8 +192,16 @@ static bool control_start_due(struct control_child *k, int64_t now, bool is_stop
         if (!c->is_waiting && !is_stopping && now >= c->next_ms) {
             control_next_message(k, i);
             c->is_waiting = true;
-            c->sent_ms = now;
+            c->sent_ms = c->last_tx_ms = now;
             control_send(k, c);
+        }
+        /* UDP loses datagrams where a flood fills a socket's buffer (the kernel's drop,
+         * not echod's): a client sends again, as any UDP client must. */
+        if (k->is_udp && c->is_waiting && now - c->last_tx_ms >= CONTROL_RESEND_MS) {
+            c->tx_off = 0;
+            c->last_tx_ms = now;
+            control_send(k, c);
+            k->resends++;
         }
         if (c->is_waiting && now - c->sent_ms > CONTROL_STALL_MS)
             control_die(k, "error: control message %llu on connection %zu unanswered for %d ms",
@@ -246,8 +267,9 @@ static void control_child_main(const struct sockaddr_storage *sa, bool is_udp, c
     bool is_ready = false;
     control_loop(&k, stop_fd, &is_ready);
     char line[128];
-    int n = snprintf(line, sizeof(line), "ok msgs=%llu bytes=%llu\n", (unsigned long long)k.msgs,
-                     (unsigned long long)k.bytes);
+    int n = snprintf(line, sizeof(line), "ok msgs=%llu bytes=%llu resends=%llu\n",
+                     (unsigned long long)k.msgs, (unsigned long long)k.bytes,
+                     (unsigned long long)k.resends);
     ssize_t ignored = write(report_fd, line, (size_t)n);
     (void)ignored;
     _exit(0);
@@ -321,15 +343,16 @@ static bool control_stop(struct control *c)
     waitpid(c->pid, NULL, WNOHANG);
     close(c->report_fd);
     c->pid = 0;
-    unsigned long long msgs = 0, bytes = 0;
+    unsigned long long msgs = 0, bytes = 0, resends = 0;
     if (!has_line || code != 0 ||
-        sscanf(c->result, "ok msgs=%llu bytes=%llu", &msgs, &bytes) != 2) {
+        sscanf(c->result, "ok msgs=%llu bytes=%llu resends=%llu", &msgs, &bytes, &resends) != 3) {
         if (!has_line)
             snprintf(c->result, sizeof(c->result), "control exited %d with no result", code);
         return false;
     }
     c->msgs = msgs;
     c->bytes = bytes;
+    c->resends = resends;
     return msgs > 0;
 }
 
@@ -1368,7 +1391,11 @@ static void hostile_udp_flood(void **state)
     h_note("udp_flood: udp_datagrams_in=%llu out=%llu udp_drop_rate=%llu", (unsigned long long)v[0],
            (unsigned long long)v[1], (unsigned long long)v[2]);
     assert_int_equal(v[0], v[1] + v[2] + v[3] + v[4]);
-    assert_int_equal(v[2], v[0] - vit.ctl.msgs - replies); /* every drop is the flood's */
+    /* Every drop is the flood's: echod got each control datagram once, or (sent again
+     * after a kernel drop) up to once more per resend. */
+    h_note("udp_flood: the control sent %llu datagrams again", (unsigned long long)vit.ctl.resends);
+    assert_true(v[2] <= v[0] - vit.ctl.msgs - replies);
+    assert_true(v[2] + vit.ctl.resends >= v[0] - vit.ctl.msgs - replies);
     assert_int_equal(v[3] + v[4], 0);
 }
 
