@@ -422,6 +422,21 @@ static void haproxy_v1_names_the_client(void **state)
     assert_checks_clean(counts, INSTANCES);
 }
 
+/* The shipped example, etc/haproxy-example.cfg, is a config HAProxy accepts. */
+static void haproxy_example_config_is_valid(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof(path), "%s/etc/haproxy-example.cfg", h_env("ECHOD_SRCDIR"));
+    char *argv[] = {(char *)"/usr/sbin/haproxy", (char *)"-c", (char *)"-f", path, NULL};
+    char out[512], err[512];
+    int code = h_run(argv, NULL, 0, 10000, out, err, sizeof(out));
+    if (code != 0) {
+        char *text = h_read_file(err, NULL);
+        fail_msg("haproxy -c -f %s exited %d: %s", path, code, text ? text : "");
+    }
+}
+
 int main(void)
 {
     h_init("test_haproxy", 120);
@@ -431,6 +446,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(haproxy_sigterm_one_instance_moves_clients, setup_v2,
                                         teardown),
         cmocka_unit_test_setup_teardown(haproxy_v1_names_the_client, setup_v1, teardown),
+        cmocka_unit_test(haproxy_example_config_is_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
