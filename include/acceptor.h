@@ -21,8 +21,8 @@ struct snap_box;
  * reload changes the listeners (see snap.h). Holds a reference to each listener. */
 struct acceptor_settings {
     struct listener_set listeners; /* the TCP listeners */
-    bool is_proxied;               /* tcp.proxy_protocol is on: clients come through a balancer */
-    struct proxy_net *proxy_from;  /* the balancers allowed when proxied (owned; free()) */
+    enum proxy_accept proxy; /* tcp.proxy_protocol: PROXY_OFF, or clients come through a balancer */
+    struct proxy_net *proxy_from; /* the balancers allowed when proxied (owned; free()) */
     size_t proxy_from_count;
 };
 
@@ -37,7 +37,7 @@ enum acceptor_verdict {
 void acceptor_settings_free(void *settings);
 /* An acceptor (not yet running) over the TCP listeners published in the settings box,
  * counting connections per IP in iplimit (NULL: no per-IP limit); 0 or -errno. When the
- * settings say is_proxied, it refuses peers outside proxy_from and leaves the per-IP
+ * settings name a PROXY version, it refuses peers outside proxy_from and leaves the per-IP
  * count to the worker, which learns the client from the PROXY header. */
 int acceptor_create(struct snap_box *settings, unsigned max_connections, struct iplimit *iplimit,
                     struct acceptor **out);

@@ -24,10 +24,9 @@ struct conn_settings {
      * worker binds {worker}, and what is left ({server}, {client}) is rendered per
      * connection. Literal (or zeroed): greet is the greeting of every connection. */
     struct template greeting_template;
-    size_t buffer_bytes;      /* pending-output bound per connection */
-    unsigned idle_timeout_ms; /* no progress (see conn.c's DESIGN); 0 = never */
-    unsigned send_timeout_ms; /* output pending, the peer acknowledged nothing; 0 = never */
-    enum proxy_accept proxy;   /* the PROXY header each connection starts with, if any */
+    size_t buffer_bytes;       /* pending-output bound per connection */
+    unsigned idle_timeout_ms;  /* no progress (see conn.c's DESIGN); 0 = never */
+    unsigned send_timeout_ms;  /* output pending, the peer acknowledged nothing; 0 = never */
     unsigned proxy_timeout_ms; /* the whole header within this; the current settings' apply */
 };
 
@@ -36,7 +35,7 @@ struct conn_hooks {
     struct iplimit *iplimit;     /* released on each close; NULL when there is no limit */
     void (*on_close)(void *arg); /* told, on this thread, whenever a connection closes */
     void *on_close_arg;
-    const char *worker_name; /* {worker} in greetings: the worker's index */
+    const char *worker_name;     /* {worker} in greetings: the worker's index */
     struct histogram *durations; /* each served connection's lifetime; NULL: not kept */
 };
 
@@ -55,7 +54,7 @@ int conn_set_use(struct conn_set *set, const struct conn_settings *s, void (*rel
  * set. */
 void conn_set_destroy(struct conn_set *set);
 /* Serve the accepted socket fd, taking ownership (closed on failure); 0 or -errno. */
-int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms);
+int conn_set_adopt(struct conn_set *set, int fd, enum proxy_accept proxy, uint64_t now_ms);
 /* Handle epoll `events` for the connection registered with data.ptr == conn. */
 void conn_set_handle(struct conn_set *set, void *conn, uint32_t events, uint64_t now_ms);
 /* Close connections whose idle, linger or send time ran out. */

@@ -24,10 +24,13 @@ struct handoff;
 int handoff_create(size_t capacity, struct handoff **out);
 /* Close every socket still queued, the eventfd, and free the queue. */
 void handoff_destroy(struct handoff *h);
-/* Queue fd, taking ownership. 0; -EAGAIN when full or -EPIPE when closed, fd closed. */
-int handoff_push(struct handoff *h, int fd);
-/* Take the oldest socket. 0; -EAGAIN when empty; -EPIPE when empty and closed. */
-int handoff_pop(struct handoff *h, int *fd);
+/* Queue fd, taking ownership, with `tag`: what the producer decided about it, handed to
+ * the consumer unread (the acceptor: the PROXY header it admitted the socket for). 0;
+ * -EAGAIN when full or -EPIPE when closed, fd closed. */
+int handoff_push(struct handoff *h, int fd, unsigned tag);
+/* Take the oldest socket and its tag. 0; -EAGAIN when empty; -EPIPE when empty and
+ * closed. */
+int handoff_pop(struct handoff *h, int *fd, unsigned *tag);
 /* Refuse further pushes and wake the consumer; queued sockets can still be popped. */
 void handoff_close(struct handoff *h);
 /* Whether a push would find a free slot now (a single producer can count on it). */

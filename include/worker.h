@@ -9,6 +9,7 @@
 
 #include "evloop.h"
 #include "histogram.h"
+#include "proxy.h"
 #include "iplimit.h"
 #include "stats.h"
 
@@ -36,9 +37,11 @@ int worker_create(struct snap_box *settings, unsigned index, unsigned queue_capa
 void worker_wake(struct worker *w);
 /* Start the thread; 0 or -errno. */
 int worker_start(struct worker *w);
-/* Hand an accepted socket to the worker (acceptor thread). Takes ownership of fd as
+/* Hand an accepted socket to the worker (acceptor thread), with the PROXY header the
+ * acceptor admitted it for (PROXY_OFF: a direct client), so that both threads treat it
+ * alike whatever settings each holds during a reload. Takes ownership of fd as
  * handoff_push does; 0 or -errno. */
-int worker_push(struct worker *w, int fd);
+int worker_push(struct worker *w, int fd, enum proxy_accept proxy);
 /* Whether worker_push would find room in the queue now (acceptor thread). */
 bool worker_has_room(struct worker *w);
 /* Connections assigned to the worker and not yet closed (any thread; approximate). */

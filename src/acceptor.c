@@ -304,7 +304,7 @@ static void acceptor_refuse(struct acceptor *a, int fd, const struct sockaddr_st
 static bool acceptor_admit(struct acceptor *a, int fd, const struct sockaddr_storage *peer)
 {
     const struct acceptor_settings *s = a->s;
-    if (s->is_proxied) {
+    if (s->proxy != PROXY_OFF) {
         if (proxy_net_contains(s->proxy_from, s->proxy_from_count, (const struct sockaddr *)peer))
             return true;
         acceptor_refuse(a, fd, peer, STAT_tcp_proxy_refused, ACCEPTOR_REFUSED_PROXY);
@@ -351,7 +351,7 @@ static int acceptor_accept_one(struct acceptor *a, const struct listener *l)
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof(peer);
     /* The peer address costs nothing without a per-IP limit or a proxied listener. */
-    bool has_check = a->iplimit != NULL || a->s->is_proxied;
+    bool has_check = a->iplimit != NULL || a->s->proxy != PROXY_OFF;
     int fd = accept4(l->fd, has_check ? (struct sockaddr *)&peer : NULL,
                      has_check ? &peer_len : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
@@ -361,7 +361,7 @@ static int acceptor_accept_one(struct acceptor *a, const struct listener *l)
     if (has_check && !acceptor_admit(a, fd, &peer))
         return 0;
     atomic_fetch_add_explicit(&a->live, 1, memory_order_acq_rel);
-    if (worker_push(w, fd) < 0) {
+    if (worker_push(w, fd, a->s->proxy) < 0) {
         /* Only after a second stop signal closed the queues: the queue closed the socket
          * with a FIN. Only this thread opens sockets before their hand-off, and workers
          * admit only sockets they hold, so the fd number cannot have been counted again

@@ -836,7 +836,7 @@ static int conn_greet_start(struct conn *c, const struct sockaddr *client,
     return 0;
 }
 
-int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
+int conn_set_adopt(struct conn_set *set, int fd, enum proxy_accept proxy, uint64_t now_ms)
 {
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
@@ -847,7 +847,6 @@ int conn_set_adopt(struct conn_set *set, int fd, uint64_t now_ms)
         log_debug("SO_OOBINLINE: %s", strerror(errno));
     struct conn *c = calloc(1, sizeof(*c));
     int rc = c ? 0 : -ENOMEM;
-    enum proxy_accept proxy = set->current->s->proxy;
     if (rc == 0 && proxy != PROXY_OFF) {
         if ((c->proxy = malloc(sizeof(*c->proxy))) == NULL)
             rc = -ENOMEM;

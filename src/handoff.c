@@ -27,7 +27,10 @@
 
 struct handoff {
     pthread_mutex_t lock; /* guards slots, head, len and is_closed */
-    int *slots;
+    struct handoff_slot {
+        int fd;
+        unsigned tag;
+    } * slots;
     size_t capacity;
     size_t head;        /* index of the oldest socket */
     _Atomic size_t len; /* sockets queued: changed under lock, read without (length) */
@@ -66,14 +69,14 @@ void handoff_destroy(struct handoff *h)
     if (h == NULL)
         return;
     for (size_t i = 0; i < h->len; i++)
-        sock_close_clean(h->slots[(h->head + i) % h->capacity]);
+        sock_close_clean(h->slots[(h->head + i) % h->capacity].fd);
     close(h->wake_fd);
     pthread_mutex_destroy(&h->lock);
     free(h->slots);
     free(h);
 }
 
-int handoff_push(struct handoff *h, int fd)
+int handoff_push(struct handoff *h, int fd, unsigned tag)
 {
     int rc = 0;
     bool was_empty = false;
@@ -84,7 +87,7 @@ int handoff_push(struct handoff *h, int fd)
         rc = -EAGAIN;
     } else {
         was_empty = h->len == 0;
-        h->slots[(h->head + h->len) % h->capacity] = fd;
+        h->slots[(h->head + h->len) % h->capacity] = (struct handoff_slot){fd, tag};
         h->len++;
     }
     pthread_mutex_unlock(&h->lock);
@@ -95,14 +98,15 @@ int handoff_push(struct handoff *h, int fd)
     return rc;
 }
 
-int handoff_pop(struct handoff *h, int *fd)
+int handoff_pop(struct handoff *h, int *fd, unsigned *tag)
 {
     int rc = 0;
     pthread_mutex_lock(&h->lock);
     if (h->len == 0) {
         rc = h->is_closed ? -EPIPE : -EAGAIN;
     } else {
-        *fd = h->slots[h->head];
+        *fd = h->slots[h->head].fd;
+        *tag = h->slots[h->head].tag;
         h->head = (h->head + 1) % h->capacity;
         h->len--;
     }

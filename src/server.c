@@ -211,7 +211,7 @@ static struct acceptor_settings *server_tcp_settings(const struct conf *c,
     if (t == NULL)
         return NULL;
     size_t from_bytes = c->tcp_proxy_from_count * sizeof(*t->proxy_from);
-    t->is_proxied = c->tcp_proxy_protocol != PROXY_OFF;
+    t->proxy = c->tcp_proxy_protocol;
     t->proxy_from_count = c->tcp_proxy_from_count;
     if ((t->proxy_from = malloc(from_bytes ? from_bytes : 1)) == NULL) {
         free(t);
@@ -305,7 +305,6 @@ static struct conn_settings *server_conn_settings(const struct conf *c)
     t->buffer_bytes = c->tcp_buffer_bytes;
     t->idle_timeout_ms = c->idle_timeout_ms;
     t->send_timeout_ms = c->send_timeout_ms;
-    t->proxy = c->tcp_proxy_protocol;
     t->proxy_timeout_ms = c->tcp_proxy_timeout_ms;
     return t;
 }

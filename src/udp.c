@@ -170,7 +170,6 @@ static void udp_take_settings(struct udp *u)
     uint64_t generation;
     struct snap *next = snap_box_acquire(u->box, &generation);
     const struct udp_settings *s = snap_data(next);
-    udp_renew_guard(u, s);
     const struct listener_set *now = &s->listeners, *before = &u->s->listeners;
     for (size_t i = 0; i < now->count; i++)
         if (!listener_set_holds(before, now->items[i]))
@@ -181,6 +180,7 @@ static void udp_take_settings(struct udp *u)
             udp_watch(u, EPOLL_CTL_DEL, before->items[i]);
         }
     }
+    udp_renew_guard(u, s); /* after the drain, which the old guard judged */
     snap_release(u->snap);
     u->snap = next;
     u->s = s;

@@ -105,11 +105,12 @@ int worker_create(struct snap_box *settings, unsigned index, unsigned queue_capa
 static void worker_take_sockets(struct worker *w, uint64_t now_ms)
 {
     int fd;
+    unsigned proxy;
     int rc;
     bool has_taken = false;
     handoff_clear_wake(w->queue);
-    while ((rc = handoff_pop(w->queue, &fd)) == 0) {
-        conn_set_adopt(w->conns, fd, now_ms);
+    while ((rc = handoff_pop(w->queue, &fd, &proxy)) == 0) {
+        conn_set_adopt(w->conns, fd, (enum proxy_accept)proxy, now_ms);
         has_taken = true;
     }
     if (rc == -EPIPE)
@@ -174,10 +175,10 @@ int worker_start(struct worker *w)
     return 0;
 }
 
-int worker_push(struct worker *w, int fd)
+int worker_push(struct worker *w, int fd, enum proxy_accept proxy)
 {
     atomic_fetch_add_explicit(&w->load, 1, memory_order_relaxed);
-    int rc = handoff_push(w->queue, fd);
+    int rc = handoff_push(w->queue, fd, (unsigned)proxy);
     if (rc < 0)
         atomic_fetch_sub_explicit(&w->load, 1, memory_order_relaxed);
     return rc;

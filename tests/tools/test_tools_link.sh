@@ -17,7 +17,9 @@ defined() {
 defined "$builddir/libechod.a" >"$tmp/daemon"
 [ -s "$tmp/daemon" ] || echo "nm found no function in $builddir/libechod.a" >>"$tmp/why"
 for tool in echod-cli echod-bench; do
-    defined "$builddir/$tool" | comm -12 - "$tmp/daemon" >"$tmp/shared"
+    defined "$builddir/$tool" >"$tmp/$tool.syms"
+    [ -s "$tmp/$tool.syms" ] || echo "nm found no function in $builddir/$tool" >>"$tmp/why"
+    comm -12 "$tmp/$tool.syms" "$tmp/daemon" >"$tmp/shared"
     if [ -s "$tmp/shared" ]; then
         echo "$tool links the daemon's:" >>"$tmp/why"
         cat "$tmp/shared" >>"$tmp/why"

@@ -193,7 +193,7 @@ static void start(enum proto_mode mode, const char *greeting)
     tcp_pair();
     adopted_ms = clock_now_ms();
     memset(calls, 0, sizeof(calls));
-    assert_int_equal(conn_set_adopt(set, server_fd, adopted_ms), 0);
+    assert_int_equal(conn_set_adopt(set, server_fd, PROXY_OFF, adopted_ms), 0);
     adopt_mallocs = calls[C_MALLOC];
 }
 
@@ -674,7 +674,7 @@ static void test_new_settings(void **state)
     close(client);
 
     tcp_pair();
-    assert_int_equal(conn_set_adopt(set, server_fd, clock_now_ms()), 0);
+    assert_int_equal(conn_set_adopt(set, server_fd, PROXY_OFF, clock_now_ms()), 0);
     roundtrip("z\n", 2, "Bee: z\n", 7);
     assert_int_equal(conn_set_use(set, &settings, NULL, NULL), 0);
     assert_int_equal(releases, 0); /* the open connection still uses next */

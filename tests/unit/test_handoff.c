@@ -72,20 +72,30 @@ static bool is_woken(void)
     return n == 1 && (p.revents & POLLIN);
 }
 
+/* The tag a socket is pushed with: its fd number plus 1000, so each pop can check that
+ * the tag travelled with its own socket. */
+#define TAG_OF(fd) ((unsigned)(fd) + 1000u)
+
+/* Tags of pops whose tag the test does not check. */
+static unsigned tag_sink;
+
 /* Push a new fd, which must be accepted; returns it. */
 static int push_new(void)
 {
     int fd = new_fd();
-    assert_int_equal(handoff_push(queue, fd), 0);
+    assert_int_equal(handoff_push(queue, fd, TAG_OF(fd)), 0);
     return fd;
 }
 
-/* Pop, which must succeed with `want`, still open; the test owns it and closes it. */
+/* Pop, which must succeed with `want` and its tag, still open; the test owns it and
+ * closes it. */
 static void pop_expect(int want)
 {
     int fd = -1;
-    assert_int_equal(handoff_pop(queue, &fd), 0);
+    unsigned tag = 0;
+    assert_int_equal(handoff_pop(queue, &fd, &tag), 0);
     assert_int_equal(fd, want);
+    assert_int_equal(tag, TAG_OF(want));
     assert_true(is_open(fd));
     close(fd);
 }
@@ -174,7 +184,7 @@ static void test_bound_refuses_and_closes(void **state)
     for (int i = 0; i < QUEUE_CAP; i++)
         fds[i] = push_new();
     int refused = new_fd();
-    assert_int_equal(handoff_push(queue, refused), -EAGAIN);
+    assert_int_equal(handoff_push(queue, refused, 0), -EAGAIN);
     assert_closed(refused);
     assert_int_equal(handoff_length(queue), QUEUE_CAP);
     for (int i = 0; i < QUEUE_CAP; i++)
@@ -191,10 +201,10 @@ static void test_pop_empty(void **state)
 {
     (void)state;
     int fd = 12345;
-    assert_int_equal(handoff_pop(queue, &fd), -EAGAIN);
+    assert_int_equal(handoff_pop(queue, &fd, &tag_sink), -EAGAIN);
     assert_int_equal(fd, 12345); /* untouched */
     pop_expect(push_new());
-    assert_int_equal(handoff_pop(queue, &fd), -EAGAIN);
+    assert_int_equal(handoff_pop(queue, &fd, &tag_sink), -EAGAIN);
 }
 
 /* After close: pushes get -EPIPE and their fd is closed; what was queued still pops;
@@ -205,16 +215,16 @@ static void test_close_refuses_then_drains(void **state)
     int a = push_new(), b = push_new();
     handoff_close(queue);
     int late = new_fd();
-    assert_int_equal(handoff_push(queue, late), -EPIPE);
+    assert_int_equal(handoff_push(queue, late, 0), -EPIPE);
     assert_closed(late);
     assert_int_equal(handoff_length(queue), 2);
     pop_expect(a);
     pop_expect(b);
     int fd = -1;
-    assert_int_equal(handoff_pop(queue, &fd), -EPIPE);
+    assert_int_equal(handoff_pop(queue, &fd, &tag_sink), -EPIPE);
     assert_int_equal(fd, -1);
     handoff_close(queue); /* twice is harmless */
-    assert_int_equal(handoff_pop(queue, &fd), -EPIPE);
+    assert_int_equal(handoff_pop(queue, &fd, &tag_sink), -EPIPE);
 }
 
 /* A closed queue that is full still answers -EPIPE (closed wins over full). */
@@ -225,7 +235,7 @@ static void test_close_when_full(void **state)
         (void)push_new();
     handoff_close(queue);
     int late = new_fd();
-    assert_int_equal(handoff_push(queue, late), -EPIPE);
+    assert_int_equal(handoff_push(queue, late, 0), -EPIPE);
     assert_closed(late);
 }
 
@@ -309,7 +319,7 @@ static const char *produce_one(struct worker_arg *a, int token, int devnull)
         if (fd < 0 || fd >= MAX_FD)
             return fd < 0 ? "dup failed" : "fd number beyond the token table";
         atomic_store_explicit(&token_of_fd[fd], token, memory_order_relaxed);
-        int rc = handoff_push(shared, fd);
+        int rc = handoff_push(shared, fd, 0);
         if (rc == 0)
             return NULL;
         if (rc != -EAGAIN)
@@ -359,7 +369,8 @@ static void *consumer_main(void *arg)
         }
         handoff_clear_wake(shared);
         int fd = -1;
-        int rc = handoff_pop(shared, &fd);
+        unsigned tag;
+        int rc = handoff_pop(shared, &fd, &tag);
         if (rc == -EPIPE)
             break; /* closed and empty: every token is through */
         if (rc == -EAGAIN)
