@@ -315,6 +315,16 @@ bench_default() {
 }
 
 # ---------------------------------------------------------------- -G
+# The words of $1 with the first moved to the end: each server goes first in turn over
+# the rounds, so that a machine getting busier or quieter favours none.
+rotate() {
+    # shellcheck disable=SC2086 # the words of one string, split on purpose
+    set -- $1
+    first=$1
+    shift
+    echo "$* $first"
+}
+
 bench_greet() {
     # The same bytes on the wire: what differs is only how echod came by them.
     prefix="bench@$(hostname): "
@@ -328,9 +338,7 @@ $(services 'mode = "greet"; greeting = "{instance}@{host}: ";')"
             measure "$name" "$name" -q -g "$prefix"
             echo "round $round $name: $(cat "$tmp/$name.out")"
         done
-        # Each goes first in turn, so that a machine getting busier or quieter favours
-        # neither.
-        [ "$order" = "plain template" ] && order="template plain" || order="plain template"
+        order=$(rotate "$order")
     done
     # Throughput swings with whatever else the machine runs; echod's CPU time per
     # message much less so: both are printed.
@@ -424,11 +432,14 @@ bench_metrics() {
 metrics = { listen = [\"127.0.0.1:0\"]; };"
     scraper_py >"$tmp/scraper.py"
     : >"$tmp/ratios"
+    order="unscraped scraped"
     for round in $(seq "$rounds"); do
         echo "round $round"
-        run_bench unscraped echod
-        scraped_run
+        for name in $order; do
+            if [ "$name" = unscraped ]; then run_bench unscraped echod; else scraped_run; fi
+        done
         div "$(field scraped msgs_per_s)" "$(field unscraped msgs_per_s)" 4 >>"$tmp/ratios"
+        order=$(rotate "$order")
     done
     # Each round's two runs are neighbours in time, so the machine's load drifts little
     # between them: the median of the rounds' ratios is the figure; the totals follow.
@@ -474,11 +485,13 @@ bench_udp64() {
 udp = { listen = ["127.0.0.1:0"]; };'
     serve reference 1 build/default/tests/bench/udp_reference
     serve batched 1 build/default/tests/bench/udp_reference -b
+    order="echod reference batched"
     for round in $(seq "$rounds"); do
         echo "round $round"
-        for name in echod reference batched; do
+        for name in $order; do
             udp64_load "$name"
         done
+        order=$(rotate "$order")
     done
     udp64_report
 }

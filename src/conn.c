@@ -588,25 +588,27 @@ static int conn_header_done(struct conn_set *set, struct conn *c, uint64_t now_m
         c->client = c->proxy->header.src;
     free(c->proxy);
     c->proxy = NULL;
+    c->timer.since_ms = now_ms;
+    list_move_back(&set->idle, &c->timer.node);
+    if (log_is_enabled(LOG_LEVEL_DEBUG))
+        conn_log(c, "proxied", is_local ? "LOCAL or UNKNOWN: the peer is the client" : "PROXY");
+    if (set->hooks.iplimit) { /* first: a refused client needs no greeting */
+        struct sockaddr_storage client;
+        conn_client(c, &client);
+        int rc = iplimit_admit(set->hooks.iplimit, (const struct sockaddr *)&client, c->fd);
+        if (rc < 0 && rc != -ENOMEM) {
+            c->fail = STAT_tcp_per_ip_refused;
+            return -EPROTO;
+        }
+        if (rc < 0)
+            return rc;
+    }
     /* The greeting names the client and server the header gave (LOCAL: the socket's). */
     if (conn_greet_start(c, is_local ? NULL : &c->client.sa, is_local ? NULL : &server.sa) < 0) {
         c->fail = STAT_tcp_out_of_memory;
         return -EPROTO;
     }
-    c->timer.since_ms = now_ms;
-    list_move_back(&set->idle, &c->timer.node);
-    if (log_is_enabled(LOG_LEVEL_DEBUG))
-        conn_log(c, "proxied", is_local ? "LOCAL or UNKNOWN: the peer is the client" : "PROXY");
-    if (set->hooks.iplimit == NULL)
-        return 0;
-    struct sockaddr_storage client;
-    conn_client(c, &client);
-    int rc = iplimit_admit(set->hooks.iplimit, (const struct sockaddr *)&client, c->fd);
-    if (rc < 0 && rc != -ENOMEM) {
-        c->fail = STAT_tcp_per_ip_refused;
-        rc = -EPROTO;
-    }
-    return rc;
+    return 0;
 }
 
 /* Read the PROXY header, then answer what came after it in the same read as the mode's

@@ -188,11 +188,24 @@ static void udp_take_settings(struct udp *u)
     udp_publish_guard(u);
 }
 
+/* Point each receive header of the batch at its slot and source, once. */
+static void udp_batch_init(struct udp_batch *b)
+{
+    for (size_t i = 0; i < UDP_BATCH; i++) {
+        b->in_iov[i] = (struct iovec){.iov_base = b->slot[i], .iov_len = UDP_SLOT_BYTES};
+        b->in[i].msg_hdr = (struct msghdr){.msg_name = &b->src[i],
+                                           .msg_namelen = sizeof(b->src[i]),
+                                           .msg_iov = &b->in_iov[i],
+                                           .msg_iovlen = 1};
+    }
+}
+
 int udp_create(struct snap_box *settings, struct udp **out)
 {
     struct udp *u = calloc(1, sizeof(*u));
     if (u == NULL)
         return -ENOMEM;
+    udp_batch_init(&u->batch);
     u->box = settings;
     u->epfd = u->wake_fd = -1;
     u->snap = snap_box_acquire(settings, &u->generation);
@@ -226,13 +239,8 @@ static const struct template *udp_greeting_of(const struct udp *u, const struct 
 static int udp_receive(struct udp *u, const struct listener *l, size_t max)
 {
     struct udp_batch *b = &u->batch;
-    for (size_t i = 0; i < max; i++) {
-        b->in_iov[i] = (struct iovec){.iov_base = b->slot[i], .iov_len = UDP_SLOT_BYTES};
-        b->in[i].msg_hdr = (struct msghdr){.msg_name = &b->src[i],
-                                           .msg_namelen = sizeof(b->src[i]),
-                                           .msg_iov = &b->in_iov[i],
-                                           .msg_iovlen = 1};
-    }
+    for (size_t i = 0; i < max; i++)
+        b->in[i].msg_hdr.msg_namelen = sizeof(b->src[i]); /* the rest is fixed (udp_create) */
     int n = recvmmsg(l->fd, b->in, (unsigned)max, MSG_DONTWAIT, NULL);
     if (n < 0)
         return -errno;

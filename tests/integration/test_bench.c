@@ -184,15 +184,6 @@ static void bench_refused_exits_1(void **state)
     h_output_free(&r);
 }
 
-static void expect_usage(const char *const *args, const char *what)
-{
-    struct h_output r = run_bench(args);
-    if (r.code != 64 || r.err[0] == '\0')
-        fail_msg("%s: expected exit 64 and a message, got exit %d, stderr \"%s\"", what, r.code,
-                 r.err);
-    h_output_free(&r);
-}
-
 /* -H localhost, where localhost is ::1 first, then 127.0.0.1, and only 127.0.0.1 has
  * echod: echod-bench tries each address in turn, then runs every connection there. */
 static void bench_tries_each_address(void **state)
@@ -215,41 +206,31 @@ static void bench_tries_each_address(void **state)
 static void bench_bad_usage_exits_64(void **state)
 {
     (void)state;
-    const char *both[] = {"-n", "5", "-d", "1", NULL};
-    expect_usage(both, "-n with -d");
-    const char *zero_conns[] = {"-c", "0", NULL};
-    expect_usage(zero_conns, "-c 0");
-    const char *bad_size[] = {"-s", "64k", NULL};
-    expect_usage(bad_size, "-s 64k");
-    const char *tiny_udp[] = {"-u", "-s", "4", NULL};
-    expect_usage(tiny_udp, "-u -s 4");
-    const char *bad_port[] = {"-p", "http", NULL};
-    expect_usage(bad_port, "-p http");
-    const char *extra[] = {"-n", "1", "extra", NULL};
-    expect_usage(extra, "an extra argument");
-    /* -g: over TCP a message must be a line; over UDP the reply must fit a datagram. */
-    const char *short_line[] = {"-g", "Hi ", "-s", "8", NULL};
-    h_expect_usage_error("ECHOD_BENCH_BIN", "echod-bench", short_line,
-                         "-g over TCP needs -s above 8");
-    const char *udp_too_big[] = {"-u", "-g", "Hi ", "-s", "65505", NULL};
-    h_expect_usage_error("ECHOD_BENCH_BIN", "echod-bench", udp_too_big,
-                         "a UDP reply holds at most 65507 bytes");
-    const char *zero_threads[] = {"-t", "0", NULL};
-    expect_usage(zero_threads, "-t 0");
-    const char *more_threads[] = {"-c", "2", "-t", "3", NULL};
-    expect_usage(more_threads, "-t 3 with -c 2");
-    const char *zero_rate[] = {"-R", "0", NULL};
-    expect_usage(zero_rate, "-R 0");
-    const char *udp_churn[] = {"-u", "--churn", NULL};
-    expect_usage(udp_churn, "-u --churn");
-    const char *open_churn[] = {"-R", "100", "--churn", NULL};
-    expect_usage(open_churn, "-R with --churn");
-    const char *bad_loss[] = {"-u", "--max-loss", "101", NULL};
-    expect_usage(bad_loss, "--max-loss 101");
-    const char *neg_loss[] = {"-u", "--max-loss", "-1", NULL};
-    expect_usage(neg_loss, "--max-loss -1");
-    const char *zero_connect_rate[] = {"--connect-rate", "0", NULL};
-    expect_usage(zero_connect_rate, "--connect-rate 0");
+    /* Each refused with exit 64 and the message that names its own mistake. */
+    static const struct {
+        const char *args[6]; /* NULL-terminated */
+        const char *needle;
+    } cases[] = {
+        {{"-n", "5", "-d", "1"}, "-n and -d exclude each other"},
+        {{"-c", "0"}, "invalid connection count '0'"},
+        {{"-s", "64k"}, "invalid size '64k'"},
+        {{"-u", "-s", "4"}, "-s 4: UDP messages are 8 to 65507 bytes"},
+        {{"-p", "http"}, "invalid port 'http'"},
+        {{"-n", "1", "extra"}, "unexpected argument 'extra'"},
+        /* -g: over TCP a message must be a line; over UDP the reply must fit a datagram. */
+        {{"-g", "Hi ", "-s", "8"}, "-g over TCP needs -s above 8"},
+        {{"-u", "-g", "Hi ", "-s", "65505"}, "a UDP reply holds at most 65507 bytes"},
+        {{"-t", "0"}, "invalid thread count '0'"},
+        {{"-c", "2", "-t", "3"}, "-t 3 needs at least 3 connections (-c 2)"},
+        {{"-R", "0"}, "invalid rate '0'"},
+        {{"-u", "--churn"}, "--churn is for TCP"},
+        {{"-R", "100", "--churn"}, "--churn and -R exclude each other"},
+        {{"-u", "--max-loss", "101"}, "invalid loss percentage '101'"},
+        {{"-u", "--max-loss", "-1"}, "invalid loss percentage '-1'"},
+        {{"--connect-rate", "0"}, "invalid connect rate '0'"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        h_expect_usage_error("ECHOD_BENCH_BIN", "echod-bench", cases[i].args, cases[i].needle);
     /* A bad option is named as getopt names it: the letter alone, even in a cluster. */
     char port[16];
     snprintf(port, sizeof(port), "%u", h_unused_tcp_port());

@@ -237,15 +237,6 @@ static void cli_timeout_exits_1(void **state)
         fail_msg("the silent UDP socket did not receive the datagram \"x\" (got %zd bytes)", n);
 }
 
-static void expect_usage(const char *const *args, const char *what)
-{
-    struct h_output r = run_cli(args, "", 0, 10000);
-    if (r.code != 64 || r.err[0] == '\0')
-        fail_msg("%s: expected exit 64 and a message, got exit %d, stderr \"%s\"", what, r.code,
-                 r.err);
-    h_output_free(&r);
-}
-
 /* -H localhost, where localhost is ::1 first, then 127.0.0.1, and only 127.0.0.1 has
  * echod: echod-cli tries each address in turn. (Not UDP: with no handshake, nothing says
  * that an address is the wrong one before a datagram is sent; README says so.) */
@@ -271,18 +262,20 @@ static void cli_bad_usage_exits_64(void **state)
     (void)state;
     char port[16];
     snprintf(port, sizeof(port), "%u", h_unused_tcp_port());
-    const char *unknown[] = {"-p", port, "--bogus", NULL};
-    expect_usage(unknown, "unknown option");
-    const char *missing[] = {"-p", NULL};
-    expect_usage(missing, "-p without its argument");
-    const char *not_a_port[] = {"-p", "http", NULL};
-    expect_usage(not_a_port, "-p http");
-    const char *port_too_big[] = {"-p", "99999", NULL};
-    expect_usage(port_too_big, "-p 99999");
-    const char *bad_timeout[] = {"-p", port, "-T", "soon", NULL};
-    expect_usage(bad_timeout, "-T soon");
-    const char *extra[] = {"-p", port, "extra-argument", NULL};
-    expect_usage(extra, "an extra argument");
+    /* Each refused with exit 64 and the message that names its own mistake. */
+    const struct {
+        const char *args[5]; /* NULL-terminated */
+        const char *needle;
+    } cases[] = {
+        {{"-p", port, "--bogus"}, "unrecognized option '--bogus'"},
+        {{"-p"}, "option requires an argument -- 'p'"},
+        {{"-p", "http"}, "invalid port 'http'"},
+        {{"-p", "99999"}, "invalid port '99999'"},
+        {{"-p", port, "-T", "soon"}, "invalid timeout 'soon'"},
+        {{"-p", port, "extra-argument"}, "unexpected argument 'extra-argument'"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        h_expect_usage_error("ECHOD_CLI_BIN", "echod-cli", cases[i].args, cases[i].needle);
     /* A bad option is named as getopt names it: the letter alone, even in a cluster. */
     const struct {
         const char *arg, *needle;

@@ -572,6 +572,32 @@ static void fd_limit_counts_the_endpoint(void **state)
     h_note("metrics fd limit: %s", err);
 }
 
+/* The guard's occupancy gauges move: with loopback under the guard, one datagram from
+ * each of two /24s (127.0.1.1 and 127.0.2.1) makes two tracked prefixes, in a table of
+ * the configured size; the gauges follow what the UDP thread publishes. */
+static void guard_gauges_count_sources(void **state)
+{
+    (void)state;
+    h_echod_start(&echod,
+                  "tcp = { listen = [ ]; };\n"
+                  "udp = { listen = [ \"127.0.0.1:0\" ];\n"
+                  "  guard = { limit_loopback = true; table_size = 64; }; };\n"
+                  "metrics = { listen = [ \"127.0.0.1:0\" ]; };\n",
+                  NULL);
+    const char *sources[] = {"127.0.1.1", "127.0.2.1"};
+    for (size_t i = 0; i < 2; i++) {
+        int fd = h_udp_bind_connect(sources[i], 0, &echod.udp[0]);
+        h_udp_expect(fd, "ping", 4, "ping", 4, 3, 1000);
+        h_close(fd);
+    }
+    struct h_http_reply r = scrape();
+    double entries = h_metric(r.body, "echod_udp_guard_entries");
+    double capacity = h_metric(r.body, "echod_udp_guard_capacity");
+    h_http_free(&r);
+    if (entries != 2 || capacity != 64)
+        fail_msg("guard gauges: %.0f entries in %.0f; expected 2 in 64", entries, capacity);
+}
+
 int main(void)
 {
     h_init("test_metrics", 240);
@@ -587,6 +613,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(hostile_http_cannot_stall_echo, setup_metrics, h_teardown),
         cmocka_unit_test_teardown(reload_turns_metrics_on_and_off, h_teardown),
         cmocka_unit_test(fd_limit_counts_the_endpoint),
+        cmocka_unit_test_teardown(guard_gauges_count_sources, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
